@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// Runs the compiled suite with node's test runner. Unit tests run two at a time; end-to-end tests
+// (*.e2e.test.js: real processes under real load) run one at a time so that they do not steal each
+// other's CPU on a 2-core machine and turn load into timeouts. Ends with one "N passed, N failed" line.
+// Usage: npm test [-- substring …]   (only files whose path contains one of the substrings)
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const filters = process.argv.slice(2);
+const files = readdirSync(join(root, 'dist'), { recursive: true })
+  .map(String)
+  .filter((f) => f.endsWith('.test.js'))
+  .map((f) => join(root, 'dist', f))
+  .filter((f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s.replace(/\.ts$/, ''))))
+  .sort();
+const unit = files.filter((f) => !f.endsWith('.e2e.test.js'));
+const e2e = files.filter((f) => f.endsWith('.e2e.test.js'));
+const tapDir = mkdtempSync(join(tmpdir(), 'nines-tests-'));
+const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
+let status = 0;
+for (const [name, list, concurrency] of [['unit', unit, 2], ['e2e', e2e, 1]]) {
+  if (list.length === 0) continue;
+  const tap = join(tapDir, `${name}.tap`);
+  console.log(`\n== ${name} tests: ${list.length} files ==`);
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--test',
+      `--test-concurrency=${concurrency}`,
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tap}`,
+      ...list,
+    ],
+    { stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
+  );
+  if (r.status !== 0) status = 1;
+  const text = readFileSync(tap, 'utf8');
+  for (const k of Object.keys(totals)) {
+    const m = new RegExp(`^# ${k} (\\d+)$`, 'm').exec(text);
+    if (m) totals[k] += Number(m[1]);
+  }
+}
+if (files.length === 0) {
+  console.error('no test files matched');
+  process.exit(1);
+}
+console.log(`\n${totals.pass} passed, ${totals.fail + totals.cancelled} failed, ${totals.skipped} skipped`);
+process.exit(status);

@@ -1,0 +1,173 @@
+import type { ServiceSpec } from '../../core/config.js';
+import type { DeployState } from '../../core/lifecycle.js';
+import type { ObservedInstance } from '../../core/protocol.js';
+
+/**
+ * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
+ * embedded SQLite (default) and PostgreSQL (several controllers). Every method is atomic on its own;
+ * `transaction()` groups several. Times are epoch milliseconds.
+ */
+
+export interface ServiceRecord {
+  name: string;
+  spec: ServiceSpec;
+  /** The release the service's instances should run once no deploy is in flight. */
+  currentRelease: string | null;
+  /** Id of the deploy holding this service's lock, or null. */
+  lockedBy: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ReleaseRecord {
+  service: string;
+  version: string;
+  sha256: string;
+  size: number;
+  /** The service spec captured when the release was made: a release is artifact + config. */
+  spec: ServiceSpec;
+  /** True once a deploy of this release finished with every instance healthy. */
+  stable: boolean;
+  createdBy: string;
+  createdAt: number;
+  /** Monotonic per store; orders releases of a service. */
+  seq: number;
+}
+
+export type DeployKind = 'deploy' | 'rollback' | 'initial';
+
+export interface DeployRecord {
+  id: string;
+  service: string;
+  fromVersion: string | null;
+  toVersion: string;
+  strategy: 'rolling';
+  kind: DeployKind;
+  state: DeployState;
+  reason: string | null;
+  createdBy: string;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface DeployEventRecord {
+  deployId: string;
+  /** 1, 2, 3 … per deploy. */
+  seq: number;
+  at: number;
+  type: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
+export type InstanceRouteState = 'none' | 'ready' | 'draining';
+
+export interface InstanceRecord {
+  id: string;
+  service: string;
+  releaseVersion: string;
+  hostId: string;
+  /** What the controller wants the agent to do with it. */
+  desired: 'running' | 'stopped';
+  /** What the controller tells the proxies. */
+  route: InstanceRouteState;
+  deployId: string | null;
+  /** Last report from the agent, if any. */
+  observed: ObservedInstance | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface HostRecord {
+  id: string;
+  name: string;
+  zone: string;
+  labels: Record<string, string>;
+  address: string;
+  registeredAt: number;
+  lastSeenAt: number;
+}
+
+export interface EventRecord {
+  id: number;
+  at: number;
+  kind: string;
+  subject: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
+export type TokenRole = 'admin' | 'read' | 'node';
+
+export interface TokenRecord {
+  id: string;
+  /** sha256 hex of the token; the token itself is never stored. */
+  hash: string;
+  role: TokenRole;
+  name: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface Store {
+  /** Apply pending schema migrations (versioned, idempotent). */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  /** Run `fn` in one transaction; the store passed to `fn` must be used for every call inside. */
+  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+
+  upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
+  getService(name: string): Promise<ServiceRecord | undefined>;
+  listServices(): Promise<ServiceRecord[]>;
+  setCurrentRelease(service: string, version: string | null): Promise<void>;
+  /** Take the service's deploy lock for `deployId`. Returns the holder's id when already held by another. */
+  acquireDeployLock(service: string, deployId: string): Promise<{ ok: true } | { ok: false; heldBy: string }>;
+  releaseDeployLock(service: string, deployId: string): Promise<void>;
+
+  insertRelease(r: Omit<ReleaseRecord, 'seq' | 'stable'>): Promise<ReleaseRecord>;
+  getRelease(service: string, version: string): Promise<ReleaseRecord | undefined>;
+  /** Newest first. */
+  listReleases(service: string): Promise<ReleaseRecord[]>;
+  markReleaseStable(service: string, version: string): Promise<void>;
+
+  insertDeploy(d: DeployRecord): Promise<void>;
+  updateDeploy(
+    id: string,
+    patch: Partial<Pick<DeployRecord, 'state' | 'reason' | 'startedAt' | 'finishedAt'>>,
+  ): Promise<void>;
+  getDeploy(id: string): Promise<DeployRecord | undefined>;
+  /** Newest first; all services when `service` is undefined. */
+  listDeploys(service?: string, limit?: number): Promise<DeployRecord[]>;
+  /** Deploys in state pending or running (to resume or settle after a controller restart). */
+  listActiveDeploys(): Promise<DeployRecord[]>;
+  /** Appends with the next seq for that deploy and returns the stored event. */
+  appendDeployEvent(e: Omit<DeployEventRecord, 'seq'>): Promise<DeployEventRecord>;
+  listDeployEvents(deployId: string, afterSeq?: number): Promise<DeployEventRecord[]>;
+
+  insertInstance(i: InstanceRecord): Promise<void>;
+  updateInstance(
+    id: string,
+    patch: Partial<Pick<InstanceRecord, 'desired' | 'route' | 'observed' | 'deployId'>>,
+  ): Promise<void>;
+  getInstance(id: string): Promise<InstanceRecord | undefined>;
+  listInstances(filter?: { service?: string; hostId?: string }): Promise<InstanceRecord[]>;
+  deleteInstance(id: string): Promise<void>;
+
+  upsertHost(h: HostRecord): Promise<void>;
+  getHost(id: string): Promise<HostRecord | undefined>;
+  listHosts(): Promise<HostRecord[]>;
+  touchHost(id: string, at: number): Promise<void>;
+
+  appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord>;
+  /** Newest first. */
+  listEvents(opts?: { limit?: number; kind?: string; subject?: string }): Promise<EventRecord[]>;
+
+  insertToken(t: TokenRecord): Promise<void>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+
+  /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
+  nextCounter(name: string): Promise<number>;
+  getCounter(name: string): Promise<number>;
+}

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { NinesError } from './errors.js';
+
+/**
+ * `nines.yaml`: the one source of truth for what runs. This zod schema is the definition; the
+ * configuration reference in docs/configuration.md describes it field by field.
+ */
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** A duration: a number of milliseconds, or a string such as `500ms`, `2s`, `1.5m`, `1h`. */
+export const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = DURATION_RE.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use e.g. 500ms, 2s, 1m)` });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]);
+});
+
+/** A count of instances, or a percentage of the desired count (`25%`). */
+export const countOrPercent = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(/^\d{1,3}%$/, 'use a whole number or a percentage such as "25%"'),
+]);
+export type CountOrPercent = z.infer<typeof countOrPercent>;
+
+export const healthCheckSchema = z.strictObject({
+  path: z.string().startsWith('/').default('/healthz'),
+  interval: duration.default(1000),
+  timeout: duration.default(1000),
+  rise: z.number().int().min(1).max(100).default(2),
+  fall: z.number().int().min(1).max(100).default(3),
+});
+export type HealthCheckConfig = z.infer<typeof healthCheckSchema>;
+
+export const rollingSchema = z
+  .strictObject({
+    maxSurge: countOrPercent.default(1),
+    maxUnavailable: countOrPercent.default(0),
+  })
+  .refine((r) => !(isZero(r.maxSurge) && isZero(r.maxUnavailable)), {
+    message: 'maxSurge and maxUnavailable cannot both be 0: the deploy could never make progress',
+  });
+export type RollingConfig = z.infer<typeof rollingSchema>;
+
+function isZero(v: CountOrPercent): boolean {
+  return v === 0 || v === '0%';
+}
+
+export const routeSchema = z.strictObject({
+  /** Host names (exact) this service answers; empty means any host. */
+  hosts: z.array(z.string().min(1)).default([]),
+  pathPrefix: z.string().startsWith('/').default('/'),
+});
+
+const SERVICE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+export const serviceSchema = z.strictObject({
+  /** Directory packed as the first release (`v1`) by `nines up` when the service has no release yet. */
+  source: z.string().min(1).optional(),
+  /** Run with `sh -c`, in the release directory, with PORT and NINES_* set. */
+  command: z.string().min(1),
+  instances: z.number().int().min(0).max(1000).default(1),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+  health: healthCheckSchema.default(healthCheckSchema.parse({})),
+  route: routeSchema.default(routeSchema.parse({})),
+  /** Time an instance gets between SIGTERM and SIGKILL, after the proxy has drained it. */
+  drainTimeout: duration.default(10_000),
+  /** A new instance that is not healthy within this time fails the deploy. */
+  healthyDeadline: duration.default(60_000),
+  rolling: rollingSchema.default(rollingSchema.parse({})),
+});
+export type ServiceSpec = z.infer<typeof serviceSchema>;
+export type ServiceSpecInput = z.input<typeof serviceSchema>;
+
+export const configSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  services: z.record(z.string().regex(SERVICE_NAME, 'service names are lowercase, a-z 0-9 and -'), serviceSchema),
+});
+export type NinesConfig = z.infer<typeof configSchema>;
+
+export interface ConfigIssue {
+  path: string;
+  message: string;
+  line?: number;
+}
+
+/** Dotted path for humans: services.web.rolling.maxSurge */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.') || '(root)';
+}
+
+export function zodIssues(err: z.ZodError): ConfigIssue[] {
+  return err.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+}
+
+/** Parse and validate YAML text. Throws NINES_E_CONFIG_INVALID naming every bad field. */
+export function parseConfig(text: string, source = 'nines.yaml'): NinesConfig {
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const issues = doc.errors.map((e) => ({
+      path: '(yaml)',
+      message: e.message,
+      ...(e.linePos?.[0] ? { line: e.linePos[0].line } : {}),
+    }));
+    throw configError(source, issues);
+  }
+  const result = configSchema.safeParse(doc.toJS() ?? {});
+  if (!result.success) {
+    const issues = zodIssues(result.error).map((i) => {
+      const node = doc.getIn(i.path === '(root)' ? [] : i.path.split('.'), true) as
+        | { range?: [number, number, number] }
+        | undefined;
+      const line = node?.range ? lineOf(text, node.range[0]) : undefined;
+      return line === undefined ? i : { ...i, line };
+    });
+    throw configError(source, issues);
+  }
+  return result.data;
+}
+
+function lineOf(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function configError(source: string, issues: ConfigIssue[]): NinesError {
+  const lines = issues.map((i) => `  ${source}${i.line ? `:${i.line}` : ''} ${i.path}: ${i.message}`);
+  return new NinesError('NINES_E_CONFIG_INVALID', `${source} is invalid:\n${lines.join('\n')}`, { issues });
+}
+
+export function loadConfigFile(file: string): NinesConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new NinesError('NINES_E_CONFIG_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return parseConfig(text, file);
+}
+
+/** Resolve `25%` of `total` instances. Surge rounds up, unavailability rounds down (as Kubernetes). */
+export function resolveCount(v: CountOrPercent, total: number, round: 'up' | 'down'): number {
+  if (typeof v === 'number') return v;
+  const pct = Number(v.slice(0, -1)) / 100;
+  return round === 'up' ? Math.ceil(total * pct) : Math.floor(total * pct);
+}

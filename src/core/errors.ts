@@ -1,0 +1,67 @@
+/**
+ * The one registry of nines error codes. Every error that leaves a plane carries one of these codes and
+ * its HTTP status. `docs/errors.md` documents each code; `errors.test.ts` keeps the two in sync.
+ */
+export const errorRegistry = {
+  NINES_E_INTERNAL: { status: 500, title: 'Internal error' },
+  NINES_E_AUTH_REQUIRED: { status: 401, title: 'Authentication required' },
+  NINES_E_AUTH_INVALID: { status: 401, title: 'Invalid credentials' },
+  NINES_E_FORBIDDEN: { status: 403, title: 'Not allowed for this role' },
+  NINES_E_NOT_FOUND: { status: 404, title: 'No such route' },
+  NINES_E_BAD_REQUEST: { status: 400, title: 'Malformed request' },
+  NINES_E_VALIDATION: { status: 400, title: 'Payload failed validation' },
+  NINES_E_CONFIG_INVALID: { status: 400, title: 'Invalid nines.yaml' },
+  NINES_E_CONFIG_NOT_FOUND: { status: 400, title: 'Config file not found' },
+  NINES_E_SERVICE_NOT_FOUND: { status: 404, title: 'No such service' },
+  NINES_E_RELEASE_NOT_FOUND: { status: 404, title: 'No such release' },
+  NINES_E_RELEASE_EXISTS: { status: 409, title: 'Release version already exists' },
+  NINES_E_DEPLOY_NOT_FOUND: { status: 404, title: 'No such deploy' },
+  NINES_E_DEPLOY_IN_PROGRESS: { status: 409, title: 'Another deploy holds the service lock' },
+  NINES_E_NO_ROLLBACK_TARGET: { status: 409, title: 'No earlier stable release to roll back to' },
+  NINES_E_ARTIFACT_CHECKSUM: { status: 422, title: 'Artifact checksum mismatch' },
+  NINES_E_ARTIFACT_UNSAFE: { status: 422, title: 'Artifact contains unsafe entries' },
+  NINES_E_ARTIFACT_INVALID: { status: 422, title: 'Artifact is not a readable tar.gz' },
+  NINES_E_ARTIFACT_TOO_LARGE: { status: 413, title: 'Artifact exceeds the size limit' },
+  NINES_E_INVALID_TRANSITION: { status: 409, title: 'State transition not allowed' },
+  NINES_E_HOST_NOT_FOUND: { status: 404, title: 'No such host' },
+  NINES_E_UNAVAILABLE: { status: 503, title: 'Controller not ready' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(errorRegistry, code);
+}
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+export class NinesError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'NinesError';
+    this.code = code;
+    this.status = errorRegistry[code].status;
+    this.details = details;
+  }
+
+  toBody(): ErrorBody {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.details === undefined ? {} : { details: this.details }),
+      },
+    };
+  }
+}
+
+export function isNinesError(err: unknown): err is NinesError {
+  return err instanceof NinesError;
+}
