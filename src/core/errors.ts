@@ -25,6 +25,12 @@ export const errorRegistry = {
   NINES_E_INVALID_TRANSITION: { status: 409, title: 'State transition not allowed' },
   NINES_E_HOST_NOT_FOUND: { status: 404, title: 'No such host' },
   NINES_E_UNAVAILABLE: { status: 503, title: 'Controller not ready' },
+  NINES_E_NO_ROUTE: { status: 404, title: 'No service matches this host and path' },
+  NINES_E_NO_HEALTHY_UPSTREAM: { status: 503, title: 'No healthy instance to route to' },
+  NINES_E_UPSTREAM_CONNECT: { status: 502, title: 'Could not connect to an instance' },
+  NINES_E_UPSTREAM_RESET: { status: 502, title: 'Instance closed the connection before answering' },
+  NINES_E_UPSTREAM_TIMEOUT: { status: 504, title: 'Instance did not answer in time' },
+  NINES_E_AGENT_PROVISION: { status: 500, title: 'Agent could not provision an instance' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
