@@ -14,14 +14,19 @@ const files = readdirSync(join(root, 'dist'), { recursive: true })
   .map(String)
   .filter((f) => f.endsWith('.test.js'))
   .map((f) => join(root, 'dist', f))
-  .filter((f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s.replace(/\.ts$/, ''))))
+  .filter(
+    (f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s.replace(/\.ts$/, ''))),
+  )
   .sort();
 const unit = files.filter((f) => !f.endsWith('.e2e.test.js'));
 const e2e = files.filter((f) => f.endsWith('.e2e.test.js'));
 const tapDir = mkdtempSync(join(tmpdir(), 'nines-tests-'));
 const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
 let status = 0;
-for (const [name, list, concurrency] of [['unit', unit, 2], ['e2e', e2e, 1]]) {
+for (const [name, list, concurrency] of [
+  ['unit', unit, 2],
+  ['e2e', e2e, 1],
+]) {
   if (list.length === 0) continue;
   const tap = join(tapDir, `${name}.tap`);
   console.log(`\n== ${name} tests: ${list.length} files ==`);

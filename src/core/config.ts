@@ -80,7 +80,17 @@ export type ServiceSpecInput = z.input<typeof serviceSchema>;
 
 export const configSchema = z.strictObject({
   version: z.literal(1).default(1),
-  services: z.record(z.string().regex(SERVICE_NAME, 'service names are lowercase, a-z 0-9 and -'), serviceSchema),
+  services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
+    for (const name of Object.keys(services)) {
+      if (!SERVICE_NAME.test(name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
+        });
+      }
+    }
+  }),
 });
 export type NinesConfig = z.infer<typeof configSchema>;
 

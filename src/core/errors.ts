@@ -10,6 +10,9 @@ export const errorRegistry = {
   NINES_E_NOT_FOUND: { status: 404, title: 'No such route' },
   NINES_E_BAD_REQUEST: { status: 400, title: 'Malformed request' },
   NINES_E_VALIDATION: { status: 400, title: 'Payload failed validation' },
+  NINES_E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
+  NINES_E_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported content type' },
+  NINES_E_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   NINES_E_CONFIG_INVALID: { status: 400, title: 'Invalid nines.yaml' },
   NINES_E_CONFIG_NOT_FOUND: { status: 400, title: 'Config file not found' },
   NINES_E_SERVICE_NOT_FOUND: { status: 404, title: 'No such service' },
@@ -30,6 +33,7 @@ export const errorRegistry = {
   NINES_E_UPSTREAM_CONNECT: { status: 502, title: 'Could not connect to an instance' },
   NINES_E_UPSTREAM_RESET: { status: 502, title: 'Instance closed the connection before answering' },
   NINES_E_UPSTREAM_TIMEOUT: { status: 504, title: 'Instance did not answer in time' },
+  NINES_E_UNREACHABLE: { status: 503, title: 'Controller unreachable (reported by the CLI)' },
   NINES_E_AGENT_PROVISION: { status: 500, title: 'Agent could not provision an instance' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -36,7 +36,14 @@ export function isTerminal<S extends string>(lc: Lifecycle<S>, s: S): boolean {
  * pending → starting → running → stopping → stopped, with crashes going through backoff.
  * `failed` is where an instance ends when it cannot be provisioned (bad artifact) or gave up.
  */
-export type InstanceState = 'pending' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'failed';
+export type InstanceState =
+  | 'pending'
+  | 'starting'
+  | 'running'
+  | 'backoff'
+  | 'stopping'
+  | 'stopped'
+  | 'failed';
 
 export const instanceLifecycle: Lifecycle<InstanceState> = {
   name: 'instance',

@@ -130,7 +130,15 @@ export interface ProxyReport {
 
 // ---- runtime validation of what arrives at the controller -------------------------------------
 
-const instanceStates = ['pending', 'starting', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
+const instanceStates = [
+  'pending',
+  'starting',
+  'running',
+  'backoff',
+  'stopping',
+  'stopped',
+  'failed',
+] as const;
 
 export const agentRegisterSchema = z.strictObject({
   name: z.string().min(1).max(253),

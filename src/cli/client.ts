@@ -1,0 +1,140 @@
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { request } from 'undici';
+import { type ErrorBody, type ErrorCode, isErrorCode } from '../core/errors.js';
+
+/** An error answered by the controller, with its registry code and HTTP status. */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  constructor(code: ErrorCode, status: number, message: string, details?: unknown) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.details = details;
+  }
+}
+
+export interface Target {
+  url: string;
+  token: string;
+}
+
+/** What `nines up` writes to `<dataDir>/up.json` so that the CLI in another shell finds it. */
+export interface UpInfo {
+  pid: number;
+  apiUrl: string;
+  proxyUrl: string;
+  adminTokenFile: string;
+}
+
+/**
+ * Where the controller is: --url/--token, then NINES_URL/NINES_TOKEN, then the `up.json` and
+ * `admin-token` files of a local `nines up` in the data directory.
+ */
+export async function resolveTarget(opts: {
+  url?: string;
+  token?: string;
+  dataDir?: string;
+}): Promise<Target> {
+  const dataDir = resolve(opts.dataDir ?? process.env.NINES_DATA_DIR ?? '.nines');
+  let url = opts.url ?? process.env.NINES_URL;
+  let token = opts.token ?? process.env.NINES_TOKEN;
+  if (!url || !token) {
+    const info = await readFile(join(dataDir, 'up.json'), 'utf8')
+      .then((t) => JSON.parse(t) as UpInfo)
+      .catch(() => undefined);
+    url ??= info?.apiUrl;
+    if (!token) {
+      token = (
+        await readFile(info?.adminTokenFile ?? join(dataDir, 'admin-token'), 'utf8').catch(() => '')
+      )?.trim();
+    }
+  }
+  if (!url) {
+    throw new ApiError(
+      'NINES_E_UNREACHABLE',
+      0,
+      `no controller: pass --url or set NINES_URL, or run this where \`nines up\` keeps its data (${dataDir})`,
+    );
+  }
+  return { url: url.replace(/\/$/, ''), token: token ?? '' };
+}
+
+export class Client {
+  readonly target: Target;
+  constructor(target: Target) {
+    this.target = target;
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path);
+  }
+
+  async post<T>(path: string, body?: unknown): Promise<T> {
+    return this.call<T>('POST', path, body);
+  }
+
+  async put<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('PUT', path, body);
+  }
+
+  async upload<T>(path: string, file: string, sha256: string): Promise<T> {
+    const size = (await stat(file)).size;
+    return this.call<T>('POST', path, undefined, {
+      body: createReadStream(file),
+      headers: {
+        'content-type': 'application/gzip',
+        'content-length': String(size),
+        'x-nines-sha256': sha256,
+      },
+    });
+  }
+
+  private async call<T>(
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    json?: unknown,
+    raw?: { body: NodeJS.ReadableStream; headers: Record<string, string> },
+  ): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.target.token}`, ...raw?.headers };
+    let body: string | NodeJS.ReadableStream | undefined = raw?.body;
+    if (json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(json);
+    }
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(this.target.url + path, {
+        method,
+        headers,
+        body: body as string | undefined,
+        headersTimeout: 60_000,
+        bodyTimeout: 60_000,
+      });
+    } catch (err) {
+      throw new ApiError(
+        'NINES_E_UNREACHABLE',
+        0,
+        `cannot reach the controller at ${this.target.url}: ${(err as Error).message}`,
+      );
+    }
+    const text = await res.body.text();
+    if (res.statusCode >= 400) {
+      let parsed: ErrorBody | undefined;
+      try {
+        parsed = JSON.parse(text) as ErrorBody;
+      } catch {}
+      const code = parsed?.error?.code;
+      throw new ApiError(
+        isErrorCode(code) ? code : 'NINES_E_INTERNAL',
+        res.statusCode,
+        parsed?.error?.message ?? `HTTP ${res.statusCode}: ${text.slice(0, 200)}`,
+        parsed?.error?.details,
+      );
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}

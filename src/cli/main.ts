@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import type { StatusView } from '../controller/status.js';
+import type { DeployRecord, EventRecord } from '../controller/store/types.js';
+import { NinesError } from '../core/errors.js';
+import { ApiError, Client, resolveTarget } from './client.js';
+import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
+import { EXIT, makeOut, type Out } from './output.js';
+import { up } from './up.js';
+
+interface Common {
+  json?: boolean;
+  url?: string;
+  token?: string;
+  dataDir?: string;
+}
+
+const program = new Command('nines')
+  .description('Keep web services up while they are deployed, patched, scaled and broken.')
+  .showHelpAfterError()
+  .addOption(new Option('--url <url>', 'controller API URL').env('NINES_URL'))
+  .addOption(new Option('--token <token>', 'API token').env('NINES_TOKEN'))
+  .addOption(
+    new Option('--data-dir <dir>', 'data directory of a local `nines up`')
+      .env('NINES_DATA_DIR')
+      .default('.nines'),
+  )
+  .option('--json', 'machine-readable output');
+
+function common(cmd: Command): Common {
+  return cmd.optsWithGlobals() as Common;
+}
+
+async function client(o: Common): Promise<Client> {
+  return new Client(await resolveTarget(o));
+}
+
+/** Run an action, mapping failures to one stable error line and an exit code scripts can rely on. */
+function action<A extends unknown[]>(fn: (out: Out, o: Common, ...args: A) => Promise<number | undefined>) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const o = common(cmd);
+    const out = makeOut(o.json === true);
+    try {
+      process.exitCode = (await fn(out, o, ...(args.slice(0, -1) as A))) ?? EXIT.ok;
+    } catch (err) {
+      if (err instanceof ApiError) {
+        out.error(err.code, err.message);
+        process.exitCode = err.status === 0 ? EXIT.unreachable : EXIT.refused;
+      } else if (err instanceof NinesError) {
+        out.error(err.code, err.message);
+        process.exitCode = EXIT.refused;
+      } else {
+        out.error('NINES_E_INTERNAL', (err as Error).message);
+        process.exitCode = EXIT.failed;
+      }
+    }
+  };
+}
+
+program
+  .command('up')
+  .description('run controller, agent and proxy in one process and deploy what nines.yaml declares')
+  .option('-c, --config <file>', 'config file (default: ./nines.yaml if present)')
+  .option('--host <addr>', 'address to bind', '127.0.0.1')
+  .option('--api-port <port>', 'controller API port (0: any free port)', '7070')
+  .option('--proxy-port <port>', 'proxy port (0: any free port)', '8080')
+  .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .addHelpText('after', '\nExample:\n  nines up --config nines.yaml --proxy-port 8080')
+  .action(
+    action(
+      async (
+        out,
+        o,
+        cmdOpts: { config?: string; host: string; apiPort: string; proxyPort: string; logLevel: string },
+      ) => {
+        const running = await up(
+          {
+            ...(cmdOpts.config ? { config: cmdOpts.config } : {}),
+            dataDir: o.dataDir ?? '.nines',
+            host: cmdOpts.host,
+            apiPort: Number(cmdOpts.apiPort),
+            proxyPort: Number(cmdOpts.proxyPort),
+            logLevel: cmdOpts.logLevel,
+          },
+          out,
+        );
+        await new Promise<void>((resolve) => {
+          const onSignal = (sig: string) => {
+            out.line(`${sig}: stopping instances, proxy and controller…`);
+            running.stop().then(resolve, (err) => {
+              out.error('NINES_E_INTERNAL', `shutdown: ${(err as Error).message}`);
+              resolve();
+            });
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+        });
+        out.line('stopped');
+        return EXIT.ok;
+      },
+    ),
+  );
+
+program
+  .command('status')
+  .description('services, releases and instances with host, version, state and health')
+  .addHelpText('after', '\nExample:\n  nines status --json | jq ".instances[] | {id, version, healthy}"')
+  .action(
+    action(async (out, o) => {
+      const s = await (await client(o)).get<StatusView>('/v1/status');
+      out.result(s, renderStatus(s));
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('release <service> <path>')
+  .description('pack a directory (or take a .tgz) and upload it as a release of <service>')
+  .requiredOption('--version <version>', 'release version, e.g. v2')
+  .addHelpText('after', '\nExample:\n  nines release hello ./examples/hello --version v2')
+  .action(
+    action(async (out, o, service: string, path: string, opts: { version: string }) => {
+      const r = await release(await client(o), service, path, opts.version);
+      out.result({ release: r }, `released ${service} ${r.version}: ${r.size} bytes, sha256 ${r.sha256}`);
+      return EXIT.ok;
+    }),
+  );
+
+async function runDeploy(out: Out, c: Client, deploy: DeployRecord, wait: boolean): Promise<number> {
+  if (!wait) {
+    out.result({ deploy }, `started ${deploy.id}`);
+    return EXIT.ok;
+  }
+  out.line(
+    `${deploy.kind} ${deploy.id}: ${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion}`,
+  );
+  const done = await followDeploy(c, deploy, out);
+  out.result({ deploy: done }, deployResultLine(done));
+  return done.state === 'succeeded' ? EXIT.ok : EXIT.failed;
+}
+
+program
+  .command('deploy <service> <version>')
+  .description('rolling deploy of a release, with live progress; exit 0 done, 1 failed, 2 refused')
+  .option('--no-wait', 'return once the deploy has started')
+  .addHelpText('after', '\nExample:\n  nines deploy hello v2')
+  .action(
+    action(async (out, o, service: string, version: string, opts: { wait: boolean }) => {
+      const c = await client(o);
+      const { deploy } = await c.post<{ deploy: DeployRecord }>(
+        `/v1/services/${encodeURIComponent(service)}/deploys`,
+        {
+          version,
+        },
+      );
+      return runDeploy(out, c, deploy, opts.wait);
+    }),
+  );
+
+program
+  .command('rollback <service>')
+  .description('deploy the previous release that was last fully healthy (or --to a given one)')
+  .option('--to <version>', 'roll back to this release')
+  .option('--no-wait', 'return once the rollback has started')
+  .addHelpText('after', '\nExample:\n  nines rollback hello')
+  .action(
+    action(async (out, o, service: string, opts: { to?: string; wait: boolean }) => {
+      const c = await client(o);
+      const { deploy } = await c.post<{ deploy: DeployRecord }>(
+        `/v1/services/${encodeURIComponent(service)}/rollback`,
+        opts.to ? { to: opts.to } : {},
+      );
+      return runDeploy(out, c, deploy, opts.wait);
+    }),
+  );
+
+program
+  .command('deploys [service]')
+  .description('deploy history: who, when, from, to, result, duration')
+  .addHelpText('after', '\nExample:\n  nines deploys hello')
+  .action(
+    action(async (out, o, service?: string) => {
+      const path = service ? `/v1/services/${encodeURIComponent(service)}/deploys` : '/v1/deploys';
+      const r = await (await client(o)).get<{ deploys: DeployRecord[] }>(path);
+      out.result(r, renderDeploys(r.deploys));
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('events')
+  .description('the event log, newest first')
+  .option('--limit <n>', 'how many', '50')
+  .addHelpText('after', '\nExample:\n  nines events --limit 20')
+  .action(
+    action(async (out, o, opts: { limit: string }) => {
+      const r = await (await client(o)).get<{ events: EventRecord[] }>(
+        `/v1/events?limit=${Number(opts.limit)}`,
+      );
+      out.result(
+        r,
+        r.events.map((e) => `${new Date(e.at).toISOString()} ${e.kind.padEnd(18)} ${e.message}`).join('\n'),
+      );
+      return EXIT.ok;
+    }),
+  );
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,141 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { Agent } from '../agent/index.js';
+import { Controller } from '../controller/controller.js';
+import { openSqliteStore } from '../controller/store/sqlite.js';
+import type { DeployRecord, ServiceRecord } from '../controller/store/types.js';
+import { loadConfigFile, type NinesConfig } from '../core/config.js';
+import { ControllerLink, Proxy } from '../proxy/index.js';
+import { Client, type UpInfo } from './client.js';
+import { deployResultLine, followDeploy, release } from './commands.js';
+import type { Out } from './output.js';
+
+export interface UpOptions {
+  config?: string;
+  dataDir: string;
+  host: string;
+  apiPort: number;
+  proxyPort: number;
+  logLevel: string;
+}
+
+/**
+ * `nines up`: the embedded platform in one process — controller (API + embedded SQLite store), one
+ * local agent and the proxy. This file is the composition root, the one place that wires the planes
+ * together; they still talk to each other only through the HTTP protocol, as they do across a fleet.
+ */
+export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promise<void> }> {
+  // The config is checked before anything is created: a bad file changes nothing.
+  const configFile = opts.config
+    ? resolve(opts.config)
+    : existsSync('nines.yaml')
+      ? resolve('nines.yaml')
+      : undefined;
+  const config: NinesConfig | undefined = configFile ? loadConfigFile(configFile) : undefined;
+
+  const dataDir = resolve(opts.dataDir);
+  await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
+  const logFile = join(dataDir, 'logs', 'nines.log');
+  const logger = pino(
+    { level: opts.logLevel },
+    pino.destination({ dest: logFile, sync: false, mkdir: true }),
+  );
+
+  const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  const controller = new Controller({
+    store,
+    dataDir,
+    logger: logger.child({ plane: 'controller' }),
+    host: opts.host,
+    port: opts.apiPort,
+  });
+  const tokens = await controller.bootstrapTokens();
+  await controller.start();
+
+  const proxy = new Proxy({
+    host: opts.host,
+    port: opts.proxyPort,
+    proxyId: `${hostname()}-proxy`,
+    logger: logger.child({ plane: 'proxy' }),
+    snapshotCacheFile: join(dataDir, 'proxy', 'snapshot.json'),
+  });
+  const { port: proxyPort } = await proxy.listen();
+  const link = new ControllerLink({
+    baseUrl: controller.url,
+    token: tokens.node,
+    proxy,
+    logger: logger.child({ plane: 'proxy' }),
+  });
+  link.start();
+
+  const agent = new Agent({
+    controllerUrl: controller.url,
+    token: tokens.node,
+    dataDir: join(dataDir, 'agent'),
+    name: hostname(),
+    zone: 'local',
+    labels: {},
+    address: opts.host,
+    logger: logger.child({ plane: 'agent' }),
+  });
+  await agent.start();
+
+  const proxyUrl = `http://${opts.host}:${proxyPort}`;
+  const info: UpInfo = {
+    pid: process.pid,
+    apiUrl: controller.url,
+    proxyUrl,
+    adminTokenFile: controller.adminTokenFile,
+  };
+  await writeFile(join(dataDir, 'up.json'), `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      await rm(join(dataDir, 'up.json'), { force: true });
+      await link.stop();
+      await agent.stop({ stopInstances: true });
+      await proxy.close();
+      await controller.close();
+      await store.close();
+      logger.flush();
+    })();
+    return stopping;
+  };
+
+  out.line(`nines is up (pid ${process.pid})`);
+  out.line(`  proxy        ${proxyUrl}`);
+  out.line(`  api          ${controller.url}`);
+  out.line(`  admin token  ${controller.adminTokenFile} (mode 0600)`);
+  out.line(`  data         ${dataDir} (logs in ${logFile})`);
+
+  if (config && configFile) {
+    const client = new Client({ url: controller.url, token: tokens.admin });
+    await applyConfig(client, config, dirname(configFile), out);
+  }
+  out.line(`ready: curl ${proxyUrl}/   ·   npx nines status   ·   Ctrl-C stops everything`);
+  return { stop };
+}
+
+/** Create or update each service; a service with a `source` and no release yet gets v1 deployed. */
+async function applyConfig(client: Client, config: NinesConfig, baseDir: string, out: Out): Promise<void> {
+  for (const [name, spec] of Object.entries(config.services)) {
+    await client.put(`/v1/services/${name}`, spec);
+    const { service } = await client.get<{ service: ServiceRecord }>(`/v1/services/${name}`);
+    if (service.currentRelease || !spec.source) continue;
+    const releases = await client.get<{ releases: unknown[] }>(`/v1/services/${name}/releases`);
+    if (releases.releases.length === 0) {
+      out.line(`packing ${spec.source} as ${name} v1`);
+      await release(client, name, resolve(baseDir, spec.source), 'v1');
+    }
+    out.line(`deploying ${name} v1 (${spec.instances} instances)`);
+    const { deploy } = await client.post<{ deploy: DeployRecord }>(`/v1/services/${name}/deploys`, {
+      version: 'v1',
+    });
+    const done = await followDeploy(client, deploy, out);
+    out.line(deployResultLine(done));
+  }
+}

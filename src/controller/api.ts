@@ -1,0 +1,330 @@
+import type { Readable } from 'node:stream';
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { serviceSchema, zodIssues } from '../core/config.js';
+import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
+import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
+import type { ArtifactStore } from './artifacts.js';
+import { type Authenticator, allowed } from './auth.js';
+import type { DeployEngine } from './engine/engine.js';
+import type { Fleet } from './fleet.js';
+import type { Hub } from './hub.js';
+import { statusView } from './status.js';
+import type { Store, TokenRecord } from './store/types.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: TokenRecord | null;
+  }
+}
+
+export interface ApiDeps {
+  store: Store;
+  hub: Hub;
+  fleet: Fleet;
+  engine: DeployEngine;
+  artifacts: ArtifactStore;
+  auth: Authenticator;
+  logger: Logger;
+}
+
+const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const MAX_WAIT_S = 30;
+
+const nameParams = z.object({ name: z.string().min(1) });
+const releaseParams = z.object({ name: z.string().min(1), version: z.string().min(1) });
+const deployBody = z.strictObject({ version: z.string().regex(VERSION_RE) });
+const rollbackBody = z.strictObject({ to: z.string().regex(VERSION_RE).optional() }).default({});
+const pollQuery = z.object({
+  after: z.coerce.number().int().nonnegative().default(0),
+  wait: z.coerce.number().min(0).max(MAX_WAIT_S).default(0),
+});
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issues = zodIssues(r.error);
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { issues },
+    );
+  }
+  return r.data;
+}
+
+/** The controller's HTTP API. Every route but /healthz authenticates; errors carry registry codes. */
+export function buildApi(deps: ApiDeps) {
+  const { store, hub, fleet, engine, artifacts, auth } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    // Long polls hold requests for up to MAX_WAIT_S; keep connections open a little longer than that.
+    keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
+  });
+  app.decorateRequest('principal', null);
+
+  // Artifacts are streamed to disk, not buffered: the parser hands the raw stream to the route.
+  app.addContentTypeParser(['application/gzip', 'application/octet-stream'], (_req, payload, done) => {
+    done(null, payload);
+  });
+
+  app.addHook('onRequest', async (req) => {
+    if (req.url === '/healthz') return;
+    const principal = await auth.authenticate(req.headers.authorization);
+    if (!allowed(principal.role, req.method, req.url)) {
+      throw new NinesError(
+        'NINES_E_FORBIDDEN',
+        `a ${principal.role} token may not ${req.method} ${req.url.split('?')[0]}`,
+      );
+    }
+    req.principal = principal;
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (isNinesError(err)) {
+      if (err.status >= 500) req.log.error({ err }, 'request failed');
+      else req.log.info({ code: err.code, url: req.url }, err.message);
+      return reply.status(err.status).send(err.toBody());
+    }
+    const fe = err as { statusCode?: number; code?: string; message: string };
+    const code = fastifyCode(fe.statusCode, fe.code);
+    if (errorRegistry[code].status >= 500) req.log.error({ err }, 'request failed');
+    return reply.status(errorRegistry[code].status).send(new NinesError(code, fe.message).toBody());
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const e = new NinesError('NINES_E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    return reply.status(e.status).send(e.toBody());
+  });
+
+  app.get('/healthz', async () => ({ ok: true }));
+
+  // ---- people: status, services, releases, deploys, events ----------------------------------------
+
+  app.get('/v1/status', async () => statusView(store, hub));
+
+  app.get('/v1/services', async () => ({ services: await store.listServices() }));
+
+  app.get('/v1/services/:name', async (req) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    return { service: await mustService(store, name) };
+  });
+
+  app.put('/v1/services/:name', async (req, reply) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(name)) {
+      throw new NinesError(
+        'NINES_E_VALIDATION',
+        'service names are lowercase, a-z 0-9 and -, up to 63 characters',
+      );
+    }
+    const spec = parse(serviceSchema, req.body, 'service spec');
+    const existed = await store.getService(name);
+    const svc = await store.upsertService(name, spec);
+    if (existed) await fleet.bumpRouting();
+    await store.appendEvent({
+      at: Date.now(),
+      kind: existed ? 'service.updated' : 'service.created',
+      subject: name,
+      message: `service ${name} ${existed ? 'updated' : 'created'} by ${who(req)}`,
+      data: null,
+    });
+    return reply.status(existed ? 200 : 201).send({ service: svc });
+  });
+
+  app.get('/v1/services/:name/releases', async (req) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    await mustService(store, name);
+    return { releases: await store.listReleases(name) };
+  });
+
+  app.post('/v1/services/:name/releases', async (req, reply) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const { version } = parse(z.object({ version: z.string().regex(VERSION_RE) }), req.query, 'query');
+    const svc = await mustService(store, name);
+    if (await store.getRelease(name, version)) {
+      throw new NinesError(
+        'NINES_E_RELEASE_EXISTS',
+        `${name} already has a release ${version}; releases are immutable`,
+      );
+    }
+    if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
+      throw new NinesError(
+        'NINES_E_UNSUPPORTED_MEDIA_TYPE',
+        'send the artifact as the body with content-type application/gzip',
+      );
+    }
+    const sha = req.headers['x-nines-sha256'];
+    const got = await artifacts.receive(
+      name,
+      req.body as Readable,
+      typeof sha === 'string' ? sha : undefined,
+    );
+    let release: Awaited<ReturnType<Store['insertRelease']>>;
+    try {
+      await artifacts.commit(got.tmp, name, version);
+      release = await store.insertRelease({
+        service: name,
+        version,
+        sha256: got.sha256,
+        size: got.size,
+        spec: svc.spec,
+        createdBy: who(req),
+        createdAt: Date.now(),
+      });
+    } catch (err) {
+      await artifacts.discard(got.tmp);
+      throw err;
+    }
+    await store.appendEvent({
+      at: Date.now(),
+      kind: 'release.created',
+      subject: name,
+      message: `release ${name} ${version} (${got.size} bytes, sha256 ${got.sha256.slice(0, 12)}…) by ${who(req)}`,
+      data: { version, sha256: got.sha256, size: got.size },
+    });
+    return reply.status(201).send({ release });
+  });
+
+  app.get('/v1/services/:name/releases/:version/artifact', async (req, reply) => {
+    const { name, version } = parse(releaseParams, req.params, 'path');
+    const release = await store.getRelease(name, version);
+    if (!release)
+      throw new NinesError('NINES_E_RELEASE_NOT_FOUND', `service "${name}" has no release "${version}"`);
+    const { stream, size } = await artifacts.open(name, version);
+    return reply
+      .header('content-type', 'application/gzip')
+      .header('content-length', size)
+      .header('x-nines-sha256', release.sha256)
+      .send(stream);
+  });
+
+  app.post('/v1/services/:name/deploys', async (req, reply) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const { version } = parse(deployBody, req.body, 'deploy request');
+    const deploy = await engine.create(name, version, { createdBy: who(req) });
+    return reply.status(202).send({ deploy });
+  });
+
+  app.get('/v1/services/:name/deploys', async (req) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    await mustService(store, name);
+    return { deploys: await store.listDeploys(name, 100) };
+  });
+
+  app.post('/v1/services/:name/rollback', async (req, reply) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const { to } = parse(rollbackBody, req.body ?? {}, 'rollback request');
+    const target = to ?? (await engine.rollbackTarget(name)).version;
+    const deploy = await engine.create(name, target, { createdBy: who(req), kind: 'rollback' });
+    return reply.status(202).send({ deploy });
+  });
+
+  app.get('/v1/deploys', async () => ({ deploys: await store.listDeploys(undefined, 100) }));
+
+  app.get('/v1/deploys/:id', async (req) => {
+    const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
+    const deploy = await mustDeploy(store, id);
+    return { deploy, events: await store.listDeployEvents(id) };
+  });
+
+  // Live progress: long poll for events after `after` (a seq); returns at once when there are some.
+  app.get('/v1/deploys/:id/events', async (req, reply) => {
+    const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
+    const q = parse(pollQuery, req.query, 'query');
+    await mustDeploy(store, id);
+    let events = await store.listDeployEvents(id, q.after);
+    if (events.length === 0 && q.wait > 0) {
+      await hub.waitSignal(`deploy:${id}`, q.wait * 1000, closeSignal(reply));
+      events = await store.listDeployEvents(id, q.after);
+    }
+    return { deploy: await mustDeploy(store, id), events };
+  });
+
+  app.get('/v1/instances', async () => ({ instances: (await statusView(store, hub)).instances }));
+
+  app.get('/v1/events', async (req) => {
+    const q = parse(
+      z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100), kind: z.string().optional() }),
+      req.query,
+      'query',
+    );
+    return { events: await store.listEvents({ limit: q.limit, ...(q.kind ? { kind: q.kind } : {}) }) };
+  });
+
+  // ---- nodes: the agent and proxy protocol (src/core/protocol.ts) -------------------------------------
+
+  app.post('/v1/agent/register', async (req) => {
+    const body = parse(agentRegisterSchema, req.body, 'agent registration');
+    const host = await fleet.register(body);
+    return { hostId: host.id };
+  });
+
+  app.get('/v1/agent/desired', async (req, reply) => {
+    const q = parse(pollQuery.extend({ hostId: z.string().min(1) }), req.query, 'query');
+    if (!(await store.getHost(q.hostId)))
+      throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${q.hostId}`);
+    if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
+      await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
+    }
+    return fleet.desiredFor(q.hostId);
+  });
+
+  app.post('/v1/agent/report', async (req, reply) => {
+    await fleet.agentReport(parse(agentReportSchema, req.body, 'agent report'));
+    return reply.status(204).send();
+  });
+
+  app.get('/v1/proxy/snapshot', async (req, reply) => {
+    const q = parse(pollQuery, req.query, 'query');
+    if ((await fleet.routingVersion()) <= q.after && q.wait > 0) {
+      await hub.waitSignal('routing', q.wait * 1000, closeSignal(reply));
+    }
+    return fleet.snapshot();
+  });
+
+  app.post('/v1/proxy/report', async (req, reply) => {
+    fleet.proxyReport(parse(proxyReportSchema, req.body, 'proxy report'));
+    return reply.status(204).send();
+  });
+
+  return app;
+}
+
+function who(req: FastifyRequest): string {
+  return req.principal ? `${req.principal.name} (${req.principal.role})` : 'anonymous';
+}
+
+async function mustService(store: Store, name: string) {
+  const svc = await store.getService(name);
+  if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${name}"`);
+  return svc;
+}
+
+async function mustDeploy(store: Store, id: string) {
+  const d = await store.getDeploy(id);
+  if (!d) throw new NinesError('NINES_E_DEPLOY_NOT_FOUND', `no deploy ${id}`);
+  return d;
+}
+
+/** Aborts when the client goes away, so an abandoned long poll does not hold its waiter. */
+function closeSignal(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  // The response's 'close' fires once per request (done or client gone); the socket's would pile up
+  // listeners on a keep-alive connection that long-polls forever.
+  reply.raw.once('close', () => ac.abort());
+  return ac.signal;
+}
+
+function fastifyCode(status: number | undefined, code: string | undefined): ErrorCode {
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 'NINES_E_UNSUPPORTED_MEDIA_TYPE';
+  if (status === 413) return 'NINES_E_PAYLOAD_TOO_LARGE';
+  if (status === 415) return 'NINES_E_UNSUPPORTED_MEDIA_TYPE';
+  if (status === 405) return 'NINES_E_METHOD_NOT_ALLOWED';
+  if (status === 404) return 'NINES_E_NOT_FOUND';
+  if (status !== undefined && status >= 400 && status < 500) return 'NINES_E_BAD_REQUEST';
+  return 'NINES_E_INTERNAL';
+}

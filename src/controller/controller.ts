@@ -1,0 +1,109 @@
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Logger } from 'pino';
+import { buildApi } from './api.js';
+import { ArtifactStore } from './artifacts.js';
+import { Authenticator, createToken, hashToken } from './auth.js';
+import { DeployEngine } from './engine/engine.js';
+import { Fleet } from './fleet.js';
+import { Hub } from './hub.js';
+import type { Store } from './store/types.js';
+
+export interface ControllerOptions {
+  store: Store;
+  dataDir: string;
+  logger: Logger;
+  host: string;
+  port: number;
+}
+
+/**
+ * The control plane: store + fleet state + deploy engine behind the HTTP API. On first start it mints
+ * an admin token (written to `<dataDir>/admin-token`, mode 0600) and a node token for local agents and
+ * proxies (`<dataDir>/node-token`).
+ */
+export class Controller {
+  readonly store: Store;
+  readonly hub: Hub;
+  readonly fleet: Fleet;
+  readonly engine: DeployEngine;
+  readonly artifacts: ArtifactStore;
+  private readonly app: ReturnType<typeof buildApi>;
+  private readonly opts: ControllerOptions;
+  private boundPort = 0;
+
+  constructor(opts: ControllerOptions) {
+    this.opts = opts;
+    this.store = opts.store;
+    this.hub = new Hub();
+    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.engine = new DeployEngine({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      logger: opts.logger,
+    });
+    this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.app = buildApi({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      engine: this.engine,
+      artifacts: this.artifacts,
+      auth: new Authenticator(this.store),
+      logger: opts.logger,
+    });
+  }
+
+  get url(): string {
+    return `http://${this.opts.host}:${this.boundPort}`;
+  }
+
+  get adminTokenFile(): string {
+    return join(this.opts.dataDir, 'admin-token');
+  }
+
+  /** Ensure the admin and node tokens exist; returns them (read back from their files on restarts). */
+  async bootstrapTokens(): Promise<{ admin: string; node: string }> {
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    const admin = await this.tokenFile('admin-token', 'admin', 'admin');
+    const node = await this.tokenFile('node-token', 'node', 'local-node');
+    return { admin, node };
+  }
+
+  async start(): Promise<void> {
+    await this.engine.recover();
+    await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    const addr = this.app.server.address();
+    this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+  }
+
+  async close(): Promise<void> {
+    await this.engine.close();
+    await this.app.close();
+  }
+
+  private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {
+    const path = join(this.opts.dataDir, file);
+    const existing = (await readFile(path, 'utf8').catch(() => undefined))?.trim();
+    if (existing) {
+      // The file outlived its store (data wiped, restored elsewhere): make the store know it again.
+      if (!(await this.store.findTokenByHash(hashToken(existing)))) {
+        await this.store.insertToken({
+          id: `t-${hashToken(existing).slice(0, 8)}`,
+          hash: hashToken(existing),
+          role,
+          name,
+          createdAt: Date.now(),
+          revokedAt: null,
+        });
+      }
+      return existing;
+    }
+    const token = await createToken(this.store, role, name);
+    await writeFile(path, `${token}\n`, { mode: 0o600 });
+    await chmod(path, 0o600);
+    return token;
+  }
+}

@@ -1,0 +1,412 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { NinesError } from '../../core/errors.js';
+import { deployLifecycle, transition } from '../../core/lifecycle.js';
+import type { ObservedInstance } from '../../core/protocol.js';
+import type { Fleet } from '../fleet.js';
+import { type Hub, type ProxyView, WaitTimeout } from '../hub.js';
+import type { DeployKind, DeployRecord, InstanceRecord, ReleaseRecord, Store } from '../store/types.js';
+import { nextRollingStep, resolveRolling } from './plan.js';
+
+/** Raised inside a deploy to fail it with a reason a human can act on. */
+class DeployFailure extends Error {}
+
+/** How long the proxies get to confirm a routing change; they apply snapshots in milliseconds. */
+const PROXY_ACK_MS = 10_000;
+
+export interface CreateDeployOptions {
+  kind?: DeployKind;
+  createdBy: string;
+}
+
+/**
+ * The deploy engine. Each deploy is a loop around the pure planner (`plan.ts`): ask what to start
+ * and stop, do it, ask again. Starting an instance means: place it, wait for its agent to report it
+ * healthy (rise), route it, wait for every live proxy to have it up. Stopping one is the drain
+ * sequence that makes an app's own shutdown irrelevant to its users: stop routing, wait until every
+ * proxy reports it drained (no request in flight, pooled connections closed), only then SIGTERM
+ * (SIGKILL after drainTimeout), wait for the exit, forget it.
+ */
+export class DeployEngine {
+  private readonly store: Store;
+  private readonly hub: Hub;
+  private readonly fleet: Fleet;
+  private readonly log: Logger;
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+
+  constructor(deps: { store: Store; hub: Hub; fleet: Fleet; logger: Logger }) {
+    this.store = deps.store;
+    this.hub = deps.hub;
+    this.fleet = deps.fleet;
+    this.log = deps.logger;
+  }
+
+  /** Validate, take the service's lock, record the deploy and start running it in the background. */
+  async create(service: string, version: string, opts: CreateDeployOptions): Promise<DeployRecord> {
+    const svc = await this.store.getService(service);
+    if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${service}"`);
+    const release = await this.store.getRelease(service, version);
+    if (!release) {
+      throw new NinesError('NINES_E_RELEASE_NOT_FOUND', `service "${service}" has no release "${version}"`);
+    }
+    const deploy: DeployRecord = {
+      id: `d-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+      service,
+      fromVersion: svc.currentRelease,
+      toVersion: version,
+      strategy: 'rolling',
+      kind: opts.kind ?? 'deploy',
+      state: 'pending',
+      reason: null,
+      createdBy: opts.createdBy,
+      createdAt: Date.now(),
+      startedAt: null,
+      finishedAt: null,
+    };
+    await this.store.transaction(async (tx) => {
+      const lock = await tx.acquireDeployLock(service, deploy.id);
+      if (!lock.ok) {
+        const holder = await tx.getDeploy(lock.heldBy);
+        throw new NinesError(
+          'NINES_E_DEPLOY_IN_PROGRESS',
+          `service "${service}" is being deployed by ${lock.heldBy}` +
+            (holder
+              ? ` (${holder.fromVersion ?? '∅'} → ${holder.toVersion}, started by ${holder.createdBy})`
+              : ''),
+          { heldBy: lock.heldBy },
+        );
+      }
+      await tx.insertDeploy(deploy);
+    });
+    await this.event(
+      deploy.id,
+      'deploy.created',
+      `${opts.kind ?? 'deploy'} of ${service} ${version} by ${opts.createdBy}`,
+      {
+        from: deploy.fromVersion,
+        to: version,
+      },
+    );
+    const abort = new AbortController();
+    const done = this.run(deploy, release, abort.signal).finally(() => this.running.delete(deploy.id));
+    this.running.set(deploy.id, { abort, done });
+    return deploy;
+  }
+
+  /** The newest release other than the current one whose deploy finished with every instance healthy. */
+  async rollbackTarget(service: string): Promise<ReleaseRecord> {
+    const svc = await this.store.getService(service);
+    if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${service}"`);
+    const releases = await this.store.listReleases(service);
+    const target = releases.find((r) => r.stable && r.version !== svc.currentRelease);
+    if (!target) {
+      throw new NinesError(
+        'NINES_E_NO_ROLLBACK_TARGET',
+        `service "${service}" has no stable release other than ${svc.currentRelease ?? 'none'} to roll back to`,
+      );
+    }
+    return target;
+  }
+
+  /** Wait for a running deploy to finish (tests, shutdown). */
+  async settled(deployId: string): Promise<void> {
+    await this.running.get(deployId)?.done;
+  }
+
+  /**
+   * After a controller restart: a deploy that was in flight is failed (resuming arrives with the
+   * deploy-engine issue), and the service is left serving: half-drained old instances go back to
+   * ready, new instances that never took traffic are stopped.
+   */
+  async recover(): Promise<void> {
+    for (const d of await this.store.listActiveDeploys()) {
+      for (const i of await this.store.listInstances({ service: d.service })) {
+        if (i.desired === 'running' && i.route === 'draining') await this.fleet.setRoute(i, 'ready');
+        else if (i.deployId === d.id && i.route === 'none') await this.fleet.removeInstance(i);
+      }
+      await this.finish(
+        d,
+        'failed',
+        'the controller restarted during this deploy; the service was left serving',
+      );
+    }
+    for (const i of await this.store.listInstances()) {
+      if (i.desired === 'stopped') await this.fleet.removeInstance(i);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const r of this.running.values()) r.abort.abort(new Error('controller stopping'));
+    await Promise.allSettled([...this.running.values()].map((r) => r.done));
+  }
+
+  // ---- one deploy -------------------------------------------------------------------------------
+
+  private async run(deploy: DeployRecord, release: ReleaseRecord, signal: AbortSignal): Promise<void> {
+    const t0 = Date.now();
+    const created: InstanceRecord[] = [];
+    try {
+      await this.store.updateDeploy(deploy.id, {
+        state: transition(deployLifecycle, deploy.state, 'running'),
+        startedAt: t0,
+      });
+      deploy.state = 'running';
+      await this.roll(deploy, release, created, signal);
+      await this.store.setCurrentRelease(deploy.service, release.version);
+      await this.store.markReleaseStable(deploy.service, release.version);
+      await this.finish(deploy, 'succeeded', null, t0);
+    } catch (err) {
+      if (signal.aborted) {
+        await this.finish(deploy, 'failed', 'the controller stopped during this deploy', t0).catch(() => {});
+        return;
+      }
+      const reason = err instanceof DeployFailure ? err.message : `internal error: ${(err as Error).message}`;
+      this.log.warn({ deployId: deploy.id, err }, 'deploy failed');
+      await this.event(deploy.id, 'deploy.reverting', `failed: ${reason}; stopping the new instances`);
+      try {
+        await this.revert(deploy, created, signal);
+      } catch (revertErr) {
+        this.log.error({ deployId: deploy.id, err: revertErr }, 'revert failed');
+        await this.event(deploy.id, 'deploy.revert-failed', `revert failed: ${(revertErr as Error).message}`);
+      }
+      await this.finish(deploy, 'failed', reason, t0);
+    }
+  }
+
+  private async roll(
+    deploy: DeployRecord,
+    release: ReleaseRecord,
+    created: InstanceRecord[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const spec = release.spec;
+    const params = resolveRolling(spec.rolling, spec.instances);
+    const all = await this.store.listInstances({ service: deploy.service });
+    const live = all.filter((i) => i.desired === 'running');
+    const old = live.filter((i) => i.releaseVersion !== release.version && i.route === 'ready');
+    const fresh = live.filter((i) => i.releaseVersion === release.version && i.route === 'ready');
+    // More of the new release than desired (scaled down): the surplus goes like old instances.
+    while (fresh.length > params.desired) old.push(fresh.pop()!);
+    // Old instances that never took traffic need no drain; stop them first.
+    for (const i of live.filter((x) => x.route === 'none' && x.releaseVersion !== release.version)) {
+      await this.stopInstance(deploy, i, signal);
+    }
+    await this.event(deploy.id, 'deploy.plan', planText(params, old.length, fresh.length), {
+      ...params,
+      old: old.length,
+    });
+    for (;;) {
+      signal.throwIfAborted();
+      const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });
+      if (step.done) return;
+      const stopping = old.splice(0, step.stop);
+      const tasks: Promise<unknown>[] = stopping.map((i) => this.stopInstance(deploy, i, signal));
+      for (let k = 0; k < step.start; k++) {
+        tasks.push(
+          this.startInstance(deploy, release, created, signal).then((i) => {
+            fresh.push(i);
+          }),
+        );
+      }
+      const results = await Promise.allSettled(tasks);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+  }
+
+  private async startInstance(
+    deploy: DeployRecord,
+    release: ReleaseRecord,
+    created: InstanceRecord[],
+    signal: AbortSignal,
+  ): Promise<InstanceRecord> {
+    const spec = release.spec;
+    const rec = await this.fleet.createInstance(release, deploy.id);
+    created.push(rec);
+    await this.event(
+      deploy.id,
+      'instance.starting',
+      `${rec.id} (${release.version}) starting on ${rec.hostId}`,
+      {
+        instance: rec.id,
+        host: rec.hostId,
+      },
+    );
+    let last: ObservedInstance | undefined;
+    try {
+      await this.hub.waitUntil(
+        `${rec.id} healthy`,
+        () => {
+          const o = this.hub.observed(rec.hostId, rec.id);
+          if (o) last = o;
+          if (o?.state === 'failed') {
+            throw new DeployFailure(`instance ${rec.id} failed to start: ${o.message ?? 'no reason given'}`);
+          }
+          return o && o.state === 'running' && o.healthy && o.port !== undefined ? o : undefined;
+        },
+        spec.healthyDeadline,
+        signal,
+      );
+    } catch (err) {
+      if (err instanceof WaitTimeout) {
+        const h = spec.health;
+        throw new DeployFailure(
+          `instance ${rec.id} of ${release.version} did not pass its health check (GET ${h.path}, ` +
+            `${h.rise} passes needed) within the healthy deadline of ${spec.healthyDeadline} ms` +
+            (last
+              ? ` — last seen ${last.state}, restarts ${last.restarts}${last.message ? `, ${last.message}` : ''}`
+              : ''),
+        );
+      }
+      throw err;
+    }
+    await this.event(deploy.id, 'instance.healthy', `${rec.id} passed its health check`, {
+      instance: rec.id,
+    });
+    const version = await this.fleet.setRoute(rec, 'ready');
+    rec.route = 'ready';
+    await this.waitProxies(
+      `proxies route to ${rec.id}`,
+      version,
+      (p) => p.instances.get(rec.id)?.up === true,
+      signal,
+    );
+    await this.event(deploy.id, 'instance.routed', `${rec.id} is taking traffic`, { instance: rec.id });
+    return rec;
+  }
+
+  /** The drain sequence. Safe for apps that exit at once on SIGTERM: by then nothing is in flight. */
+  private async stopInstance(deploy: DeployRecord, rec: InstanceRecord, signal: AbortSignal): Promise<void> {
+    const release = await this.store.getRelease(rec.service, rec.releaseVersion);
+    const drainMs = release?.spec.drainTimeout ?? 10_000;
+    if (rec.route !== 'none') {
+      const version = await this.fleet.setRoute(rec, 'draining');
+      rec.route = 'draining';
+      await this.event(deploy.id, 'instance.draining', `${rec.id} (${rec.releaseVersion}) draining`, {
+        instance: rec.id,
+      });
+      try {
+        await this.waitProxies(
+          `proxies drain ${rec.id}`,
+          version,
+          (p) => {
+            const s = p.instances.get(rec.id);
+            return s === undefined || s.drained;
+          },
+          signal,
+          drainMs,
+        );
+        await this.event(deploy.id, 'instance.drained', `${rec.id} has no request in flight`, {
+          instance: rec.id,
+        });
+      } catch (err) {
+        if (!(err instanceof WaitTimeout)) throw err;
+        await this.event(
+          deploy.id,
+          'instance.drain-timeout',
+          `${rec.id} still busy after ${drainMs} ms; stopping`,
+          {
+            instance: rec.id,
+          },
+        );
+      }
+    }
+    await this.fleet.setDesired(rec, 'stopped');
+    rec.desired = 'stopped';
+    await this.event(deploy.id, 'instance.stopping', `${rec.id} sent SIGTERM`, { instance: rec.id });
+    try {
+      await this.hub.waitUntil(
+        `${rec.id} stopped`,
+        () => {
+          const o = this.hub.observed(rec.hostId, rec.id);
+          return o === undefined || o.state === 'stopped' || o.state === 'failed' ? true : undefined;
+        },
+        drainMs + 10_000,
+        signal,
+      );
+    } catch (err) {
+      if (!(err instanceof WaitTimeout)) throw err;
+      this.log.warn({ instance: rec.id }, 'agent did not confirm the stop; forgetting the instance anyway');
+    }
+    await this.fleet.removeInstance(rec);
+    await this.event(deploy.id, 'instance.stopped', `${rec.id} stopped`, { instance: rec.id });
+  }
+
+  private async revert(deploy: DeployRecord, created: InstanceRecord[], signal: AbortSignal): Promise<void> {
+    for (const rec of created) {
+      const current = await this.store.getInstance(rec.id);
+      if (current) await this.stopInstance(deploy, current, signal);
+    }
+    // maxUnavailable may have stopped old instances already: bring the old release back to count.
+    if (!deploy.fromVersion) return;
+    const old = await this.store.getRelease(deploy.service, deploy.fromVersion);
+    if (!old) return;
+    const serving = (await this.store.listInstances({ service: deploy.service })).filter(
+      (i) => i.desired === 'running' && i.route === 'ready',
+    );
+    const restore: InstanceRecord[] = [];
+    for (let k = serving.length; k < old.spec.instances; k++) {
+      await this.startInstance(deploy, old, restore, signal);
+    }
+  }
+
+  private async waitProxies(
+    what: string,
+    version: number,
+    ok: (p: ProxyView) => boolean,
+    signal: AbortSignal,
+    ms = PROXY_ACK_MS,
+  ): Promise<void> {
+    await this.hub.waitUntil(
+      what,
+      () => (this.hub.liveProxies().every((p) => p.appliedVersion >= version && ok(p)) ? true : undefined),
+      ms,
+      signal,
+    );
+  }
+
+  private async finish(
+    deploy: DeployRecord,
+    state: 'succeeded' | 'failed',
+    reason: string | null,
+    t0?: number,
+  ): Promise<void> {
+    const at = Date.now();
+    await this.store.updateDeploy(deploy.id, {
+      state: transition(deployLifecycle, deploy.state, state),
+      reason,
+      finishedAt: at,
+    });
+    deploy.state = state;
+    await this.store.releaseDeployLock(deploy.service, deploy.id);
+    const took = t0 ? ` in ${((at - t0) / 1000).toFixed(1)} s` : '';
+    const msg =
+      state === 'succeeded'
+        ? `${deploy.service} is on ${deploy.toVersion}${took}`
+        : `failed${took}: ${reason}`;
+    await this.event(deploy.id, `deploy.${state}`, msg, { durationMs: t0 ? at - t0 : null });
+    await this.store.appendEvent({
+      at,
+      kind: `deploy.${state}`,
+      subject: deploy.service,
+      message: `deploy ${deploy.id} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion}: ${msg}`,
+      data: { deployId: deploy.id },
+    });
+  }
+
+  private async event(deployId: string, type: string, message: string, data?: Record<string, unknown>) {
+    await this.store.appendDeployEvent({ deployId, at: Date.now(), type, message, data: data ?? null });
+    this.hub.signal(`deploy:${deployId}`);
+  }
+}
+
+function planText(
+  p: { desired: number; maxSurge: number; maxUnavailable: number },
+  old: number,
+  fresh: number,
+) {
+  return (
+    `rolling ${old} old → ${p.desired} new instance(s), maxSurge ${p.maxSurge}, maxUnavailable ${p.maxUnavailable}` +
+    (fresh ? ` (${fresh} already on the new release)` : '')
+  );
+}

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { NinesError } from '../core/errors.js';
+import type {
+  AgentRegister,
+  AgentReport,
+  HostDesiredState,
+  ObservedInstance,
+  ProxyReport,
+  RoutingSnapshot,
+} from '../core/protocol.js';
+import type { Hub } from './hub.js';
+import { placeInstance } from './placement.js';
+import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
+import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
+
+const ROUTING = 'routing';
+const hostCounter = (hostId: string) => `host:${hostId}`;
+
+/**
+ * The controller's side of the protocol: registers hosts, turns agent and proxy reports into
+ * observed state, and serves each agent its desired state and each proxy its routing snapshot.
+ * Every change to what an agent or proxy should do goes through here, so the generation counters
+ * that wake their long polls can never be forgotten.
+ */
+export class Fleet {
+  private readonly store: Store;
+  private readonly hub: Hub;
+  private readonly log: Logger;
+  /** A host silent for this long takes no new instances. */
+  readonly hostDownAfterMs: number;
+
+  constructor(deps: { store: Store; hub: Hub; logger: Logger; hostDownAfterMs?: number }) {
+    this.store = deps.store;
+    this.hub = deps.hub;
+    this.log = deps.logger;
+    this.hostDownAfterMs = deps.hostDownAfterMs ?? 15_000;
+  }
+
+  async register(req: AgentRegister): Promise<HostRecord> {
+    const now = Date.now();
+    const existing = (await this.store.listHosts()).find((h) => h.name === req.name);
+    const host: HostRecord = {
+      id: existing?.id ?? `h-${randomBytes(4).toString('hex')}`,
+      name: req.name,
+      zone: req.zone,
+      labels: req.labels,
+      address: req.address,
+      registeredAt: existing?.registeredAt ?? now,
+      lastSeenAt: now,
+    };
+    await this.store.upsertHost(host);
+    if (!existing) {
+      await this.store.appendEvent({
+        at: now,
+        kind: 'host.registered',
+        subject: host.id,
+        message: `host ${host.name} joined in zone ${host.zone}`,
+        data: { address: host.address, labels: host.labels },
+      });
+    }
+    this.log.info({ hostId: host.id, name: host.name }, 'host registered');
+    this.hub.signal('hosts');
+    return host;
+  }
+
+  async agentReport(report: AgentReport): Promise<void> {
+    const host = await this.store.getHost(report.hostId);
+    if (!host) throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${report.hostId}`);
+    const now = Date.now();
+    await this.store.touchHost(host.id, now);
+    const known = await this.store.listInstances({ hostId: host.id });
+    const prev = this.hub.agents.get(host.id)?.instances;
+    for (const rec of known) {
+      const obs = report.instances.find((i) => i.id === rec.id);
+      if (!obs || sameObserved(rec.observed, obs)) continue;
+      await this.store.updateInstance(rec.id, { observed: obs });
+      const before = prev?.get(rec.id);
+      if (before && before.state !== obs.state && (obs.state === 'backoff' || obs.state === 'failed')) {
+        await this.store.appendEvent({
+          at: now,
+          kind: `instance.${obs.state}`,
+          subject: rec.id,
+          message: `instance ${rec.id} of ${rec.service} ${obs.state}${obs.message ? `: ${obs.message}` : ''}`,
+          data: { exitCode: obs.exitCode ?? null, signal: obs.signal ?? null, restarts: obs.restarts },
+        });
+      }
+    }
+    this.hub.agentReport(host.id, report.generation, report.instances);
+  }
+
+  proxyReport(report: ProxyReport): void {
+    this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances);
+  }
+
+  async desiredFor(hostId: string): Promise<HostDesiredState> {
+    const [generation, instances] = await Promise.all([
+      this.store.getCounter(hostCounter(hostId)),
+      this.store.listInstances({ hostId }),
+    ]);
+    const releases = await this.releasesOf(instances);
+    return hostDesiredState(hostId, generation, instances, releases);
+  }
+
+  async hostGeneration(hostId: string): Promise<number> {
+    return this.store.getCounter(hostCounter(hostId));
+  }
+
+  async snapshot(): Promise<RoutingSnapshot> {
+    const [version, services, instances, hosts] = await Promise.all([
+      this.store.getCounter(ROUTING),
+      this.store.listServices(),
+      this.store.listInstances(),
+      this.store.listHosts(),
+    ]);
+    return routingSnapshot(version, services, instances, new Map(hosts.map((h) => [h.id, h])));
+  }
+
+  async routingVersion(): Promise<number> {
+    return this.store.getCounter(ROUTING);
+  }
+
+  liveHosts(hosts: readonly HostRecord[]): HostRecord[] {
+    const cutoff = Date.now() - this.hostDownAfterMs;
+    return hosts.filter((h) => h.lastSeenAt >= cutoff);
+  }
+
+  /** Create a new instance of `release` on a placed host; the agent starts it on its next poll. */
+  async createInstance(release: ReleaseRecord, deployId: string | null): Promise<InstanceRecord> {
+    const [hosts, instances] = await Promise.all([this.store.listHosts(), this.store.listInstances()]);
+    const host = placeInstance(release.service, this.liveHosts(hosts), instances);
+    if (!host) throw new NinesError('NINES_E_UNAVAILABLE', 'no live host to place the instance on');
+    const now = Date.now();
+    const rec: InstanceRecord = {
+      id: `${release.service}-${randomBytes(3).toString('hex')}`,
+      service: release.service,
+      releaseVersion: release.version,
+      hostId: host.id,
+      desired: 'running',
+      route: 'none',
+      deployId,
+      observed: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.store.insertInstance(rec);
+    await this.bumpHost(host.id);
+    return rec;
+  }
+
+  async setRoute(instance: InstanceRecord, route: InstanceRecord['route']): Promise<number> {
+    await this.store.updateInstance(instance.id, { route });
+    return this.bumpRouting();
+  }
+
+  async setDesired(instance: InstanceRecord, desired: InstanceRecord['desired']): Promise<void> {
+    await this.store.updateInstance(instance.id, { desired });
+    await this.bumpHost(instance.hostId);
+  }
+
+  async removeInstance(instance: InstanceRecord): Promise<void> {
+    await this.store.deleteInstance(instance.id);
+    await this.bumpHost(instance.hostId);
+    if (instance.route !== 'none') await this.bumpRouting();
+  }
+
+  async bumpRouting(): Promise<number> {
+    const v = await this.store.nextCounter(ROUTING);
+    this.hub.signal(ROUTING);
+    return v;
+  }
+
+  private async bumpHost(hostId: string): Promise<void> {
+    await this.store.nextCounter(hostCounter(hostId));
+    this.hub.signal(hostCounter(hostId));
+  }
+
+  private async releasesOf(instances: readonly InstanceRecord[]): Promise<Map<string, ReleaseRecord>> {
+    const out = new Map<string, ReleaseRecord>();
+    for (const i of instances) {
+      const key = releaseKey(i.service, i.releaseVersion);
+      if (out.has(key)) continue;
+      const r = await this.store.getRelease(i.service, i.releaseVersion);
+      if (r) out.set(key, r);
+    }
+    return out;
+  }
+}
+
+export { hostCounter, ROUTING };
+
+function sameObserved(a: ObservedInstance | null, b: ObservedInstance): boolean {
+  if (!a) return false;
+  return (
+    a.state === b.state &&
+    a.healthy === b.healthy &&
+    a.pid === b.pid &&
+    a.port === b.port &&
+    a.restarts === b.restarts &&
+    a.message === b.message
+  );
+}

@@ -1,0 +1,129 @@
+import { EventEmitter } from 'node:events';
+import type { ObservedInstance, ProxyInstanceStatus } from '../core/protocol.js';
+
+/**
+ * What the controller has heard from the fleet, in memory: the latest agent report per host and the
+ * latest proxy report per proxy. The deploy engine waits on it (`waitUntil`), long polls wait on
+ * `signal()` topics. Nothing here is durable: after a restart the fleet reports again within a second.
+ */
+
+export interface AgentView {
+  hostId: string;
+  at: number;
+  generation: number;
+  instances: Map<string, ObservedInstance>;
+}
+
+export interface ProxyView {
+  proxyId: string;
+  at: number;
+  appliedVersion: number;
+  instances: Map<string, ProxyInstanceStatus>;
+}
+
+export class WaitTimeout extends Error {
+  constructor(what: string, ms: number) {
+    super(`timed out after ${ms} ms waiting for ${what}`);
+    this.name = 'WaitTimeout';
+  }
+}
+
+export class Hub {
+  readonly agents = new Map<string, AgentView>();
+  readonly proxies = new Map<string, ProxyView>();
+  private readonly emitter = new EventEmitter();
+  /** A proxy that has not reported for this long is not waited for. */
+  readonly proxyLiveMs: number;
+  private readonly now: () => number;
+
+  constructor(opts: { proxyLiveMs?: number; now?: () => number } = {}) {
+    this.proxyLiveMs = opts.proxyLiveMs ?? 5000;
+    this.now = opts.now ?? Date.now;
+    this.emitter.setMaxListeners(0);
+  }
+
+  agentReport(hostId: string, generation: number, instances: ObservedInstance[]): void {
+    const map = new Map<string, ObservedInstance>();
+    for (const i of instances) map.set(i.id, i);
+    this.agents.set(hostId, { hostId, at: this.now(), generation, instances: map });
+    this.emitter.emit('change');
+  }
+
+  proxyReport(proxyId: string, appliedVersion: number, instances: ProxyInstanceStatus[]): void {
+    const map = new Map<string, ProxyInstanceStatus>();
+    for (const i of instances) map.set(i.id, i);
+    this.proxies.set(proxyId, { proxyId, at: this.now(), appliedVersion, instances: map });
+    this.emitter.emit('change');
+  }
+
+  observed(hostId: string, instanceId: string): ObservedInstance | undefined {
+    return this.agents.get(hostId)?.instances.get(instanceId);
+  }
+
+  liveProxies(): ProxyView[] {
+    const cutoff = this.now() - this.proxyLiveMs;
+    return [...this.proxies.values()].filter((p) => p.at >= cutoff);
+  }
+
+  /** Wake whatever waits on `topic` (e.g. `host:<id>`, `routing`, `deploy:<id>`). */
+  signal(topic: string): void {
+    this.emitter.emit(topic);
+  }
+
+  /** Resolves on the next signal of `topic`, or after `ms` (false). */
+  waitSignal(topic: string, ms: number, abort?: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        this.emitter.off(topic, onSignal);
+        abort?.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const onSignal = () => done(true);
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), ms);
+      this.emitter.on(topic, onSignal);
+      abort?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Resolve with the first non-undefined value of `check`, evaluated now and after every report.
+   * `check` may throw to fail the wait (e.g. the instance entered `failed`).
+   */
+  waitUntil<T>(what: string, check: () => T | undefined, ms: number, abort?: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const cleanup = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.emitter.off('change', evaluate);
+        abort?.removeEventListener('abort', onAbort);
+      };
+      const evaluate = () => {
+        try {
+          const v = check();
+          if (v !== undefined) {
+            cleanup();
+            resolve(v);
+          }
+        } catch (err) {
+          cleanup();
+          reject(err);
+        }
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(abort?.reason ?? new Error('aborted'));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new WaitTimeout(what, ms));
+      }, ms);
+      // Liveness can change without a report (a proxy going silent), so look again now and then.
+      const poll = setInterval(evaluate, 500);
+      this.emitter.on('change', evaluate);
+      abort?.addEventListener('abort', onAbort, { once: true });
+      evaluate();
+    });
+  }
+}

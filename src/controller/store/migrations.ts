@@ -1,0 +1,167 @@
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+
+/**
+ * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
+ * and portable column types are used, so the same migrations run on SQLite and PostgreSQL. Never edit a
+ * migration that has shipped: add `0002_…` instead.
+ */
+
+const init: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the current Database type
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('services')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('spec', 'text', (c) => c.notNull())
+      .addColumn('current_release', 'text')
+      .addColumn('locked_by', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('releases')
+      .addColumn('service', 'text', (c) => c.notNull())
+      .addColumn('version', 'text', (c) => c.notNull())
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('size', 'bigint', (c) => c.notNull())
+      .addColumn('spec', 'text', (c) => c.notNull())
+      .addColumn('stable', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('seq', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('releases_pk', ['service', 'version'])
+      .addUniqueConstraint('releases_seq_uq', ['seq'])
+      .addForeignKeyConstraint('releases_service_fk', ['service'], 'services', ['name'])
+      .execute();
+    await db.schema
+      .createIndex('releases_service_seq_ix')
+      .on('releases')
+      .columns(['service', 'seq'])
+      .execute();
+
+    await db.schema
+      .createTable('deploys')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('service', 'text', (c) => c.notNull())
+      .addColumn('from_version', 'text')
+      .addColumn('to_version', 'text', (c) => c.notNull())
+      .addColumn('strategy', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('reason', 'text')
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('started_at', 'bigint')
+      .addColumn('finished_at', 'bigint')
+      .addColumn('last_event_seq', 'integer', (c) => c.notNull().defaultTo(0))
+      .addForeignKeyConstraint('deploys_service_fk', ['service'], 'services', ['name'])
+      .execute();
+    await db.schema
+      .createIndex('deploys_service_created_ix')
+      .on('deploys')
+      .columns(['service', 'created_at'])
+      .execute();
+    await db.schema.createIndex('deploys_created_ix').on('deploys').column('created_at').execute();
+    await db.schema.createIndex('deploys_state_ix').on('deploys').column('state').execute();
+
+    await db.schema
+      .createTable('deploy_events')
+      .addColumn('deploy_id', 'text', (c) => c.notNull())
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('message', 'text', (c) => c.notNull())
+      .addColumn('data', 'text')
+      .addPrimaryKeyConstraint('deploy_events_pk', ['deploy_id', 'seq'])
+      .addForeignKeyConstraint('deploy_events_deploy_fk', ['deploy_id'], 'deploys', ['id'])
+      .execute();
+
+    await db.schema
+      .createTable('instances')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('service', 'text', (c) => c.notNull())
+      .addColumn('release_version', 'text', (c) => c.notNull())
+      .addColumn('host_id', 'text', (c) => c.notNull())
+      .addColumn('desired', 'text', (c) => c.notNull())
+      .addColumn('route', 'text', (c) => c.notNull())
+      .addColumn('deploy_id', 'text')
+      .addColumn('observed', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addForeignKeyConstraint('instances_service_fk', ['service'], 'services', ['name'])
+      .execute();
+    await db.schema.createIndex('instances_service_ix').on('instances').column('service').execute();
+    await db.schema.createIndex('instances_host_ix').on('instances').column('host_id').execute();
+
+    await db.schema
+      .createTable('hosts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('zone', 'text', (c) => c.notNull())
+      .addColumn('labels', 'text', (c) => c.notNull())
+      .addColumn('address', 'text', (c) => c.notNull())
+      .addColumn('registered_at', 'bigint', (c) => c.notNull())
+      .addColumn('last_seen_at', 'bigint', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('events')
+      .addColumn('id', 'bigint', (c) => c.primaryKey())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text', (c) => c.notNull())
+      .addColumn('message', 'text', (c) => c.notNull())
+      .addColumn('data', 'text')
+      .execute();
+    await db.schema.createIndex('events_kind_ix').on('events').columns(['kind', 'id']).execute();
+    await db.schema.createIndex('events_subject_ix').on('events').columns(['subject', 'id']).execute();
+
+    await db.schema
+      .createTable('tokens')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('hash', 'text', (c) => c.notNull())
+      .addColumn('role', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint')
+      .addUniqueConstraint('tokens_hash_uq', ['hash'])
+      .execute();
+
+    await db.schema
+      .createTable('counters')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    for (const t of [
+      'counters',
+      'tokens',
+      'events',
+      'hosts',
+      'instances',
+      'deploy_events',
+      'deploys',
+      'releases',
+      'services',
+    ]) {
+      await db.schema.dropTable(t).execute();
+    }
+  },
+};
+
+/** Every migration, by name. Names sort in the order they must run. */
+export const migrations: Readonly<Record<string, Migration>> = {
+  '0001_init': init,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => ({ ...migrations }),
+};
+
+/** Kysely's bookkeeping tables (the default names, spelled out so a backup tool can find them). */
+export const MIGRATION_TABLE = 'kysely_migration';
+export const MIGRATION_LOCK_TABLE = 'kysely_migration_lock';

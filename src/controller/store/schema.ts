@@ -1,0 +1,122 @@
+import type { ColumnType } from 'kysely';
+
+/**
+ * The store's tables as Kysely sees them. Kept portable between SQLite and PostgreSQL: JSON is stored as
+ * text, booleans as integers (0/1), times and other large numbers as `bigint` epoch milliseconds. The pg
+ * driver returns `bigint` columns as strings, so every such column is read through `num()`.
+ */
+
+/** A `bigint` column: written as a number, read as whatever the driver returns (pg: string). */
+export type Int8 = ColumnType<number | string | bigint, number, number>;
+export type Int8Null = ColumnType<number | string | bigint | null, number | null, number | null>;
+
+export interface ServicesTable {
+  name: string;
+  /** JSON of ServiceSpec. */
+  spec: string;
+  current_release: string | null;
+  locked_by: string | null;
+  created_at: Int8;
+  updated_at: Int8;
+}
+
+export interface ReleasesTable {
+  service: string;
+  version: string;
+  sha256: string;
+  size: Int8;
+  /** JSON of ServiceSpec. */
+  spec: string;
+  /** 0 or 1. */
+  stable: number;
+  created_by: string;
+  created_at: Int8;
+  seq: Int8;
+}
+
+export interface DeploysTable {
+  id: string;
+  service: string;
+  from_version: string | null;
+  to_version: string;
+  strategy: string;
+  kind: string;
+  state: string;
+  reason: string | null;
+  created_by: string;
+  created_at: Int8;
+  started_at: Int8Null;
+  finished_at: Int8Null;
+  /** Seq of the last event appended to this deploy; bumping it serializes concurrent appends. */
+  last_event_seq: number;
+}
+
+export interface DeployEventsTable {
+  deploy_id: string;
+  seq: number;
+  at: Int8;
+  type: string;
+  message: string;
+  /** JSON object or null. */
+  data: string | null;
+}
+
+export interface InstancesTable {
+  id: string;
+  service: string;
+  release_version: string;
+  host_id: string;
+  desired: string;
+  route: string;
+  deploy_id: string | null;
+  /** JSON of ObservedInstance or null. */
+  observed: string | null;
+  created_at: Int8;
+  updated_at: Int8;
+}
+
+export interface HostsTable {
+  id: string;
+  name: string;
+  zone: string;
+  /** JSON object of string → string. */
+  labels: string;
+  address: string;
+  registered_at: Int8;
+  last_seen_at: Int8;
+}
+
+export interface EventsTable {
+  id: Int8;
+  at: Int8;
+  kind: string;
+  subject: string;
+  message: string;
+  data: string | null;
+}
+
+export interface TokensTable {
+  id: string;
+  hash: string;
+  role: string;
+  name: string;
+  created_at: Int8;
+  revoked_at: Int8Null;
+}
+
+export interface CountersTable {
+  name: string;
+  value: Int8;
+}
+
+export interface Database {
+  services: ServicesTable;
+  releases: ReleasesTable;
+  deploys: DeploysTable;
+  deploy_events: DeployEventsTable;
+  instances: InstancesTable;
+  hosts: HostsTable;
+  events: EventsTable;
+  tokens: TokensTable;
+  counters: CountersTable;
+}

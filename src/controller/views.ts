@@ -1,0 +1,95 @@
+import type { ServiceSpec } from '../core/config.js';
+import type {
+  DesiredInstance,
+  HealthCheckSpec,
+  HostDesiredState,
+  RouteService,
+  RoutingSnapshot,
+} from '../core/protocol.js';
+import type { HostRecord, InstanceRecord, ReleaseRecord, ServiceRecord } from './store/types.js';
+
+/**
+ * Pure projections of the store's desired state into the protocol messages that agents and proxies
+ * consume. Kept free of I/O so they are tested without sockets.
+ */
+
+export function healthSpec(spec: ServiceSpec): HealthCheckSpec {
+  return {
+    path: spec.health.path,
+    intervalMs: spec.health.interval,
+    timeoutMs: spec.health.timeout,
+    rise: spec.health.rise,
+    fall: spec.health.fall,
+  };
+}
+
+export function artifactUrl(service: string, version: string): string {
+  return `/v1/services/${encodeURIComponent(service)}/releases/${encodeURIComponent(version)}/artifact`;
+}
+
+export function hostDesiredState(
+  hostId: string,
+  generation: number,
+  instances: readonly InstanceRecord[],
+  releases: ReadonlyMap<string, ReleaseRecord>,
+): HostDesiredState {
+  const out: DesiredInstance[] = [];
+  for (const i of instances) {
+    if (i.hostId !== hostId) continue;
+    const r = releases.get(releaseKey(i.service, i.releaseVersion));
+    if (!r) continue;
+    out.push({
+      id: i.id,
+      service: i.service,
+      release: { version: r.version, sha256: r.sha256, size: r.size, url: artifactUrl(r.service, r.version) },
+      command: r.spec.command,
+      env: r.spec.env,
+      health: healthSpec(r.spec),
+      drainTimeoutMs: r.spec.drainTimeout,
+      desired: i.desired,
+    });
+  }
+  out.sort((a, b) => a.id.localeCompare(b.id));
+  return { hostId, generation, instances: out };
+}
+
+export function releaseKey(service: string, version: string): string {
+  return `${service}\u0000${version}`;
+}
+
+export function routingSnapshot(
+  version: number,
+  services: readonly ServiceRecord[],
+  instances: readonly InstanceRecord[],
+  hosts: ReadonlyMap<string, HostRecord>,
+): RoutingSnapshot {
+  const byService = new Map<string, RouteService>();
+  for (const s of services) {
+    byService.set(s.name, {
+      name: s.name,
+      hosts: s.spec.route.hosts,
+      pathPrefix: s.spec.route.pathPrefix,
+      mode: 'live',
+      health: healthSpec(s.spec),
+      instances: [],
+    });
+  }
+  for (const i of instances) {
+    if (i.route === 'none') continue;
+    const svc = byService.get(i.service);
+    const host = hosts.get(i.hostId);
+    const port = i.observed?.port;
+    if (!svc || !host || port === undefined) continue;
+    svc.instances.push({
+      id: i.id,
+      address: host.address,
+      port,
+      state: i.route,
+      weight: 1,
+      release: i.releaseVersion,
+    });
+  }
+  const list = [...byService.values()];
+  for (const s of list) s.instances.sort((a, b) => a.id.localeCompare(b.id));
+  return { version, services: list };
+}

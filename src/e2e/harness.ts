@@ -1,0 +1,231 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, type UpInfo } from '../cli/client.js';
+import { type LoadResult, startLoad } from '../drill/loadgen.js';
+
+/**
+ * Test harness for end-to-end tests: runs the real `nines` CLI (compiled) as child processes against
+ * a temporary data directory, and cleans up every process it caused to exist, by PID — including app
+ * instances, which outlive an agent that is killed (that is their point).
+ */
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
+export const fixture = (name: string) => join(repoRoot, 'fixtures', 'apps', name);
+
+export interface Up {
+  proc: ChildProcess;
+  dataDir: string;
+  info: UpInfo;
+  client: Client;
+  output: () => string;
+  /** SIGKILL the `nines up` process only (its app instances live on). */
+  kill9(): Promise<void>;
+  /** SIGTERM and wait (SIGKILL after `ms`). */
+  stop(ms?: number): Promise<void>;
+}
+
+export function tempDir(prefix = 'nines-e2e-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface StartOptions {
+  dataDir: string;
+  /** nines.yaml text; written into dataDir's parent. Omit to start with no config. */
+  config?: string;
+  timeoutMs?: number;
+}
+
+export async function startUp(o: StartOptions): Promise<Up> {
+  const args = [
+    cliPath,
+    'up',
+    '--data-dir',
+    o.dataDir,
+    '--api-port',
+    '0',
+    '--proxy-port',
+    '0',
+    '--log-level',
+    'debug',
+  ];
+  if (o.config !== undefined) {
+    const file = join(dirname(o.dataDir), `nines-${Date.now()}.yaml`);
+    writeFileSync(file, o.config);
+    args.push('--config', file);
+  }
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dirname(o.dataDir) });
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const ready = new Promise<void>((res, rej) => {
+    const timer = setTimeout(
+      () => rej(new Error(`nines up not ready after ${o.timeoutMs ?? 60_000} ms:\n${out}`)),
+      o.timeoutMs ?? 60_000,
+    );
+    const check = () => {
+      if (/^ready: /m.test(out)) {
+        clearTimeout(timer);
+        res();
+      }
+    };
+    proc.stdout?.on('data', check);
+    exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`nines up exited with ${code}:\n${out}`));
+    });
+  });
+  try {
+    await ready;
+  } catch (err) {
+    killTree(o.dataDir, proc);
+    throw err;
+  }
+  const info = JSON.parse(await readFile(join(o.dataDir, 'up.json'), 'utf8')) as UpInfo;
+  const token = (await readFile(info.adminTokenFile, 'utf8')).trim();
+  return {
+    proc,
+    dataDir: o.dataDir,
+    info,
+    client: new Client({ url: info.apiUrl, token }),
+    output: () => out,
+    async kill9() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    async stop(ms = 30_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), ms);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** PIDs of processes whose working directory is inside `dir` (app instances run in their release dir). */
+export function pidsUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${name}/cwd`);
+      if (cwd.startsWith(`${dir}/`) || cwd === dir) pids.push(Number(name));
+    } catch {}
+  }
+  return pids.filter((p) => p !== process.pid);
+}
+
+/** Kill `nines up` and every process left running inside its data directory. */
+export function killTree(dataDir: string, proc?: ChildProcess): void {
+  if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  for (const pid of pidsUnder(dataDir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+}
+
+export function cleanup(root: string, ...ups: Array<Up | undefined>): void {
+  for (const u of ups) if (u) killTree(u.dataDir, u.proc);
+  for (const pid of pidsUnder(root)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  rmSync(root, { recursive: true, force: true });
+}
+
+/** Run the CLI once; resolves with exit code and output. */
+export function cli(
+  dataDir: string,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [cliPath, '--data-dir', dataDir, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    p.on('exit', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+export function serviceYaml(o: {
+  name?: string;
+  source: string;
+  instances?: number;
+  drainTimeout?: string;
+  healthyDeadline?: string;
+  extra?: string;
+}): string {
+  return `services:
+  ${o.name ?? 'web'}:
+    source: ${o.source}
+    command: node server.js
+    instances: ${o.instances ?? 3}
+    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2 }
+    drainTimeout: ${o.drainTimeout ?? '5s'}
+    healthyDeadline: ${o.healthyDeadline ?? '15s'}
+    rolling: { maxSurge: 1, maxUnavailable: 0 }
+${o.extra ?? ''}`;
+}
+
+/**
+ * Run `fn` while a load client sends GETs to `url` at `rate` req/s; keep the load on until `fn` has
+ * finished plus `tailMs`, and until at least `minRequests` were sent. Classifies answers by body.
+ */
+export async function underLoad<T>(
+  url: string,
+  fn: () => Promise<T>,
+  o: { rate?: number; connections?: number; minRequests?: number; leadMs?: number; tailMs?: number } = {},
+): Promise<{ value: T; load: LoadResult }> {
+  const load = startLoad({
+    url,
+    rate: o.rate ?? 800,
+    connections: o.connections ?? 32,
+    durationMs: 180_000,
+    timeoutMs: 15_000,
+    classify: (_status, body) => body.trim().slice(0, 40),
+  });
+  try {
+    await sleep(o.leadMs ?? 1000);
+    const value = await fn();
+    await sleep(o.tailMs ?? 1000);
+    while (load.progress().sent < (o.minRequests ?? 0)) await sleep(100);
+    return { value, load: await load.stop() };
+  } catch (err) {
+    await load.stop();
+    throw err;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function describeLoad(r: LoadResult): string {
+  return JSON.stringify({
+    sent: r.sent,
+    ok: r.ok,
+    failed: r.failed,
+    byStatus: r.byStatus,
+    errors: r.errors,
+    classes: r.classes,
+    latencyMs: r.latencyMs,
+    firstFailures: r.firstFailures.slice(0, 5),
+  });
+}
