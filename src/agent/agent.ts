@@ -1,0 +1,415 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Agent as HttpAgent } from 'undici';
+import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
+import type { AgentReport, DesiredInstance, HostDesiredState, ObservedInstance } from '../core/protocol.js';
+import { ArtifactCache } from './artifacts.js';
+import { controllerRetryDelayMs } from './backoff.js';
+import {
+  ControllerClient,
+  ControllerHttpError,
+  desiredInstanceSchema,
+  hostDesiredStateSchema,
+} from './client.js';
+import { planInstances } from './plan.js';
+import { allocatePort } from './ports.js';
+import { isProcessAlive } from './procfs.js';
+import {
+  type AgentPaths,
+  agentPaths,
+  type HostFile,
+  type InstanceRecord,
+  type InstancesFile,
+  readJson,
+  writeJsonAtomic,
+} from './state.js';
+import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+
+export interface AgentOptions {
+  controllerUrl: string;
+  token: string;
+  dataDir: string;
+  name: string;
+  zone: string;
+  labels: Record<string, string>;
+  /** Address the instances listen on and the proxy reaches them at, e.g. 127.0.0.1. */
+  address: string;
+  logger: Logger;
+  /** Long-poll wait in seconds (default 25). */
+  pollWaitS?: number;
+  /** Heartbeat report interval in ms (default 1000). */
+  heartbeatMs?: number;
+}
+
+/** Reports are coalesced: at most one per this many ms. */
+export const REPORT_COALESCE_MS = 20;
+
+/**
+ * The host agent: registers with the controller, long-polls this host's desired state, supervises the
+ * instances (one InstanceSupervisor each) and reports what it observes. It keeps the last desired state
+ * on disk and applies it at start before the controller answers, and it adopts instances a previous
+ * agent left running, so neither a controller outage nor an agent restart touches the apps.
+ */
+export class Agent {
+  private readonly o: AgentOptions;
+  private readonly log: Logger;
+  private readonly paths: AgentPaths;
+  private readonly client: ControllerClient;
+  private readonly probeHttp: HttpAgent;
+  private readonly abort = new AbortController();
+  private readonly artifacts: ArtifactCache;
+  private readonly sups = new Map<string, InstanceSupervisor>();
+  /** Instances no longer desired: removed once reported in a terminal state. */
+  private readonly forgetting = new Set<string>();
+  private readonly ports = new Set<number>();
+  private desired: HostDesiredState | undefined;
+  private desiredJson = '';
+  private _hostId: string | undefined;
+  private started = false;
+  private stopping = false;
+  private loops: Promise<void>[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private reporting = false;
+  /** No reports until start() has adopted and probed what an earlier agent left running. */
+  private reportsHeld = true;
+  private reportDirty = true;
+  private lastReportAt = 0;
+
+  constructor(o: AgentOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'agent', agent: o.name });
+    this.paths = agentPaths(o.dataDir);
+    this.client = new ControllerClient(o.controllerUrl, o.token);
+    this.probeHttp = new HttpAgent({ connect: { timeout: 5_000 }, pipelining: 0 });
+    this.artifacts = new ArtifactCache(
+      this.paths.releasesDir,
+      this.paths.tmpDir,
+      this.client,
+      this.log,
+      this.abort.signal,
+    );
+  }
+
+  /** The id the controller gave this host (from host.json until the controller answers). */
+  get hostId(): string | undefined {
+    return this._hostId;
+  }
+
+  observed(): ObservedInstance[] {
+    return [...this.sups.values()].map((s) => s.observed());
+  }
+
+  /**
+   * Applies the cached desired state (adopting live instances) and starts talking to the controller in
+   * the background. Resolves without waiting for the controller.
+   */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('agent already started');
+    this.started = true;
+    for (const d of [this.paths.agentDir, this.paths.releasesDir, this.paths.logsDir])
+      mkdirSync(d, { recursive: true });
+    rmSync(this.paths.tmpDir, { recursive: true, force: true }); // partial downloads of an earlier run
+    mkdirSync(this.paths.tmpDir, { recursive: true });
+
+    const host = readJson(this.paths.hostFile) as Partial<HostFile> | undefined;
+    if (typeof host?.hostId === 'string') this._hostId = host.hostId;
+    const cached = hostDesiredStateSchema.safeParse(readJson(this.paths.desiredFile));
+    if (cached.success) {
+      this.desired = cached.data;
+      this.desiredJson = JSON.stringify(cached.data);
+      this._hostId ??= cached.data.hostId;
+    }
+
+    // Adopt what an earlier agent left running, if it is still the same process.
+    const file = readJson(this.paths.instancesFile) as Partial<InstancesFile> | undefined;
+    for (const rec of Array.isArray(file?.instances) ? file.instances : []) {
+      if (!isRecord(rec) || this.sups.has(rec.id)) continue;
+      if (!isProcessAlive(rec.pid, rec.startTime)) {
+        this.log.info(
+          { instance: rec.id, pid: rec.pid },
+          'recorded instance is gone; it will be started anew',
+        );
+        continue;
+      }
+      const sup = new InstanceSupervisor(rec.spec, this.deps());
+      this.ports.add(rec.port);
+      this.sups.set(rec.id, sup);
+      sup.adopt(rec);
+    }
+    // Let adopted instances pass a first probe before anything is reported, so the controller does
+    // not see a healthy instance blink unhealthy because its agent restarted.
+    const adopted = [...this.sups.values()];
+    if (adopted.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(adopted.map((s) => s.firstProbe)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 2_000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    if (this.desired) {
+      this.log.info({ generation: this.desired.generation }, 'applying cached desired state');
+      this.reconcile();
+    }
+    this.persistInstances();
+    this.reportsHeld = false;
+    this.scheduleReport();
+    this.armHeartbeat();
+    this.loops.push(this.controllerLoop());
+  }
+
+  /**
+   * Stops talking to the controller. With stopInstances, stops every instance (SIGTERM → SIGKILL after
+   * its drain timeout) and waits; without, leaves them running for the next agent to adopt.
+   */
+  async stop(opts: { stopInstances: boolean }): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.abort.abort();
+    clearTimeout(this.heartbeat);
+    clearTimeout(this.reportTimer);
+    if (opts.stopInstances) {
+      await Promise.all([...this.sups.values()].map((s) => s.stop()));
+      this.persistInstances();
+      if (this._hostId) {
+        await this.client
+          .report(this.buildReport(this._hostId), AbortSignal.timeout(1000))
+          .catch(() => undefined);
+      }
+    } else {
+      this.persistInstances();
+      for (const s of this.sups.values()) s.detach();
+    }
+    await Promise.allSettled(this.loops);
+    await Promise.allSettled([this.client.close(), this.probeHttp.destroy()]);
+  }
+
+  // ---- supervisors -------------------------------------------------------------------------------
+
+  private deps(): SupervisorDeps {
+    return {
+      logger: this.o.logger.child({ agent: this.o.name }),
+      address: this.o.address,
+      logsDir: this.paths.logsDir,
+      hostId: () => this._hostId ?? this.desired?.hostId,
+      provision: (spec: DesiredInstance) => this.artifacts.ensure(spec.service, spec.release),
+      allocatePort: async () => {
+        const p = await allocatePort(this.o.address, this.ports);
+        this.ports.add(p);
+        return p;
+      },
+      releasePort: (p) => this.ports.delete(p),
+      probeDispatcher: this.probeHttp,
+      onChange: (sup) => {
+        this.scheduleReport();
+        // An instance that reached stopped may be wanted again (desired changed while it stopped).
+        if (!this.stopping && isTerminal(instanceLifecycle, sup.state) && this.desired) {
+          queueMicrotask(() => this.reconcile());
+        }
+      },
+      onProcessChange: () => {
+        if (!this.stopping) this.persistInstances();
+      },
+    };
+  }
+
+  private reconcile(): void {
+    const desired = this.desired;
+    if (!desired || this.stopping) return;
+    const current = [...this.sups.values()].map((s) => ({
+      id: s.id,
+      state: s.state,
+      spec: s.spec,
+      stopRequested: s.stopRequested,
+    }));
+    for (const a of planInstances(desired.instances, current)) {
+      try {
+        switch (a.kind) {
+          case 'create':
+          case 'replace': {
+            const sup = new InstanceSupervisor(a.spec, this.deps());
+            this.forgetting.delete(a.spec.id);
+            this.sups.set(a.spec.id, sup);
+            sup.launch();
+            break;
+          }
+          case 'keep':
+            this.forgetting.delete(a.spec.id);
+            this.sups.get(a.spec.id)?.setSpec(a.spec);
+            break;
+          case 'stop': {
+            this.forgetting.delete(a.id);
+            const sup = this.sups.get(a.id);
+            sup?.setSpec(a.spec);
+            void sup?.stop();
+            break;
+          }
+          case 'forget':
+            if (!this.forgetting.has(a.id)) {
+              this.forgetting.add(a.id);
+              void this.sups.get(a.id)?.stop();
+              this.scheduleReport();
+            }
+            break;
+        }
+      } catch (err) {
+        this.log.error({ err, action: a.kind }, 'reconcile action failed');
+      }
+    }
+  }
+
+  private applyDesired(d: HostDesiredState): void {
+    const json = JSON.stringify(d);
+    if (json !== this.desiredJson) {
+      try {
+        writeJsonAtomic(this.paths.desiredFile, d);
+      } catch (err) {
+        this.log.error({ err }, 'cannot cache desired state');
+      }
+      this.desiredJson = json;
+      this.log.info({ generation: d.generation, instances: d.instances.length }, 'desired state changed');
+    }
+    this.desired = d;
+    this.reconcile();
+    this.scheduleReport();
+  }
+
+  private persistInstances(): void {
+    const instances: InstanceRecord[] = [];
+    for (const s of this.sups.values()) {
+      const r = s.record();
+      if (r) instances.push(r);
+    }
+    try {
+      writeJsonAtomic(this.paths.instancesFile, { version: 1, instances } satisfies InstancesFile);
+    } catch (err) {
+      this.log.error({ err }, 'cannot write instances.json');
+    }
+  }
+
+  // ---- controller ---------------------------------------------------------------------------------
+
+  private async controllerLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    let failures = 0;
+    let registered = false;
+    while (!signal.aborted) {
+      try {
+        if (!registered) {
+          const hostId = await this.client.register(
+            { name: this.o.name, zone: this.o.zone, labels: this.o.labels, address: this.o.address },
+            signal,
+          );
+          if (hostId !== this._hostId) {
+            this.log.info({ hostId, previous: this._hostId }, 'registered');
+            this._hostId = hostId;
+            writeJsonAtomic(this.paths.hostFile, { hostId, name: this.o.name } satisfies HostFile);
+          }
+          registered = true;
+          this.scheduleReport();
+        }
+        const hostId = this._hostId!;
+        const after = this.desired?.hostId === hostId ? this.desired.generation : 0;
+        const d = await this.client.desired(hostId, after, this.o.pollWaitS ?? 25, signal);
+        if (signal.aborted) break;
+        if (d.hostId !== hostId) throw new Error(`desired state is for host ${d.hostId}, not ${hostId}`);
+        this.applyDesired(d);
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof ControllerHttpError && (err.status === 404 || err.status === 401))
+          registered = false;
+        const delay = controllerRetryDelayMs(failures++);
+        this.log.warn({ err: (err as Error).message, retryInMs: delay }, 'controller request failed');
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  private buildReport(hostId: string): AgentReport {
+    return { hostId, generation: this.desired?.generation ?? 0, instances: this.observed() };
+  }
+
+  /** A report at least every heartbeatMs: re-armed after each report. */
+  private armHeartbeat(): void {
+    clearTimeout(this.heartbeat);
+    if (this.stopping) return;
+    this.heartbeat = setTimeout(() => {
+      this.scheduleReport();
+      this.armHeartbeat();
+    }, this.o.heartbeatMs ?? 1000);
+  }
+
+  private scheduleReport(): void {
+    this.reportDirty = true;
+    if (this.stopping || this.reportsHeld || this.reportTimer || this.reporting) return;
+    const wait = Math.max(0, this.lastReportAt + REPORT_COALESCE_MS - Date.now());
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      void this.flushReport();
+    }, wait);
+  }
+
+  private async flushReport(): Promise<void> {
+    const hostId = this._hostId;
+    if (this.stopping || this.reporting || !hostId) return;
+    this.reporting = true;
+    this.reportDirty = false;
+    const body = this.buildReport(hostId);
+    const terminal = body.instances
+      .filter((i) => this.forgetting.has(i.id) && isTerminal(instanceLifecycle, i.state))
+      .map((i) => i.id);
+    try {
+      await this.client.report(body, AbortSignal.any([this.abort.signal, AbortSignal.timeout(5_000)]));
+      for (const id of terminal) {
+        const sup = this.sups.get(id);
+        if (sup && this.forgetting.has(id) && isTerminal(instanceLifecycle, sup.state)) {
+          this.sups.delete(id);
+          this.forgetting.delete(id);
+          this.log.info({ instance: id }, 'instance forgotten');
+        }
+      }
+      if (terminal.length > 0) this.persistInstances();
+    } catch (err) {
+      if (!this.stopping) this.log.debug({ err: (err as Error).message }, 'report failed');
+    } finally {
+      this.reporting = false;
+      this.lastReportAt = Date.now();
+      this.armHeartbeat();
+      if (this.reportDirty) this.scheduleReport();
+    }
+  }
+}
+
+function isRecord(r: unknown): r is InstanceRecord {
+  if (typeof r !== 'object' || r === null) return false;
+  const x = r as Partial<InstanceRecord>;
+  return (
+    typeof x.id === 'string' &&
+    typeof x.pid === 'number' &&
+    typeof x.port === 'number' &&
+    typeof x.startTime === 'string' &&
+    typeof x.releaseDir === 'string' &&
+    typeof x.restarts === 'number' &&
+    typeof x.startedAt === 'number' &&
+    desiredInstanceSchema.safeParse(x.spec).success
+  );
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
