@@ -54,10 +54,26 @@ const rows = [];
 const result = { rate, connections: 32, instances: 2 };
 for (const app of apps) {
   const n = await ninesRolling(app);
-  rows.push({ app: app.name, system: 'nines rolling deploy', failed: n.failed, total: n.total, 'restart ms': n.deployMs, 'p99 ms': n.p99, errors: n.errors });
+  rows.push({
+    app: app.name,
+    system: 'nines rolling deploy',
+    failed: n.failed,
+    total: n.total,
+    'restart ms': n.deployMs,
+    'p99 ms': n.p99,
+    errors: n.errors,
+  });
   const settleMs = Math.max(2000, Math.ceil((requests / rate) * 1000) - 2000);
   const p = await pm2ReloadUnderLoad({ appDir: app.dir, instances: 2, rate, connections: 32, settleMs });
-  rows.push({ app: app.name, system: 'pm2 cluster reload', failed: p.failed, total: p.total, 'restart ms': p.reloadMs, 'p99 ms': p.latencyMs.p99, errors: p.errors });
+  rows.push({
+    app: app.name,
+    system: 'pm2 cluster reload',
+    failed: p.failed,
+    total: p.total,
+    'restart ms': p.reloadMs,
+    'p99 ms': p.latencyMs.p99,
+    errors: p.errors,
+  });
   const key = app.dir.endsWith('abrupt') ? 'abrupt' : 'graceful';
   result[key] = { nines: { failed: n.failed, total: n.total }, pm2: { failed: p.failed, total: p.total } };
 }

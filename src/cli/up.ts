@@ -8,7 +8,7 @@ import { Controller } from '../controller/controller.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
 import type { DeployRecord, ServiceRecord } from '../controller/store/types.js';
 import { loadConfigFile, type NinesConfig } from '../core/config.js';
-import { ControllerLink, Proxy } from '../proxy/index.js';
+import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 import { Client, type UpInfo } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
 import type { Out } from './output.js';
@@ -55,7 +55,7 @@ export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promi
   const tokens = await controller.bootstrapTokens();
   await controller.start();
 
-  const proxy = new Proxy({
+  const proxy = new NinesProxy({
     host: opts.host,
     port: opts.proxyPort,
     proxyId: `${hostname()}-proxy`,

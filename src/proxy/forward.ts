@@ -1,0 +1,260 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { type ProxyErrorCode, sendError } from './errors.js';
+import type { Route } from './routing.js';
+import type { Upstream } from './upstream.js';
+
+/** What a Forward needs from its proxy. */
+export interface ForwardOwner {
+  /** Set while the proxy shuts down: responses carry `Connection: close`. */
+  readonly closing: boolean;
+  /** Called once per request when it ends, only if access logging is on. */
+  readonly onDone: ((f: Forward) => void) | null;
+}
+
+const kForward = Symbol('nines.forward');
+type ProxiedResponse = ServerResponse & { [kForward]?: Forward };
+
+class ClientGoneError extends Error {
+  readonly code = 'NINES_CLIENT_GONE';
+}
+/** One shared instance: aborting for a vanished client is routine, not worth a stack trace each. */
+const CLIENT_GONE = new ClientGoneError('client closed the connection');
+
+class BadResponseError extends Error {
+  readonly code = 'NINES_BAD_UPSTREAM_RESPONSE';
+}
+
+/**
+ * Lower-case equality for a header name whose length already matched. Most clients send canonical
+ * case, so the cheap comparison usually decides.
+ */
+export function eqi(name: string, lower: string): boolean {
+  return name === lower || name.toLowerCase() === lower;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus `Proxy-*`; compared without allocating in the common case. */
+export function isHopByHop(name: string): boolean {
+  switch (name.length) {
+    case 2:
+      return eqi(name, 'te');
+    case 7:
+      return eqi(name, 'trailer') || eqi(name, 'upgrade');
+    case 10:
+      return eqi(name, 'connection') || eqi(name, 'keep-alive');
+    case 17:
+      return eqi(name, 'transfer-encoding');
+    default:
+      return isProxyHeader(name);
+  }
+}
+
+export function isProxyHeader(name: string): boolean {
+  return (
+    name.length > 6 &&
+    (name.charCodeAt(0) | 32) === 112 /* p */ &&
+    name.charCodeAt(5) === 45 /* - */ &&
+    name.slice(0, 6).toLowerCase() === 'proxy-'
+  );
+}
+
+/** Why an upstream exchange failed; indexes failCodes. */
+export const FailKind = { Connect: 0, Reset: 1, Timeout: 2, BadRequest: 3 } as const;
+export type FailKind = (typeof FailKind)[keyof typeof FailKind];
+
+const failCodes: readonly ProxyErrorCode[] = [
+  'NINES_E_UPSTREAM_CONNECT',
+  'NINES_E_UPSTREAM_RESET',
+  'NINES_E_UPSTREAM_TIMEOUT',
+  'NINES_E_BAD_REQUEST',
+];
+
+/**
+ * One proxied request: the undici dispatch handler (legacy raw-header callbacks, which skip undici's
+ * header parsing and controller wrapper) and the state of the exchange. Listeners on the client response
+ * are shared module functions that find their Forward through a symbol, so a request allocates this
+ * object, its header array and the dispatch options, and no closures.
+ */
+export class Forward implements Dispatcher.DispatchHandler {
+  readonly owner: ForwardOwner;
+  readonly req: IncomingMessage;
+  readonly res: ProxiedResponse;
+  readonly route: Route;
+  readonly opts: Dispatcher.DispatchOptions;
+  readonly requestId: string;
+  readonly hasBody: boolean;
+  /** Idempotent method and no body: may be retried after a reset before any response byte. */
+  readonly retryable: boolean;
+  readonly startedAt: number;
+  upstream: Upstream;
+  attempts = 1;
+  statusCode = 0;
+  /** The upstream exchange failed for this reason (set before an error response). */
+  failure: FailKind | -1 = -1;
+
+  private abortFn: ((err?: Error) => void) | null = null;
+  private resumeFn: (() => void) | null = null;
+  /** undici handed the request to a connected socket (so a failure is no longer a connect failure). */
+  private connected = false;
+  /** Response headers went to the client: never retry, never answer with an error body. */
+  private responded = false;
+  private done = false;
+  private clientGone = false;
+  private listeningDrain = false;
+  private badResponse = false;
+
+  constructor(
+    owner: ForwardOwner,
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    upstream: Upstream,
+    opts: Dispatcher.DispatchOptions,
+    requestId: string,
+    hasBody: boolean,
+    retryable: boolean,
+    startedAt: number,
+  ) {
+    this.owner = owner;
+    this.req = req;
+    this.res = res;
+    this.route = route;
+    this.upstream = upstream;
+    this.opts = opts;
+    this.requestId = requestId;
+    this.hasBody = hasBody;
+    this.retryable = retryable;
+    this.startedAt = startedAt;
+  }
+
+  start(): void {
+    this.res[kForward] = this;
+    this.res.on('close', onResClose);
+    this.upstream.inflight++;
+    this.upstream.pool!.dispatch(this.opts, this);
+  }
+
+  // ---- undici handler (raw callbacks) -----------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.connected = true;
+    this.abortFn = abort;
+    if (this.clientGone) abort(CLIENT_GONE);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: not forwarded
+    if (this.clientGone) return false;
+    this.resumeFn = resume;
+    const out: string[] = [];
+    let hasId = false;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!.toString('latin1');
+      if (isHopByHop(name)) continue;
+      if (name.length === 12 && eqi(name, 'x-request-id')) hasId = true;
+      out.push(name, rawHeaders[i + 1]!.toString('latin1'));
+    }
+    if (!hasId) out.push('x-request-id', this.requestId);
+    const res = this.res;
+    if (this.owner.closing) res.shouldKeepAlive = false;
+    try {
+      res.writeHead(statusCode, out);
+    } catch (err) {
+      // An upstream header node refuses to write (invalid characters): answer 502 instead.
+      this.badResponse = true;
+      this.abortFn?.(new BadResponseError(String(err)));
+      return false;
+    }
+    this.responded = true;
+    this.statusCode = statusCode;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    if (!this.listeningDrain) {
+      this.listeningDrain = true;
+      this.res.on('drain', onResDrain);
+    }
+    return false;
+  }
+
+  onComplete(): void {
+    this.done = true;
+    this.upstream.release();
+    this.res.end();
+    if (this.owner.onDone !== null) this.owner.onDone(this);
+  }
+
+  onError(err: Error): void {
+    const failed = this.upstream;
+    failed.release();
+    if (this.clientGone || this.res.destroyed) {
+      this.finish();
+      return;
+    }
+    if (this.responded) {
+      // Mid-body failure: the only honest signal left is to cut the client's connection.
+      this.res.destroy();
+      this.finish();
+      return;
+    }
+    const code = (err as { code?: string }).code;
+    let kind: FailKind;
+    if (this.badResponse) kind = FailKind.Reset;
+    else if (code === 'UND_ERR_HEADERS_TIMEOUT') kind = FailKind.Timeout;
+    else if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') kind = FailKind.BadRequest;
+    else if (!this.connected) {
+      kind = FailKind.Connect;
+      if (code !== 'UND_ERR_DESTROYED' && code !== 'UND_ERR_CLOSED') failed.eject(err);
+    } else kind = FailKind.Reset;
+
+    // A connect failure sent nothing, so any body-less request may go elsewhere; a reset may have
+    // reached the app, so only idempotent body-less ones do.
+    if (
+      this.attempts < 2 &&
+      !this.badResponse &&
+      ((kind === FailKind.Connect && !this.hasBody) || (kind === FailKind.Reset && this.retryable))
+    ) {
+      const next = this.route.pick(failed);
+      if (next !== null) {
+        this.attempts++;
+        this.upstream = next;
+        this.connected = false;
+        this.abortFn = null;
+        next.inflight++;
+        next.pool!.dispatch(this.opts, this);
+        return;
+      }
+    }
+    this.failure = kind;
+    sendError(this.res, failCodes[kind]!, this.requestId);
+    this.statusCode = this.res.statusCode;
+    this.finish();
+  }
+
+  /** @internal client response closed. */
+  clientClosed(): void {
+    if (this.done) return;
+    this.clientGone = true;
+    if (this.abortFn !== null) this.abortFn(CLIENT_GONE);
+  }
+
+  /** @internal client response drained. */
+  resume(): void {
+    if (this.resumeFn !== null) this.resumeFn();
+  }
+
+  private finish(): void {
+    this.done = true;
+    if (this.owner.onDone !== null) this.owner.onDone(this);
+  }
+}
+
+function onResClose(this: ProxiedResponse): void {
+  this[kForward]?.clientClosed();
+}
+
+function onResDrain(this: ProxiedResponse): void {
+  this[kForward]?.resume();
+}

@@ -1,0 +1,202 @@
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import type { ProxyReport } from '../core/protocol.js';
+import type { Proxy as NinesProxy } from './proxy.js';
+import { parseSnapshot } from './snapshot.js';
+
+export interface ControllerLinkOptions {
+  /** e.g. `http://127.0.0.1:7070` (a path prefix is kept). */
+  baseUrl: string;
+  token: string;
+  proxy: NinesProxy;
+  logger: Logger;
+  /** Long-poll wait the controller is asked for, in seconds. Default 25. */
+  waitSeconds?: number;
+  /** Heartbeat: the report is sent at least this often. Default 1000. */
+  reportIntervalMs?: number;
+  /** Cap of the back-off after controller errors. Default 2000. */
+  maxBackoffMs?: number;
+}
+
+/**
+ * The proxy's side of the protocol: long-polls the routing snapshot and applies it, and reports the
+ * proxy's view (applied version, instance up/in-flight/drained) on every change and as a heartbeat.
+ * When the controller is unreachable it backs off and retries; the proxy keeps serving its last
+ * snapshot, so a lost controller changes nothing on the data path.
+ */
+export class ControllerLink {
+  private readonly proxy: NinesProxy;
+  private readonly logger: Logger;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly authorization: string;
+  private readonly waitSeconds: number;
+  private readonly reportIntervalMs: number;
+  private readonly maxBackoffMs: number;
+  private running = false;
+  private abort: AbortController | null = null;
+  private pollLoop: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private sending: Promise<void> | null = null;
+  private reportDirty = false;
+  private pollFailures = 0;
+  private reportFailing = false;
+  private sleepTimer: NodeJS.Timeout | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(opts: ControllerLinkOptions) {
+    this.proxy = opts.proxy;
+    this.logger = opts.logger;
+    const url = new URL(opts.baseUrl);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, { connections: 4, pipelining: 1 });
+    this.authorization = `Bearer ${opts.token}`;
+    this.waitSeconds = opts.waitSeconds ?? 25;
+    this.reportIntervalMs = opts.reportIntervalMs ?? 1000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 2000;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.abort = new AbortController();
+    this.unsubscribe = this.proxy.onReportChange(() => this.sendReport());
+    this.pollLoop = this.poll();
+    this.sendReport();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.heartbeat !== null) clearTimeout(this.heartbeat);
+    this.heartbeat = null;
+    this.abort?.abort();
+    if (this.sleepTimer !== null) clearTimeout(this.sleepTimer);
+    this.wake?.();
+    await this.pollLoop;
+    await this.sending;
+    await this.pool.destroy().catch(() => {});
+  }
+
+  // ---- snapshots --------------------------------------------------------------------------------
+
+  private async poll(): Promise<void> {
+    while (this.running) {
+      const after = this.proxy.report().appliedVersion;
+      const started = Date.now();
+      let newer = false;
+      try {
+        const res = await this.pool.request({
+          path: `${this.basePath}/v1/proxy/snapshot?after=${after}&wait=${this.waitSeconds}`,
+          method: 'GET',
+          headers: { authorization: this.authorization, accept: 'application/json' },
+          headersTimeout: (this.waitSeconds + 10) * 1000,
+          bodyTimeout: 30_000,
+          signal: this.abort!.signal,
+        });
+        if (res.statusCode !== 200) {
+          const text = await res.body.text().catch(() => '');
+          throw new Error(`snapshot: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+        }
+        const snapshot = parseSnapshot(await res.body.json());
+        if (snapshot.version > after) {
+          newer = true;
+          this.proxy.applySnapshot(snapshot);
+        }
+        if (this.pollFailures > 0) {
+          this.logger.info({ failures: this.pollFailures }, 'proxy link: controller reachable again');
+        }
+        this.pollFailures = 0;
+      } catch (err) {
+        if (!this.running) return;
+        this.pollFailures++;
+        const level = this.pollFailures === 1 || this.pollFailures % 30 === 0 ? 'warn' : 'debug';
+        this.logger[level](
+          { err: errText(err), failures: this.pollFailures },
+          'proxy link: snapshot poll failed; serving the current snapshot',
+        );
+        await this.sleep(this.backoff());
+        continue;
+      }
+      // A well-behaved controller only answers early with something newer; never spin on one that does not.
+      if (!newer && Date.now() - started < 1000) await this.sleep(1000);
+    }
+  }
+
+  private backoff(): number {
+    const base = Math.min(this.maxBackoffMs, 100 * 2 ** Math.min(this.pollFailures - 1, 10));
+    return Math.round(base * (0.5 + Math.random() / 2));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.running) return resolve();
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(() => {
+        this.sleepTimer = null;
+        this.wake = null;
+        resolve();
+      }, ms);
+    });
+  }
+
+  // ---- reports ----------------------------------------------------------------------------------
+
+  /** Coalesced: one report in flight at a time; a change during it sends one more afterwards. */
+  private sendReport(): void {
+    if (!this.running) return;
+    if (this.sending !== null) {
+      this.reportDirty = true;
+      return;
+    }
+    if (this.heartbeat !== null) clearTimeout(this.heartbeat);
+    this.heartbeat = null;
+    this.sending = this.postReport(this.proxy.report()).finally(() => {
+      this.sending = null;
+      if (!this.running) return;
+      if (this.reportDirty) {
+        this.reportDirty = false;
+        this.sendReport();
+        return;
+      }
+      this.heartbeat = setTimeout(() => {
+        this.heartbeat = null;
+        this.sendReport();
+      }, this.reportIntervalMs);
+      this.heartbeat.unref();
+    });
+  }
+
+  private async postReport(report: ProxyReport): Promise<void> {
+    try {
+      const res = await this.pool.request({
+        path: `${this.basePath}/v1/proxy/report`,
+        method: 'POST',
+        headers: { authorization: this.authorization, 'content-type': 'application/json' },
+        body: JSON.stringify(report),
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+        signal: this.abort!.signal,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 300) throw new Error(`report: HTTP ${res.statusCode}`);
+      if (this.reportFailing) this.logger.info('proxy link: reports accepted again');
+      this.reportFailing = false;
+    } catch (err) {
+      if (!this.running) return;
+      if (!this.reportFailing) this.logger.warn({ err: errText(err) }, 'proxy link: report failed');
+      this.reportFailing = true;
+    }
+  }
+}
+
+function errText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    return code === undefined ? err.message : `${code}: ${err.message}`;
+  }
+  return String(err);
+}
