@@ -18,9 +18,12 @@ const { values } = parseArgs({
 });
 const rate = Number(values.rate);
 const requests = Number(values.requests);
+// MEASUREMENTS.md's restart scenario: the app answers after 20 ms and boots in 1 s.
+const slowish = { RESPONSE_DELAY_MS: '20', BOOT_DELAY_MS: '1000' };
 const apps = [
-  { name: 'hello (graceful)', dir: join(root, 'examples', 'hello') },
-  { name: 'abrupt exit on SIGTERM', dir: h.fixture('abrupt') },
+  { key: 'hello', name: 'examples/hello', dir: join(root, 'examples', 'hello'), env: {} },
+  { key: 'graceful', name: 'graceful, 20 ms, 1 s boot', dir: h.fixture('graceful'), env: slowish },
+  { key: 'abrupt', name: 'exits on SIGTERM, 20 ms, 1 s boot', dir: h.fixture('abrupt'), env: slowish },
 ];
 
 async function ninesRolling(app) {
@@ -28,14 +31,14 @@ async function ninesRolling(app) {
   const dataDir = join(tmp, 'data');
   let up;
   try {
-    up = await h.startUp({ dataDir, config: h.serviceYaml({ source: app.dir, instances: 2 }) });
+    up = await h.startUp({ dataDir, config: h.serviceYaml({ source: app.dir, instances: 2, env: app.env }) });
     const rel = await h.cli(dataDir, 'release', 'web', app.dir, '--version', 'v2');
     if (rel.code !== 0) throw new Error(rel.stderr);
-    const t0 = Date.now();
     let deployMs = 0;
     const { value, load } = await h.underLoad(
       `${up.info.proxyUrl}/`,
       async () => {
+        const t0 = Date.now();
         const r = await h.cli(dataDir, 'deploy', 'web', 'v2');
         deployMs = Date.now() - t0;
         return r;
@@ -64,7 +67,14 @@ for (const app of apps) {
     errors: n.errors,
   });
   const settleMs = Math.max(2000, Math.ceil((requests / rate) * 1000) - 2000);
-  const p = await pm2ReloadUnderLoad({ appDir: app.dir, instances: 2, rate, connections: 32, settleMs });
+  const p = await pm2ReloadUnderLoad({
+    appDir: app.dir,
+    instances: 2,
+    rate,
+    connections: 32,
+    settleMs,
+    env: app.env,
+  });
   rows.push({
     app: app.name,
     system: 'pm2 cluster reload',
@@ -74,8 +84,10 @@ for (const app of apps) {
     'p99 ms': p.latencyMs.p99,
     errors: p.errors,
   });
-  const key = app.dir.endsWith('abrupt') ? 'abrupt' : 'graceful';
-  result[key] = { nines: { failed: n.failed, total: n.total }, pm2: { failed: p.failed, total: p.total } };
+  result[app.key] = {
+    nines: { failed: n.failed, total: n.total },
+    pm2: { failed: p.failed, total: p.total },
+  };
 }
 printTable(rows, undefined, `deploy under load: ${rate} req/s, 32 connections, 2 instances`);
 printResultLine(result);

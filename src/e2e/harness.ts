@@ -172,6 +172,7 @@ export function serviceYaml(o: {
   instances?: number;
   drainTimeout?: string;
   healthyDeadline?: string;
+  env?: Record<string, string>;
   extra?: string;
 }): string {
   return `services:
@@ -179,6 +180,7 @@ export function serviceYaml(o: {
     source: ${o.source}
     command: node server.js
     instances: ${o.instances ?? 3}
+    env: ${JSON.stringify(o.env ?? {})}
     health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2 }
     drainTimeout: ${o.drainTimeout ?? '5s'}
     healthyDeadline: ${o.healthyDeadline ?? '15s'}
