@@ -97,28 +97,41 @@ describe('kill -9 of the whole nines up process, then a restart', () => {
   });
 });
 
-describe('a slow request in flight during a rolling deploy', () => {
+describe('slow requests in flight during a rolling deploy of an app that exits at once on SIGTERM', () => {
   const root = tempDir();
   const dataDir = join(root, 'data');
   let up: Up | undefined;
   after(() => cleanup(root, up));
 
-  test('completes on its old instance before that instance is stopped', async () => {
-    up = await startUp({
-      dataDir,
-      config: serviceYaml({ source: fixture('slow'), instances: 1, drainTimeout: '10s' }),
+  // Every answer takes 2 s and the app dies the instant it gets SIGTERM, so only nines' drain (stop
+  // routing, wait for in-flight requests, then signal) can let the old instance's requests finish. A
+  // retry would not hide a cut: it would be answered by the new release, and the body says which.
+  test('complete on their old instance before it is signalled', async () => {
+    const config = serviceYaml({
+      source: fixture('abrupt'),
+      instances: 1,
+      drainTimeout: '10s',
+      env: { RESPONSE_DELAY_MS: '2000' },
     });
-    assert.equal((await cli(dataDir, 'release', 'web', fixture('slow'), '--version', 'v2')).code, 0);
-    const slow = request(`${up.info.proxyUrl}/slow?ms=3000`).then(async (r) => ({
-      status: r.statusCode,
-      body: (await r.body.text()).trim(),
-    }));
-    await sleep(200);
-    const { load } = await underLoad(`${up.info.proxyUrl}/`, () => cli(dataDir, 'deploy', 'web', 'v2'), {
-      leadMs: 0,
-      rate: 200,
-    });
-    assert.deepEqual(await slow, { status: 200, body: 'v1' });
+    up = await startUp({ dataDir, config });
+    assert.equal((await cli(dataDir, 'release', 'web', fixture('abrupt'), '--version', 'v2')).code, 0);
+    const inflight = Array.from({ length: 5 }, () =>
+      request(`${up!.info.proxyUrl}/`).then(async (r) => ({
+        status: r.statusCode,
+        body: (await r.body.text()).trim(),
+      })),
+    );
+    await sleep(300);
+    const { value: dep, load } = await underLoad(
+      `${up.info.proxyUrl}/`,
+      () => cli(dataDir, 'deploy', 'web', 'v2'),
+      {
+        leadMs: 0,
+        rate: 10,
+      },
+    );
+    assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+    for (const r of await Promise.all(inflight)) assert.deepEqual(r, { status: 200, body: 'v1' });
     assert.equal(load.failed, 0, describeLoad(load));
   });
 });
