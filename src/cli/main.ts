@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
-import type { DeployRecord, EventRecord } from '../controller/store/types.js';
+import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
 import { NinesError } from '../core/errors.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
@@ -172,6 +172,41 @@ program
         opts.to ? { to: opts.to } : {},
       );
       return runDeploy(out, c, deploy, opts.wait);
+    }),
+  );
+
+program
+  .command('scale <service> <instances>')
+  .description('set the instance count; the reconciler starts or drains instances to match')
+  .option('--no-wait', 'return once the new count is recorded')
+  .option('--timeout <seconds>', 'how long to wait for the count to be reached', '120')
+  .addHelpText('after', '\nExample:\n  nines scale hello 5')
+  .action(
+    action(async (out, o, service: string, count: string, opts: { wait: boolean; timeout: string }) => {
+      const n = Number(count);
+      if (!Number.isInteger(n) || n < 0)
+        throw new NinesError('NINES_E_VALIDATION', 'instances must be a whole number ≥ 0');
+      const c = await client(o);
+      const path = `/v1/services/${encodeURIComponent(service)}`;
+      const { service: svc } = await c.get<{ service: ServiceRecord }>(path);
+      await c.put(path, { ...svc.spec, instances: n });
+      out.line(`${service}: ${svc.spec.instances} → ${n} instance(s)`);
+      if (!opts.wait) return EXIT.ok;
+      const until = Date.now() + Number(opts.timeout) * 1000;
+      for (;;) {
+        const s = await c.get<StatusView>('/v1/status');
+        const mine = s.instances.filter((i) => i.service === service);
+        const ready = mine.filter((i) => i.route === 'ready' && i.healthy).length;
+        if (ready === n && mine.length === n) {
+          out.result({ service, instances: n }, `done: ${service} has ${n} ready instance(s)`);
+          return EXIT.ok;
+        }
+        if (Date.now() > until) {
+          out.error('NINES_E_TIMEOUT', `${service} has ${ready} of ${n} ready after ${opts.timeout} s`);
+          return EXIT.timeout;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
     }),
   );
 

@@ -1,7 +1,7 @@
 import type { DeployEventRecord } from '../controller/store/types.js';
 
 /** Exit codes scripts can rely on (documented in the README). */
-export const EXIT = { ok: 0, failed: 1, refused: 2, unreachable: 3, usage: 64 } as const;
+export const EXIT = { ok: 0, failed: 1, refused: 2, unreachable: 3, timeout: 4, usage: 64 } as const;
 
 export interface Out {
   json: boolean;

@@ -6,6 +6,8 @@ import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
 import { DeployEngine } from './engine/engine.js';
+import { InstanceOps } from './engine/ops.js';
+import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
 import type { Store } from './store/types.js';
@@ -28,6 +30,8 @@ export class Controller {
   readonly hub: Hub;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
+  readonly ops: InstanceOps;
+  readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
@@ -38,11 +42,20 @@ export class Controller {
     this.store = opts.store;
     this.hub = new Hub();
     this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
       hub: this.hub,
       fleet: this.fleet,
+      ops: this.ops,
       logger: opts.logger,
+    });
+    this.reconciler = new Reconciler({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      ops: this.ops,
+      logger: opts.logger.child({ part: 'reconciler' }),
     });
     this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
     this.app = buildApi({
@@ -77,9 +90,11 @@ export class Controller {
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+    this.reconciler.start();
   }
 
   async close(): Promise<void> {
+    await this.reconciler.stop();
     await this.engine.close();
     await this.app.close();
   }

@@ -34,6 +34,7 @@ export const errorRegistry = {
   NINES_E_UPSTREAM_RESET: { status: 502, title: 'Instance closed the connection before answering' },
   NINES_E_UPSTREAM_TIMEOUT: { status: 504, title: 'Instance did not answer in time' },
   NINES_E_UNREACHABLE: { status: 503, title: 'Controller unreachable (reported by the CLI)' },
+  NINES_E_TIMEOUT: { status: 504, title: 'Gave up waiting (reported by the CLI)' },
   NINES_E_AGENT_PROVISION: { status: 500, title: 'Agent could not provision an instance' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

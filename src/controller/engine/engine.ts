@@ -2,17 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { NinesError } from '../../core/errors.js';
 import { deployLifecycle, transition } from '../../core/lifecycle.js';
-import type { ObservedInstance } from '../../core/protocol.js';
 import type { Fleet } from '../fleet.js';
-import { type Hub, type ProxyView, WaitTimeout } from '../hub.js';
+import type { Hub } from '../hub.js';
 import type { DeployKind, DeployRecord, InstanceRecord, ReleaseRecord, Store } from '../store/types.js';
+import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
-
-/** Raised inside a deploy to fail it with a reason a human can act on. */
-class DeployFailure extends Error {}
-
-/** How long the proxies get to confirm a routing change; they apply snapshots in milliseconds. */
-const PROXY_ACK_MS = 10_000;
 
 export interface CreateDeployOptions {
   kind?: DeployKind;
@@ -32,12 +26,14 @@ export class DeployEngine {
   private readonly hub: Hub;
   private readonly fleet: Fleet;
   private readonly log: Logger;
+  private readonly ops: InstanceOps;
   private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
 
-  constructor(deps: { store: Store; hub: Hub; fleet: Fleet; logger: Logger }) {
+  constructor(deps: { store: Store; hub: Hub; fleet: Fleet; ops: InstanceOps; logger: Logger }) {
     this.store = deps.store;
     this.hub = deps.hub;
     this.fleet = deps.fleet;
+    this.ops = deps.ops;
     this.log = deps.logger;
   }
 
@@ -67,6 +63,13 @@ export class DeployEngine {
       const lock = await tx.acquireDeployLock(service, deploy.id);
       if (!lock.ok) {
         const holder = await tx.getDeploy(lock.heldBy);
+        if (lock.heldBy.startsWith('heal-')) {
+          throw new NinesError(
+            'NINES_E_DEPLOY_IN_PROGRESS',
+            `service "${service}" is being healed by the reconciler (${lock.heldBy}); try again in a moment`,
+            { heldBy: lock.heldBy },
+          );
+        }
         throw new NinesError(
           'NINES_E_DEPLOY_IN_PROGRESS',
           `service "${service}" is being deployed by ${lock.heldBy}` +
@@ -145,13 +148,18 @@ export class DeployEngine {
   private async run(deploy: DeployRecord, release: ReleaseRecord, signal: AbortSignal): Promise<void> {
     const t0 = Date.now();
     const created: InstanceRecord[] = [];
+    const ctx: OpContext = {
+      deployId: deploy.id,
+      signal,
+      event: (type, message, data) => this.event(deploy.id, type, message, data),
+    };
     try {
       await this.store.updateDeploy(deploy.id, {
         state: transition(deployLifecycle, deploy.state, 'running'),
         startedAt: t0,
       });
       deploy.state = 'running';
-      await this.roll(deploy, release, created, signal);
+      await this.roll(ctx, deploy, release, created);
       await this.store.setCurrentRelease(deploy.service, release.version);
       await this.store.markReleaseStable(deploy.service, release.version);
       await this.finish(deploy, 'succeeded', null, t0);
@@ -160,11 +168,12 @@ export class DeployEngine {
         await this.finish(deploy, 'failed', 'the controller stopped during this deploy', t0).catch(() => {});
         return;
       }
-      const reason = err instanceof DeployFailure ? err.message : `internal error: ${(err as Error).message}`;
+      const reason =
+        err instanceof OperationFailure ? err.message : `internal error: ${(err as Error).message}`;
       this.log.warn({ deployId: deploy.id, err }, 'deploy failed');
       await this.event(deploy.id, 'deploy.reverting', `failed: ${reason}; stopping the new instances`);
       try {
-        await this.revert(deploy, created, signal);
+        await this.revert(ctx, deploy, created);
       } catch (revertErr) {
         this.log.error({ deployId: deploy.id, err: revertErr }, 'revert failed');
         await this.event(deploy.id, 'deploy.revert-failed', `revert failed: ${(revertErr as Error).message}`);
@@ -174,10 +183,10 @@ export class DeployEngine {
   }
 
   private async roll(
+    ctx: OpContext,
     deploy: DeployRecord,
     release: ReleaseRecord,
     created: InstanceRecord[],
-    signal: AbortSignal,
   ): Promise<void> {
     const spec = release.spec;
     const params = resolveRolling(spec.rolling, spec.instances);
@@ -189,21 +198,21 @@ export class DeployEngine {
     while (fresh.length > params.desired) old.push(fresh.pop()!);
     // Old instances that never took traffic need no drain; stop them first.
     for (const i of live.filter((x) => x.route === 'none' && x.releaseVersion !== release.version)) {
-      await this.stopInstance(deploy, i, signal);
+      await this.ops.stop(ctx, i);
     }
     await this.event(deploy.id, 'deploy.plan', planText(params, old.length, fresh.length), {
       ...params,
       old: old.length,
     });
     for (;;) {
-      signal.throwIfAborted();
+      ctx.signal.throwIfAborted();
       const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });
       if (step.done) return;
       const stopping = old.splice(0, step.stop);
-      const tasks: Promise<unknown>[] = stopping.map((i) => this.stopInstance(deploy, i, signal));
+      const tasks: Promise<unknown>[] = stopping.map((i) => this.ops.stop(ctx, i));
       for (let k = 0; k < step.start; k++) {
         tasks.push(
-          this.startInstance(deploy, release, created, signal).then((i) => {
+          this.ops.start(ctx, release, created).then((i) => {
             fresh.push(i);
           }),
         );
@@ -214,128 +223,10 @@ export class DeployEngine {
     }
   }
 
-  private async startInstance(
-    deploy: DeployRecord,
-    release: ReleaseRecord,
-    created: InstanceRecord[],
-    signal: AbortSignal,
-  ): Promise<InstanceRecord> {
-    const spec = release.spec;
-    const rec = await this.fleet.createInstance(release, deploy.id);
-    created.push(rec);
-    await this.event(
-      deploy.id,
-      'instance.starting',
-      `${rec.id} (${release.version}) starting on ${rec.hostId}`,
-      {
-        instance: rec.id,
-        host: rec.hostId,
-      },
-    );
-    let last: ObservedInstance | undefined;
-    try {
-      await this.hub.waitUntil(
-        `${rec.id} healthy`,
-        () => {
-          const o = this.hub.observed(rec.hostId, rec.id);
-          if (o) last = o;
-          if (o?.state === 'failed') {
-            throw new DeployFailure(`instance ${rec.id} failed to start: ${o.message ?? 'no reason given'}`);
-          }
-          return o && o.state === 'running' && o.healthy && o.port !== undefined ? o : undefined;
-        },
-        spec.healthyDeadline,
-        signal,
-      );
-    } catch (err) {
-      if (err instanceof WaitTimeout) {
-        const h = spec.health;
-        throw new DeployFailure(
-          `instance ${rec.id} of ${release.version} did not pass its health check (GET ${h.path}, ` +
-            `${h.rise} passes needed) within the healthy deadline of ${spec.healthyDeadline} ms` +
-            (last
-              ? ` — last seen ${last.state}, restarts ${last.restarts}${last.message ? `, ${last.message}` : ''}`
-              : ''),
-        );
-      }
-      throw err;
-    }
-    await this.event(deploy.id, 'instance.healthy', `${rec.id} passed its health check`, {
-      instance: rec.id,
-    });
-    const version = await this.fleet.setRoute(rec, 'ready');
-    rec.route = 'ready';
-    await this.waitProxies(
-      `proxies route to ${rec.id}`,
-      version,
-      (p) => p.instances.get(rec.id)?.up === true,
-      signal,
-    );
-    await this.event(deploy.id, 'instance.routed', `${rec.id} is taking traffic`, { instance: rec.id });
-    return rec;
-  }
-
-  /** The drain sequence. Safe for apps that exit at once on SIGTERM: by then nothing is in flight. */
-  private async stopInstance(deploy: DeployRecord, rec: InstanceRecord, signal: AbortSignal): Promise<void> {
-    const release = await this.store.getRelease(rec.service, rec.releaseVersion);
-    const drainMs = release?.spec.drainTimeout ?? 10_000;
-    if (rec.route !== 'none') {
-      const version = await this.fleet.setRoute(rec, 'draining');
-      rec.route = 'draining';
-      await this.event(deploy.id, 'instance.draining', `${rec.id} (${rec.releaseVersion}) draining`, {
-        instance: rec.id,
-      });
-      try {
-        await this.waitProxies(
-          `proxies drain ${rec.id}`,
-          version,
-          (p) => {
-            const s = p.instances.get(rec.id);
-            return s === undefined || s.drained;
-          },
-          signal,
-          drainMs,
-        );
-        await this.event(deploy.id, 'instance.drained', `${rec.id} has no request in flight`, {
-          instance: rec.id,
-        });
-      } catch (err) {
-        if (!(err instanceof WaitTimeout)) throw err;
-        await this.event(
-          deploy.id,
-          'instance.drain-timeout',
-          `${rec.id} still busy after ${drainMs} ms; stopping`,
-          {
-            instance: rec.id,
-          },
-        );
-      }
-    }
-    await this.fleet.setDesired(rec, 'stopped');
-    rec.desired = 'stopped';
-    await this.event(deploy.id, 'instance.stopping', `${rec.id} sent SIGTERM`, { instance: rec.id });
-    try {
-      await this.hub.waitUntil(
-        `${rec.id} stopped`,
-        () => {
-          const o = this.hub.observed(rec.hostId, rec.id);
-          return o === undefined || o.state === 'stopped' || o.state === 'failed' ? true : undefined;
-        },
-        drainMs + 10_000,
-        signal,
-      );
-    } catch (err) {
-      if (!(err instanceof WaitTimeout)) throw err;
-      this.log.warn({ instance: rec.id }, 'agent did not confirm the stop; forgetting the instance anyway');
-    }
-    await this.fleet.removeInstance(rec);
-    await this.event(deploy.id, 'instance.stopped', `${rec.id} stopped`, { instance: rec.id });
-  }
-
-  private async revert(deploy: DeployRecord, created: InstanceRecord[], signal: AbortSignal): Promise<void> {
+  private async revert(ctx: OpContext, deploy: DeployRecord, created: InstanceRecord[]): Promise<void> {
     for (const rec of created) {
       const current = await this.store.getInstance(rec.id);
-      if (current) await this.stopInstance(deploy, current, signal);
+      if (current) await this.ops.stop(ctx, current);
     }
     // maxUnavailable may have stopped old instances already: bring the old release back to count.
     if (!deploy.fromVersion) return;
@@ -344,25 +235,7 @@ export class DeployEngine {
     const serving = (await this.store.listInstances({ service: deploy.service })).filter(
       (i) => i.desired === 'running' && i.route === 'ready',
     );
-    const restore: InstanceRecord[] = [];
-    for (let k = serving.length; k < old.spec.instances; k++) {
-      await this.startInstance(deploy, old, restore, signal);
-    }
-  }
-
-  private async waitProxies(
-    what: string,
-    version: number,
-    ok: (p: ProxyView) => boolean,
-    signal: AbortSignal,
-    ms = PROXY_ACK_MS,
-  ): Promise<void> {
-    await this.hub.waitUntil(
-      what,
-      () => (this.hub.liveProxies().every((p) => p.appliedVersion >= version && ok(p)) ? true : undefined),
-      ms,
-      signal,
-    );
+    for (let k = serving.length; k < old.spec.instances; k++) await this.ops.start(ctx, old);
   }
 
   private async finish(

@@ -37,6 +37,11 @@ export const EVENT_ID_COUNTER = 'store.event_id';
 export interface KyselyStoreOptions {
   /** Clock for createdAt/updatedAt the store sets itself (upsertService, setCurrentRelease, updateInstance). */
   now?: () => number;
+  /**
+   * Schema of Kysely's migration bookkeeping tables (PostgreSQL). Kysely looks for them in every schema
+   * it can see unless told which one, so a second schema in the same database would find the first's.
+   */
+  migrationSchema?: string;
 }
 
 /**
@@ -51,12 +56,14 @@ export interface KyselyStoreOptions {
 export class KyselyStore implements Store {
   private readonly kdb: Kysely<Database>;
   private readonly now: () => number;
+  private readonly migrationSchema: string | undefined;
   /** Marks the async context of a running `transaction()` callback of this (root) store. */
   private readonly txScope = new AsyncLocalStorage<{ active: boolean }>();
 
   constructor(db: Kysely<Database>, opts: KyselyStoreOptions = {}) {
     this.kdb = db;
     this.now = opts.now ?? Date.now;
+    this.migrationSchema = opts.migrationSchema;
   }
 
   /** True when this store is bound to a transaction (the `tx` passed to a `transaction()` callback). */
@@ -92,6 +99,7 @@ export class KyselyStore implements Store {
       provider: migrationProvider,
       migrationTableName: MIGRATION_TABLE,
       migrationLockTableName: MIGRATION_LOCK_TABLE,
+      ...(this.migrationSchema !== undefined ? { migrationTableSchema: this.migrationSchema } : {}),
     });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
@@ -228,8 +236,13 @@ export class KyselyStore implements Store {
         .executeTakeFirst();
       if (existing) throw releaseExists(r.service, r.version);
       const seq = await bumpCounter(db, RELEASE_SEQ_COUNTER);
+      let inserted: { seq: unknown } | undefined;
       try {
-        await db
+        // A concurrent controller may insert the same version between our check and this insert. ON
+        // CONFLICT DO NOTHING reports it without an error: on PostgreSQL a failed statement would abort the
+        // caller's whole transaction, even when the caller catches NINES_E_RELEASE_EXISTS. (On PostgreSQL
+        // the insert waits for the other transaction and sees its outcome.)
+        inserted = await db
           .insertInto('releases')
           .values({
             service: r.service,
@@ -242,12 +255,14 @@ export class KyselyStore implements Store {
             created_at: r.createdAt,
             seq,
           })
-          .execute();
+          .onConflict((oc) => oc.columns(['service', 'version']).doNothing())
+          .returning('seq')
+          .executeTakeFirst();
       } catch (err) {
-        // A concurrent controller inserted the same version between our check and our insert.
         if (isUniqueViolation(err)) throw releaseExists(r.service, r.version);
         throw err;
       }
+      if (!inserted) throw releaseExists(r.service, r.version);
       return {
         service: r.service,
         version: r.version,
