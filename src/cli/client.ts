@@ -43,9 +43,11 @@ export async function resolveTarget(opts: {
   let url = opts.url ?? process.env.NINES_URL;
   let token = opts.token ?? process.env.NINES_TOKEN;
   if (!url || !token) {
-    const info = await readFile(join(dataDir, 'up.json'), 'utf8')
-      .then((t) => JSON.parse(t) as UpInfo)
-      .catch(() => undefined);
+    const read = (f: string) =>
+      readFile(join(dataDir, f), 'utf8')
+        .then((t) => JSON.parse(t) as Pick<UpInfo, 'apiUrl' | 'adminTokenFile'>)
+        .catch(() => undefined);
+    const info = (await read('up.json')) ?? (await read('controller.json'));
     url ??= info?.apiUrl;
     if (!token) {
       token = (

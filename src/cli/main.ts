@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
@@ -6,6 +8,7 @@ import { NinesError } from '../core/errors.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { EXIT, makeOut, type Out } from './output.js';
+import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
 
 interface Common {
@@ -98,6 +101,178 @@ program
         });
         out.line('stopped');
         return EXIT.ok;
+      },
+    ),
+  );
+
+/** Keep a long-running command alive until SIGINT/SIGTERM, then stop it. */
+async function untilSignal(out: Out, stop: () => Promise<void>): Promise<number> {
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      out.line(`${sig}: stopping…`);
+      stop().then(resolve, (err) => {
+        out.error('NINES_E_INTERNAL', `shutdown: ${(err as Error).message}`);
+        resolve();
+      });
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  out.line('stopped');
+  return EXIT.ok;
+}
+
+async function nodeToken(opts: { token?: string; tokenFile?: string }): Promise<string> {
+  const token = opts.token ?? (opts.tokenFile ? (await readFile(opts.tokenFile, 'utf8')).trim() : undefined);
+  if (!token)
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      'give the node token with --token, --token-file or NINES_NODE_TOKEN',
+    );
+  return token;
+}
+
+program
+  .command('controller')
+  .description('run the controller alone (API + store + deploy engine + reconciler)')
+  .option('--host <addr>', 'address to bind', '127.0.0.1')
+  .option('--port <port>', 'API port (0: any free port)', '7070')
+  .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
+  .action(
+    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+      const dataDir = resolve(o.dataDir ?? '.nines');
+      const { logger } = await fileLogger(dataDir, opts.logLevel);
+      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const info = {
+        pid: process.pid,
+        apiUrl: ctl.controller.url,
+        adminTokenFile: ctl.controller.adminTokenFile,
+        nodeTokenFile: join(dataDir, 'node-token'),
+      };
+      await writeFile(join(dataDir, 'controller.json'), `${JSON.stringify(info, null, 2)}\n`, {
+        mode: 0o600,
+      });
+      out.line(`controller ${ctl.controller.url} (pid ${process.pid})`);
+      out.line(`  admin token ${info.adminTokenFile}, node token ${info.nodeTokenFile}`);
+      out.line(`ready: ${ctl.controller.url}`);
+      return untilSignal(out, async () => {
+        await rm(join(dataDir, 'controller.json'), { force: true });
+        await ctl.stop();
+        logger.flush();
+      });
+    }),
+  );
+
+program
+  .command('agent')
+  .description("run the host agent: start, probe, restart and stop this host's instances")
+  .requiredOption('--controller <url>', 'controller API URL')
+  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .option('--token-file <file>', 'file holding the node token')
+  .option('--name <name>', "host name (default: the machine's)")
+  .option('--zone <zone>', 'zone of this host', 'default')
+  .option('--label <k=v...>', 'host label, repeatable', [])
+  .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines agent --controller http://10.0.0.1:7070 --token-file node-token --zone a --label disk=ssd',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        opts: {
+          controller: string;
+          token?: string;
+          tokenFile?: string;
+          name?: string;
+          zone: string;
+          label: string[];
+          address: string;
+          logLevel: string;
+        },
+      ) => {
+        const labels: Record<string, string> = {};
+        for (const kv of opts.label) {
+          const i = kv.indexOf('=');
+          if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
+          labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        const dataDir = resolve(o.dataDir ?? '.nines');
+        const { logger } = await fileLogger(dataDir, opts.logLevel);
+        const agent = await runAgent({
+          controllerUrl: opts.controller,
+          token: await nodeToken(opts),
+          dataDir,
+          ...(opts.name ? { name: opts.name } : {}),
+          zone: opts.zone,
+          labels,
+          address: opts.address,
+          logger,
+        });
+        out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        out.line(
+          `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
+        );
+        // SIGTERM stops the agent but leaves its instances serving (a restarted agent adopts them);
+        // stopping the instances is the controller's decision, not a side effect of an agent restart.
+        return untilSignal(out, async () => {
+          await agent.leave();
+          logger.flush();
+        });
+      },
+    ),
+  );
+
+program
+  .command('proxy')
+  .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
+  .requiredOption('--controller <url>', 'controller API URL')
+  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .option('--token-file <file>', 'file holding the node token')
+  .option('--host <addr>', 'address to bind', '127.0.0.1')
+  .option('--port <port>', 'port (0: any free port)', '8080')
+  .option('--id <id>', 'proxy id (default: <hostname>-proxy)')
+  .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines proxy --controller http://10.0.0.1:7070 --token-file node-token --port 80',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        opts: {
+          controller: string;
+          token?: string;
+          tokenFile?: string;
+          host: string;
+          port: string;
+          id?: string;
+          logLevel: string;
+        },
+      ) => {
+        const dataDir = resolve(o.dataDir ?? '.nines');
+        const { logger } = await fileLogger(dataDir, opts.logLevel);
+        const proxy = await runProxy({
+          controllerUrl: opts.controller,
+          token: await nodeToken(opts),
+          dataDir,
+          host: opts.host,
+          port: Number(opts.port),
+          logger,
+          ...(opts.id ? { proxyId: opts.id } : {}),
+        });
+        out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
+        out.line(`ready: http://${opts.host}:${proxy.port}`);
+        return untilSignal(out, async () => {
+          await proxy.stop();
+          logger.flush();
+        });
       },
     ),
   );

@@ -1,17 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { pino } from 'pino';
-import { Agent } from '../agent/index.js';
-import { Controller } from '../controller/controller.js';
-import { openSqliteStore } from '../controller/store/sqlite.js';
 import type { DeployRecord, ServiceRecord } from '../controller/store/types.js';
 import { loadConfigFile, type NinesConfig } from '../core/config.js';
-import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 import { Client, type UpInfo } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
 import type { Out } from './output.js';
+import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 
 export interface UpOptions {
   config?: string;
@@ -37,51 +32,27 @@ export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promi
   const config: NinesConfig | undefined = configFile ? loadConfigFile(configFile) : undefined;
 
   const dataDir = resolve(opts.dataDir);
-  await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
-  const logFile = join(dataDir, 'logs', 'nines.log');
-  const logger = pino(
-    { level: opts.logLevel },
-    pino.destination({ dest: logFile, sync: false, mkdir: true }),
-  );
-
-  const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
-  const controller = new Controller({
-    store,
-    dataDir,
-    logger: logger.child({ plane: 'controller' }),
-    host: opts.host,
-    port: opts.apiPort,
-  });
-  const tokens = await controller.bootstrapTokens();
-  await controller.start();
-
-  const proxy = new NinesProxy({
-    host: opts.host,
-    port: opts.proxyPort,
-    proxyId: `${hostname()}-proxy`,
-    logger: logger.child({ plane: 'proxy' }),
-    snapshotCacheFile: join(dataDir, 'proxy', 'snapshot.json'),
-  });
-  const { port: proxyPort } = await proxy.listen();
-  const link = new ControllerLink({
-    baseUrl: controller.url,
-    token: tokens.node,
-    proxy,
-    logger: logger.child({ plane: 'proxy' }),
-  });
-  link.start();
-
-  const agent = new Agent({
+  const { logger, file: logFile } = await fileLogger(dataDir, opts.logLevel);
+  const ctl = await runController({ dataDir, host: opts.host, port: opts.apiPort, logger });
+  const { controller, tokens } = ctl;
+  const proxy = await runProxy({
     controllerUrl: controller.url,
     token: tokens.node,
-    dataDir: join(dataDir, 'agent'),
-    name: hostname(),
+    dataDir,
+    host: opts.host,
+    port: opts.proxyPort,
+    logger,
+  });
+  const proxyPort = proxy.port;
+  const agent = await runAgent({
+    controllerUrl: controller.url,
+    token: tokens.node,
+    dataDir,
     zone: 'local',
     labels: {},
     address: opts.host,
-    logger: logger.child({ plane: 'agent' }),
+    logger,
   });
-  await agent.start();
 
   const proxyUrl = `http://${opts.host}:${proxyPort}`;
   const info: UpInfo = {
@@ -96,11 +67,9 @@ export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promi
   const stop = () => {
     stopping ??= (async () => {
       await rm(join(dataDir, 'up.json'), { force: true });
-      await link.stop();
-      await agent.stop({ stopInstances: true });
-      await proxy.close();
-      await controller.close();
-      await store.close();
+      await agent.stop();
+      await proxy.stop();
+      await ctl.stop();
       logger.flush();
     })();
     return stopping;

@@ -231,3 +231,58 @@ export function describeLoad(r: LoadResult): string {
     firstFailures: r.firstFailures.slice(0, 5),
   });
 }
+
+export interface Proc {
+  proc: ChildProcess;
+  output: () => string;
+  /** The text after `ready: ` on the process's ready line. */
+  ready: string;
+  kill9(): Promise<void>;
+  stop(ms?: number): Promise<void>;
+}
+
+/** Start a long-running CLI command (`controller`, `agent`, `proxy`) and wait for its `ready:` line. */
+export async function spawnCli(args: string[], timeoutMs = 30_000): Promise<Proc> {
+  const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const onData = (d: Buffer) => {
+    out += d.toString();
+  };
+  proc.stdout?.on('data', onData);
+  proc.stderr?.on('data', onData);
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const ready = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      rej(new Error(`${args[0]} not ready after ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    const check = () => {
+      const m = /^ready: (.*)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1] ?? '');
+      }
+    };
+    proc.stdout?.on('data', check);
+    exited.then(() => {
+      clearTimeout(timer);
+      rej(new Error(`${args[0]} exited:\n${out}`));
+    });
+  });
+  return {
+    proc,
+    ready,
+    output: () => out,
+    async kill9() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+    async stop(ms = 30_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), ms);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

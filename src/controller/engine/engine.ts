@@ -90,10 +90,16 @@ export class DeployEngine {
         to: version,
       },
     );
-    const abort = new AbortController();
-    const done = this.run(deploy, release, abort.signal).finally(() => this.running.delete(deploy.id));
-    this.running.set(deploy.id, { abort, done });
+    this.launch(deploy, release, false);
     return deploy;
+  }
+
+  private launch(deploy: DeployRecord, release: ReleaseRecord, resumed: boolean): void {
+    const abort = new AbortController();
+    const done = this.run(deploy, release, abort.signal, resumed).finally(() =>
+      this.running.delete(deploy.id),
+    );
+    this.running.set(deploy.id, { abort, done });
   }
 
   /** The newest release other than the current one whose deploy finished with every instance healthy. */
@@ -117,24 +123,21 @@ export class DeployEngine {
   }
 
   /**
-   * After a controller restart: a deploy that was in flight is failed (resuming arrives with the
-   * deploy-engine issue), and the service is left serving: half-drained old instances go back to
-   * ready, new instances that never took traffic are stopped.
+   * After a controller restart: instances whose stop was under way are forgotten (their agents finish
+   * stopping them), and every deploy that was in flight resumes where the fleet actually is — the
+   * planner works from observed counts, not from a saved step — once agents and proxies report again.
    */
   async recover(): Promise<void> {
-    for (const d of await this.store.listActiveDeploys()) {
-      for (const i of await this.store.listInstances({ service: d.service })) {
-        if (i.desired === 'running' && i.route === 'draining') await this.fleet.setRoute(i, 'ready');
-        else if (i.deployId === d.id && i.route === 'none') await this.fleet.removeInstance(i);
-      }
-      await this.finish(
-        d,
-        'failed',
-        'the controller restarted during this deploy; the service was left serving',
-      );
-    }
     for (const i of await this.store.listInstances()) {
       if (i.desired === 'stopped') await this.fleet.removeInstance(i);
+    }
+    for (const d of await this.store.listActiveDeploys()) {
+      const release = await this.store.getRelease(d.service, d.toVersion);
+      if (!release) {
+        await this.finish(d, 'failed', `release ${d.toVersion} no longer exists`);
+        continue;
+      }
+      this.launch(d, release, d.state === 'running');
     }
   }
 
@@ -145,8 +148,13 @@ export class DeployEngine {
 
   // ---- one deploy -------------------------------------------------------------------------------
 
-  private async run(deploy: DeployRecord, release: ReleaseRecord, signal: AbortSignal): Promise<void> {
-    const t0 = Date.now();
+  private async run(
+    deploy: DeployRecord,
+    release: ReleaseRecord,
+    signal: AbortSignal,
+    resumed: boolean,
+  ): Promise<void> {
+    const t0 = deploy.startedAt ?? Date.now();
     const created: InstanceRecord[] = [];
     const ctx: OpContext = {
       deployId: deploy.id,
@@ -154,18 +162,27 @@ export class DeployEngine {
       event: (type, message, data) => this.event(deploy.id, type, message, data),
     };
     try {
-      await this.store.updateDeploy(deploy.id, {
-        state: transition(deployLifecycle, deploy.state, 'running'),
-        startedAt: t0,
-      });
-      deploy.state = 'running';
+      if (resumed) {
+        await this.settleAfterRestart(ctx, deploy, created);
+      } else {
+        await this.store.updateDeploy(deploy.id, {
+          state: transition(deployLifecycle, deploy.state, 'running'),
+          startedAt: t0,
+        });
+        deploy.state = 'running';
+      }
       await this.roll(ctx, deploy, release, created);
       await this.store.setCurrentRelease(deploy.service, release.version);
       await this.store.markReleaseStable(deploy.service, release.version);
       await this.finish(deploy, 'succeeded', null, t0);
     } catch (err) {
       if (signal.aborted) {
-        await this.finish(deploy, 'failed', 'the controller stopped during this deploy', t0).catch(() => {});
+        // Left `running` with its lock: the next controller start resumes it.
+        await this.event(
+          deploy.id,
+          'deploy.interrupted',
+          'the controller stopped; the deploy resumes when it starts again',
+        ).catch(() => {});
         return;
       }
       const reason =
@@ -179,6 +196,52 @@ export class DeployEngine {
         await this.event(deploy.id, 'deploy.revert-failed', `revert failed: ${(revertErr as Error).message}`);
       }
       await this.finish(deploy, 'failed', reason, t0);
+    }
+  }
+
+  /**
+   * Put a resumed deploy's service in a state the planner understands: wait for the fleet to report
+   * (without proxy reports a routing change could not be confirmed), return half-drained old instances
+   * to service, and stop new ones that were started but never took traffic.
+   */
+  private async settleAfterRestart(
+    ctx: OpContext,
+    deploy: DeployRecord,
+    created: InstanceRecord[],
+  ): Promise<void> {
+    await this.event(
+      deploy.id,
+      'deploy.resumed',
+      'the controller restarted; waiting for agents and proxies to report',
+    );
+    const hosts = await this.store.listHosts();
+    await this.hub
+      .waitUntil(
+        'the fleet to report after a restart',
+        () =>
+          hosts.every((h) => this.hub.agents.has(h.id)) && this.hub.liveProxies().length > 0
+            ? true
+            : undefined,
+        this.fleet.hostDownAfterMs,
+        ctx.signal,
+      )
+      .catch(() => {});
+    for (const i of await this.store.listInstances({ service: deploy.service })) {
+      if (i.desired !== 'running') continue;
+      if (i.route === 'draining') {
+        await this.fleet.setRoute(i, 'ready');
+        await ctx.event(
+          'instance.undrained',
+          `${i.id} was draining when the controller stopped; back in service`,
+          {
+            instance: i.id,
+          },
+        );
+      } else if (i.deployId === deploy.id && i.route === 'none') {
+        await this.ops.stop(ctx, i);
+      } else if (i.deployId === deploy.id) {
+        created.push(i);
+      }
     }
   }
 

@@ -1,0 +1,110 @@
+import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Logger, pino } from 'pino';
+import { Agent } from '../agent/index.js';
+import { Controller } from '../controller/controller.js';
+import { openSqliteStore } from '../controller/store/sqlite.js';
+import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
+
+/**
+ * The composition root: the only place that constructs the planes. `nines up` runs all three in one
+ * process; `nines controller`, `nines agent` and `nines proxy` run one each. Either way they talk to
+ * each other only through the HTTP protocol.
+ */
+
+export interface Running {
+  stop(): Promise<void>;
+}
+
+export async function fileLogger(dataDir: string, level: string): Promise<{ logger: Logger; file: string }> {
+  await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
+  const file = join(dataDir, 'logs', 'nines.log');
+  return { logger: pino({ level }, pino.destination({ dest: file, sync: false, mkdir: true })), file };
+}
+
+export async function runController(o: {
+  dataDir: string;
+  host: string;
+  port: number;
+  logger: Logger;
+}): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
+  const dataDir = resolve(o.dataDir);
+  const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  const controller = new Controller({
+    store,
+    dataDir,
+    logger: o.logger.child({ plane: 'controller' }),
+    host: o.host,
+    port: o.port,
+  });
+  const tokens = await controller.bootstrapTokens();
+  await controller.start();
+  return {
+    controller,
+    tokens,
+    async stop() {
+      await controller.close();
+      await store.close();
+    },
+  };
+}
+
+export async function runProxy(o: {
+  controllerUrl: string;
+  token: string;
+  dataDir: string;
+  host: string;
+  port: number;
+  logger: Logger;
+  proxyId?: string;
+}): Promise<Running & { port: number }> {
+  const logger = o.logger.child({ plane: 'proxy' });
+  const proxy = new NinesProxy({
+    host: o.host,
+    port: o.port,
+    proxyId: o.proxyId ?? `${hostname()}-proxy`,
+    logger,
+    snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
+  });
+  const { port } = await proxy.listen();
+  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy, logger });
+  link.start();
+  return {
+    port,
+    async stop() {
+      await link.stop();
+      await proxy.close();
+    },
+  };
+}
+
+export async function runAgent(o: {
+  controllerUrl: string;
+  token: string;
+  dataDir: string;
+  name?: string;
+  zone: string;
+  labels: Record<string, string>;
+  address: string;
+  logger: Logger;
+}): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
+  const agent = new Agent({
+    controllerUrl: o.controllerUrl,
+    token: o.token,
+    dataDir: join(resolve(o.dataDir), 'agent'),
+    name: o.name ?? hostname(),
+    zone: o.zone,
+    labels: o.labels,
+    address: o.address,
+    logger: o.logger.child({ plane: 'agent' }),
+  });
+  await agent.start();
+  return {
+    agent,
+    /** Stop the agent and its instances. */
+    stop: () => agent.stop({ stopInstances: true }),
+    /** Stop the agent only; its instances keep serving and a new agent adopts them. */
+    leave: () => agent.stop({ stopInstances: false }),
+  };
+}
