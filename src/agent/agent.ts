@@ -114,6 +114,11 @@ export class Agent {
 
     const host = readJson(this.paths.hostFile) as Partial<HostFile> | undefined;
     if (typeof host?.hostId === 'string') this._hostId = host.hostId;
+    // A host that registered before signs with its key from the start; the token is only needed again
+    // if the controller no longer knows the key.
+    if (typeof host?.hostId === 'string' && typeof host.key === 'string' && host.name === this.o.name) {
+      this.client.credentials = { hostId: host.hostId, key: host.key };
+    }
     const cached = hostDesiredStateSchema.safeParse(readJson(this.paths.desiredFile));
     if (cached.success) {
       this.desired = cached.data;
@@ -299,14 +304,18 @@ export class Agent {
     while (!signal.aborted) {
       try {
         if (!registered) {
-          const hostId = await this.client.register(
+          const { hostId, key } = await this.client.register(
             { name: this.o.name, zone: this.o.zone, labels: this.o.labels, address: this.o.address },
             signal,
           );
+          if (key) {
+            this.client.credentials = { hostId, key };
+            writeJsonAtomic(this.paths.hostFile, { hostId, name: this.o.name, key } satisfies HostFile);
+          }
           if (hostId !== this._hostId) {
             this.log.info({ hostId, previous: this._hostId }, 'registered');
             this._hostId = hostId;
-            writeJsonAtomic(this.paths.hostFile, { hostId, name: this.o.name } satisfies HostFile);
+            if (!key) writeJsonAtomic(this.paths.hostFile, { hostId, name: this.o.name } satisfies HostFile);
           }
           registered = true;
           this.scheduleReport();
@@ -320,8 +329,11 @@ export class Agent {
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
-        if (err instanceof ControllerHttpError && (err.status === 404 || err.status === 401))
+        if (err instanceof ControllerHttpError && (err.status === 404 || err.status === 401)) {
           registered = false;
+          // The controller does not know our key (forgotten host, key rotated): back to the token.
+          if (err.code === 'NINES_E_SIGNATURE_INVALID') this.client.credentials = undefined;
+        }
         const delay = controllerRetryDelayMs(failures++);
         this.log.warn({ err: (err as Error).message, retryInMs: delay }, 'controller request failed');
         await sleep(delay, signal);

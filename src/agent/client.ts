@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
+import { signRequest } from '../core/signing.js';
 
 /** An HTTP answer from the controller that was not a success. */
 export class ControllerHttpError extends Error {
@@ -48,10 +49,21 @@ export const hostDesiredStateSchema = z.object({
   instances: z.array(desiredInstanceSchema),
 });
 
-/** The agent's side of the protocol (src/core/protocol.ts), over undici with the node token. */
+/** The host's identity once registered: every request is then signed with its key. */
+export interface HostCredentials {
+  hostId: string;
+  key: string;
+}
+
+/**
+ * The agent's side of the protocol (src/core/protocol.ts), over undici. Until the host has a key it
+ * presents its token (a join token, or the embedded platform's node token) — which only lets it
+ * register; from then on every request is signed (`core/signing.ts`).
+ */
 export class ControllerClient {
   private readonly base: string;
   private readonly http: HttpAgent;
+  credentials: HostCredentials | undefined;
 
   constructor(
     controllerUrl: string,
@@ -67,8 +79,16 @@ export class ControllerClient {
     });
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { authorization: `Bearer ${this.token}`, 'user-agent': 'nines-agent', ...extra };
+  private headers(
+    method: string,
+    path: string,
+    body: string | undefined,
+    extra: Record<string, string> = {},
+  ): Record<string, string> {
+    const auth = this.credentials
+      ? signRequest(this.credentials.hostId, this.credentials.key, method, path, body)
+      : { authorization: `Bearer ${this.token}` };
+    return { ...auth, 'user-agent': 'nines-agent', ...extra };
   }
 
   private async json(
@@ -77,12 +97,18 @@ export class ControllerClient {
     body: unknown,
     signal: AbortSignal,
   ): Promise<unknown> {
+    const text0 = body === undefined ? undefined : JSON.stringify(body);
     const res = await request(this.base + path, {
       method,
       dispatcher: this.http,
       signal,
-      headers: this.headers(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: this.headers(
+        method,
+        path,
+        text0,
+        text0 === undefined ? {} : { 'content-type': 'application/json' },
+      ),
+      ...(text0 === undefined ? {} : { body: text0 }),
     });
     const text = await res.body.text();
     if (res.statusCode < 200 || res.statusCode >= 300) throw httpError(method, path, res.statusCode, text);
@@ -94,12 +120,19 @@ export class ControllerClient {
     }
   }
 
-  async register(body: AgentRegister, signal: AbortSignal): Promise<string> {
+  /** Registers (with the token: a new key) or refreshes the host's facts (signed: the key stays). */
+  async register(body: AgentRegister, signal: AbortSignal): Promise<{ hostId: string; key?: string }> {
     const res = z
-      .object({ hostId: z.string().min(1) })
+      .object({
+        hostId: z.string().min(1),
+        key: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/)
+          .optional(),
+      })
       .safeParse(await this.json('POST', '/v1/agent/register', body, signal));
     if (!res.success) throw new ControllerHttpError(200, undefined, 'register: answer has no hostId');
-    return res.data.hostId;
+    return res.data.key ? { hostId: res.data.hostId, key: res.data.key } : { hostId: res.data.hostId };
   }
 
   async desired(
@@ -132,7 +165,7 @@ export class ControllerClient {
       method: 'GET',
       dispatcher: this.http,
       signal,
-      headers: this.headers(),
+      headers: this.headers('GET', path, undefined),
     });
     if (res.statusCode !== 200) {
       const text = await res.body.text().catch(() => '');

@@ -30,6 +30,8 @@ export type AgentPaths = ReturnType<typeof agentPaths>;
 export interface HostFile {
   hostId: string;
   name: string;
+  /** The host's signing key (hex). The file is written with mode 0600. */
+  key?: string;
 }
 
 /** What the agent needs to adopt a running instance after it restarts. */

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { Header } from 'tar';
 import { request } from 'undici';
 import { packDirectory } from '../core/artifact.js';
+import { signRequest } from '../core/signing.js';
 import { createToken } from './auth.js';
 import { Controller } from './controller.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -44,7 +45,7 @@ describe('controller API', () => {
       port: 0,
     });
     admin = (await controller.bootstrapTokens()).admin;
-    reader = await createToken(store, 'read', 'viewer');
+    reader = (await createToken(store, 'read', 'viewer')).token;
     await controller.start();
     const app = join(dir, 'app');
     mkdirSync(app);
@@ -186,5 +187,147 @@ describe('controller API', () => {
     });
     assert.equal(rep.status, 404);
     assert.equal(rep.body.error.code, 'NINES_E_HOST_NOT_FOUND');
+  });
+
+  describe('signed node requests', () => {
+    const register = { name: 'node-1', zone: 'a', labels: {}, address: '127.0.0.1' };
+    let hostId = '';
+    let key = '';
+    let join = '';
+
+    async function signedCall(
+      method: string,
+      path: string,
+      o: { body?: unknown; at?: number; k?: string; id?: string; headers?: Record<string, string> } = {},
+    ) {
+      const text = o.body === undefined ? undefined : JSON.stringify(o.body);
+      const headers = {
+        ...signRequest(o.id ?? hostId, o.k ?? key, method, path, text, o.at),
+        ...(text === undefined ? {} : { 'content-type': 'application/json' }),
+        ...o.headers,
+      };
+      const res = await request(`${controller.url}${path}`, { method: method as 'GET', headers, body: text });
+      const t = await res.body.text();
+      return { status: res.statusCode, body: t ? JSON.parse(t) : undefined, headers };
+    }
+
+    test('a join token registers a host once and returns its key; it can do nothing else', async () => {
+      const created = await call('POST', '/v1/join-tokens', {
+        token: admin,
+        json: { ttl: '10m', name: 'rack-1' },
+      });
+      assert.equal(created.status, 201);
+      join = created.body.token;
+      assert.ok(created.body.expiresAt > Date.now());
+      const listed = await call('GET', '/v1/join-tokens', { token: admin });
+      assert.equal(listed.body.tokens.length, 1);
+      assert.equal(listed.body.tokens[0].hash, undefined, 'hashes are not shown');
+      const r = await call('POST', '/v1/agent/register', { token: join, json: register });
+      assert.equal(r.status, 200);
+      assert.match(r.body.key, /^[0-9a-f]{64}$/);
+      hostId = r.body.hostId;
+      key = r.body.key;
+      const other = await call('GET', '/v1/status', { token: join });
+      assert.equal(other.status, 403);
+      assert.equal(other.body.error.code, 'NINES_E_FORBIDDEN');
+    });
+
+    test('signed requests are accepted; a signed register refreshes facts without a new key', async () => {
+      const report = { hostId, generation: 0, instances: [] };
+      assert.equal((await signedCall('POST', '/v1/agent/report', { body: report })).status, 204);
+      const d = await signedCall('GET', `/v1/agent/desired?hostId=${hostId}&after=0&wait=0`);
+      assert.equal(d.status, 200);
+      assert.equal(d.body.hostId, hostId);
+      const again = await signedCall('POST', '/v1/agent/register', { body: { ...register, zone: 'b' } });
+      assert.equal(again.status, 200);
+      assert.equal(again.body.key, undefined);
+      assert.equal((await store.getHost(hostId))?.zone, 'b');
+      assert.equal((await store.getHost(hostId))?.key, key);
+    });
+
+    test('a replayed request is refused with NINES_E_REPLAY', async () => {
+      const report = { hostId, generation: 0, instances: [] };
+      const first = await signedCall('POST', '/v1/agent/report', { body: report });
+      assert.equal(first.status, 204);
+      const res = await request(`${controller.url}/v1/agent/report`, {
+        method: 'POST',
+        headers: first.headers,
+        body: JSON.stringify(report),
+      });
+      const body = JSON.parse(await res.body.text());
+      assert.equal(res.statusCode, 401);
+      assert.equal(body.error.code, 'NINES_E_REPLAY');
+    });
+
+    test('a request signed 10 minutes ago is refused with NINES_E_SIGNATURE_EXPIRED', async () => {
+      const r = await signedCall('POST', '/v1/agent/report', {
+        body: { hostId, generation: 0, instances: [] },
+        at: Date.now() - 10 * 60_000,
+      });
+      assert.equal(r.status, 401);
+      assert.equal(r.body.error.code, 'NINES_E_SIGNATURE_EXPIRED');
+    });
+
+    test('a wrong key, a tampered body and a foreign host id are refused', async () => {
+      const wrong = await signedCall('POST', '/v1/agent/report', {
+        body: { hostId, generation: 0, instances: [] },
+        k: 'ab'.repeat(32),
+      });
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.body.error.code, 'NINES_E_SIGNATURE_INVALID');
+      const text = JSON.stringify({ hostId, generation: 0, instances: [] });
+      const h = signRequest(hostId, key, 'POST', '/v1/agent/report', text);
+      const res = await request(`${controller.url}/v1/agent/report`, {
+        method: 'POST',
+        headers: { ...h, 'content-type': 'application/json' },
+        body: text.replace('"generation":0', '"generation":9'),
+      });
+      assert.equal(res.statusCode, 401);
+      assert.equal(JSON.parse(await res.body.text()).error.code, 'NINES_E_SIGNATURE_INVALID');
+      const foreign = await signedCall('POST', '/v1/agent/report', {
+        body: { hostId: 'h-else', generation: 0, instances: [] },
+      });
+      assert.equal(foreign.status, 403);
+      assert.equal(foreign.body.error.code, 'NINES_E_FORBIDDEN');
+      const people = await signedCall('GET', '/v1/status');
+      assert.equal(people.status, 403, 'a host cannot use the people API');
+    });
+
+    test('a revoked host is cut off and cannot register again; revoked and expired join tokens fail', async () => {
+      const rv = await call('POST', '/v1/hosts/node-1/revoke', { token: admin });
+      assert.equal(rv.status, 200);
+      const r = await signedCall('POST', '/v1/agent/report', {
+        body: { hostId, generation: 0, instances: [] },
+      });
+      assert.equal(r.status, 403);
+      assert.equal(r.body.error.code, 'NINES_E_HOST_REVOKED');
+      const back = await call('POST', '/v1/agent/register', { token: join, json: register });
+      assert.equal(back.status, 403);
+      assert.equal(back.body.error.code, 'NINES_E_HOST_REVOKED');
+      const hosts = await call('GET', '/v1/hosts', { token: admin });
+      assert.ok(
+        hosts.body.hosts.find(
+          (h: { id: string; revokedAt: number | null; key?: string }) =>
+            h.id === hostId && h.revokedAt && h.key === undefined,
+        ),
+      );
+
+      const tokens = await call('GET', '/v1/join-tokens', { token: admin });
+      const id = tokens.body.tokens[0].id;
+      assert.equal((await call('DELETE', `/v1/join-tokens/${id}`, { token: admin })).status, 200);
+      const revokedJoin = await call('POST', '/v1/agent/register', {
+        token: join,
+        json: { ...register, name: 'node-2' },
+      });
+      assert.equal(revokedJoin.status, 401);
+      assert.equal(revokedJoin.body.error.code, 'NINES_E_AUTH_INVALID');
+      const { token: old } = await createToken(store, 'join', 'old', Date.now() - 1000);
+      const expired = await call('POST', '/v1/agent/register', {
+        token: old,
+        json: { ...register, name: 'node-3' },
+      });
+      assert.equal(expired.status, 401);
+      assert.match(expired.body.error.message, /expired/);
+    });
   });
 });

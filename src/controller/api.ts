@@ -2,20 +2,23 @@ import type { Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { serviceSchema, zodIssues } from '../core/config.js';
+import { duration, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
+import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import type { ArtifactStore } from './artifacts.js';
-import { type Authenticator, allowed } from './auth.js';
+import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { statusView } from './status.js';
-import type { Store, TokenRecord } from './store/types.js';
+import type { Store } from './store/types.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    principal: TokenRecord | null;
+    principal: Principal | null;
+    pendingSignature: PendingSignature | null;
+    bodySha256: string | null;
   }
 }
 
@@ -65,6 +68,15 @@ export function buildApi(deps: ApiDeps) {
     keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
   });
   app.decorateRequest('principal', null);
+  app.decorateRequest('pendingSignature', null);
+  app.decorateRequest('bodySha256', null);
+
+  // JSON bodies are hashed as received, for signed requests (the signature covers the body's sha256).
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    req.bodySha256 = sha256Hex(body as string);
+    defaultJson(req, body as string, done);
+  });
 
   // Artifacts are streamed to disk, not buffered: the parser hands the raw stream to the route.
   app.addContentTypeParser(['application/gzip', 'application/octet-stream'], (_req, payload, done) => {
@@ -73,20 +85,30 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('onRequest', async (req) => {
     if (req.url === '/healthz') return;
-    const principal = await auth.authenticate(req.headers.authorization);
-    if (!allowed(principal.role, req.method, req.url)) {
+    const { principal, pending } = await auth.authenticate(req.headers.authorization);
+    if (!allowed(principal, req.method, req.url)) {
       throw new NinesError(
         'NINES_E_FORBIDDEN',
-        `a ${principal.role} token may not ${req.method} ${req.url.split('?')[0]}`,
+        `a ${principal.role} ${principal.hostId ? 'host' : 'token'} may not ${req.method} ${req.url.split('?')[0]}`,
       );
     }
     req.principal = principal;
+    req.pendingSignature = pending ?? null;
+  });
+
+  app.addHook('preHandler', async (req) => {
+    if (req.pendingSignature) {
+      auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
+    }
   });
 
   app.setErrorHandler((err, req, reply) => {
     if (isNinesError(err)) {
       if (err.status >= 500) req.log.error({ err }, 'request failed');
-      else req.log.info({ code: err.code, url: req.url }, err.message);
+      else if (err.status === 401 || err.status === 403) {
+        // Refused credentials are worth a warning: replays and revoked hosts are how attacks look.
+        req.log.warn({ code: err.code, url: req.url.split('?')[0], ip: req.ip }, err.message);
+      } else req.log.info({ code: err.code, url: req.url }, err.message);
       return reply.status(err.status).send(err.toBody());
     }
     const fe = err as { statusCode?: number; code?: string; message: string };
@@ -255,16 +277,81 @@ export function buildApi(deps: ApiDeps) {
     return { events: await store.listEvents({ limit: q.limit, ...(q.kind ? { kind: q.kind } : {}) }) };
   });
 
+  // ---- hosts and join tokens ------------------------------------------------------------------------
+
+  app.get('/v1/hosts', async () => ({
+    hosts: (await store.listHosts()).map(({ key: _key, ...h }) => ({
+      ...h,
+      signed: _key !== null,
+      up: (hub.agents.get(h.id)?.at ?? 0) >= Date.now() - fleet.hostDownAfterMs,
+    })),
+  }));
+
+  app.post('/v1/hosts/:name/revoke', async (req) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const host = (await store.listHosts()).find((h) => h.id === name || h.name === name);
+    if (!host) throw new NinesError('NINES_E_HOST_NOT_FOUND', `no host named or with id "${name}"`);
+    const revoked = await store.revokeHost(host.id, Date.now());
+    if (revoked) {
+      await store.appendEvent({
+        at: Date.now(),
+        kind: 'host.revoked',
+        subject: host.id,
+        message: `host ${host.name} revoked by ${who(req)}`,
+        data: null,
+      });
+    }
+    return { host: { id: host.id, name: host.name, revoked: true } };
+  });
+
+  app.post('/v1/join-tokens', async (req, reply) => {
+    const body = parse(
+      z.strictObject({ ttl: duration.default(3_600_000), name: z.string().min(1).max(100).default('join') }),
+      req.body ?? {},
+      'join token request',
+    );
+    const expiresAt = body.ttl === 0 ? null : Date.now() + body.ttl;
+    const { token, record } = await createToken(store, 'join', body.name, expiresAt);
+    await store.appendEvent({
+      at: Date.now(),
+      kind: 'token.created',
+      subject: record.id,
+      message: `join token ${record.id} (${record.name}) created by ${who(req)}, expires ${expiresAt ? new Date(expiresAt).toISOString() : 'never'}`,
+      data: null,
+    });
+    return reply.status(201).send({ id: record.id, token, expiresAt });
+  });
+
+  app.get('/v1/join-tokens', async () => ({
+    tokens: (await store.listTokens()).filter((t) => t.role === 'join').map(({ hash: _hash, ...t }) => t),
+  }));
+
+  app.delete('/v1/join-tokens/:id', async (req) => {
+    const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
+    const t = (await store.listTokens()).find((x) => x.id === id && x.role === 'join');
+    if (!t) throw new NinesError('NINES_E_NOT_FOUND', `no join token ${id}`);
+    await store.revokeToken(id, Date.now());
+    return { id, revoked: true };
+  });
+
   // ---- nodes: the agent and proxy protocol (src/core/protocol.ts) -------------------------------------
 
+  // With a token (join, node or admin): a new key for the host, returned once. Signed by the host
+  // itself: its facts (zone, labels, address) are refreshed and its key stays.
   app.post('/v1/agent/register', async (req) => {
     const body = parse(agentRegisterSchema, req.body, 'agent registration');
+    const hostId = req.principal?.hostId;
+    if (hostId) {
+      const host = await fleet.refresh(hostId, body);
+      return { hostId: host.id };
+    }
     const host = await fleet.register(body);
-    return { hostId: host.id };
+    return { hostId: host.id, key: host.key };
   });
 
   app.get('/v1/agent/desired', async (req, reply) => {
     const q = parse(pollQuery.extend({ hostId: z.string().min(1) }), req.query, 'query');
+    ownHost(req, q.hostId);
     if (!(await store.getHost(q.hostId)))
       throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${q.hostId}`);
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
@@ -274,7 +361,9 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.post('/v1/agent/report', async (req, reply) => {
-    await fleet.agentReport(parse(agentReportSchema, req.body, 'agent report'));
+    const report = parse(agentReportSchema, req.body, 'agent report');
+    ownHost(req, report.hostId);
+    await fleet.agentReport(report);
     return reply.status(204).send();
   });
 
@@ -296,6 +385,14 @@ export function buildApi(deps: ApiDeps) {
 
 function who(req: FastifyRequest): string {
   return req.principal ? `${req.principal.name} (${req.principal.role})` : 'anonymous';
+}
+
+/** A signed host acts only for itself. */
+function ownHost(req: FastifyRequest, hostId: string): void {
+  const signer = req.principal?.hostId;
+  if (signer && signer !== hostId) {
+    throw new NinesError('NINES_E_FORBIDDEN', `host ${signer} may not act for host ${hostId}`);
+  }
 }
 
 async function mustService(store: Store, name: string) {

@@ -1,12 +1,20 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { NinesError } from '../core/errors.js';
-import type { Store, TokenRecord, TokenRole } from './store/types.js';
+import { NonceCache, type ParsedAuthorization, parseAuthorization, SCHEME, verify } from '../core/signing.js';
+import type { HostRecord, Store, TokenRecord, TokenRole } from './store/types.js';
 
 /**
- * Bearer tokens. Only their sha256 is stored; the admin token is shown once, written to a 0600 file.
- * Roles: `admin` may do everything, `read` may only read, `node` is what agents and proxies use
- * (the protocol endpoints and artifact downloads). Signed per-host requests arrive with the fleet issue.
+ * Who is calling. People and proxies use bearer tokens (only their sha256 is stored; the admin token
+ * is written once to a 0600 file). Roles: `admin` does everything, `read` only reads, `node` is the
+ * shared token of the embedded platform and of proxies, `join` only registers a host. A registered
+ * host signs every request with its own key (`core/signing.ts`) and may act only for itself.
  */
+export interface Principal {
+  role: TokenRole;
+  name: string;
+  /** Set when the request was signed by a host. */
+  hostId?: string;
+}
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -16,43 +24,103 @@ export function newToken(role: TokenRole): string {
   return `nines_${role}_${randomBytes(24).toString('base64url')}`;
 }
 
-export async function createToken(store: Store, role: TokenRole, name: string): Promise<string> {
+export async function createToken(
+  store: Store,
+  role: TokenRole,
+  name: string,
+  expiresAt: number | null = null,
+): Promise<{ token: string; record: TokenRecord }> {
   const token = newToken(role);
-  await store.insertToken({
+  const record: TokenRecord = {
     id: `t-${randomBytes(4).toString('hex')}`,
     hash: hashToken(token),
     role,
     name,
     createdAt: Date.now(),
     revokedAt: null,
-  });
-  return token;
+    expiresAt,
+  };
+  await store.insertToken(record);
+  return { token, record };
+}
+
+/** A signed request that passed the cheap checks; its signature is verified once the body is read. */
+export interface PendingSignature {
+  auth: ParsedAuthorization;
+  host: HostRecord;
 }
 
 export class Authenticator {
   private readonly store: Store;
-  private readonly cache = new Map<string, TokenRecord>();
+  private readonly nonces: NonceCache;
+  readonly windowMs: number;
+  private readonly now: () => number;
 
-  constructor(store: Store) {
+  constructor(store: Store, opts: { windowMs?: number; now?: () => number } = {}) {
     this.store = store;
+    this.windowMs = opts.windowMs ?? 300_000;
+    this.now = opts.now ?? Date.now;
+    this.nonces = new NonceCache(this.windowMs);
   }
 
-  /** Resolve an `authorization` header to a token record, or throw 401 with the reason. */
-  async authenticate(header: string | undefined): Promise<TokenRecord> {
+  /**
+   * Before the body is read: a bearer token is checked completely; a signed request is checked for
+   * form, a known host with a key, not revoked, and the window. The signature and the nonce follow in
+   * `verifySigned` (the body hash needs the body; a nonce is only remembered for a valid signature, so
+   * garbage cannot fill the cache).
+   */
+  async authenticate(
+    header: string | undefined,
+  ): Promise<{ principal: Principal; pending?: PendingSignature }> {
     if (!header) throw new NinesError('NINES_E_AUTH_REQUIRED', 'missing authorization: Bearer <token>');
+    if (header.startsWith(`${SCHEME} `)) {
+      const auth = parseAuthorization(header);
+      if (!auth)
+        throw new NinesError('NINES_E_SIGNATURE_INVALID', `malformed ${SCHEME} authorization header`);
+      const host = await this.store.getHost(auth.hostId);
+      if (!host?.key) throw new NinesError('NINES_E_SIGNATURE_INVALID', `unknown host ${auth.hostId}`);
+      if (host.revokedAt !== null)
+        throw new NinesError('NINES_E_HOST_REVOKED', `host ${host.name} was revoked`);
+      if (Math.abs(this.now() - auth.timestamp) > this.windowMs) {
+        throw new NinesError(
+          'NINES_E_SIGNATURE_EXPIRED',
+          `signed at ${new Date(auth.timestamp).toISOString()}, outside ±${this.windowMs / 1000} s of the controller's clock`,
+        );
+      }
+      return {
+        principal: { role: 'node', name: `host ${host.name}`, hostId: host.id },
+        pending: { auth, host },
+      };
+    }
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m?.[1])
       throw new NinesError('NINES_E_AUTH_REQUIRED', 'authorization header must be "Bearer <token>"');
     const hash = hashToken(m[1]);
-    let rec = this.cache.get(hash);
-    if (!rec) {
-      rec = await this.store.findTokenByHash(hash);
-      if (rec) this.cache.set(hash, rec);
+    // Not cached: revocation and expiry must take effect at once, and this is one indexed lookup.
+    const rec = await this.store.findTokenByHash(hash);
+    if (!rec || !safeEqual(rec.hash, hash)) throw new NinesError('NINES_E_AUTH_INVALID', 'unknown token');
+    if (rec.revokedAt !== null) throw new NinesError('NINES_E_AUTH_INVALID', 'this token was revoked');
+    if (rec.expiresAt !== null && rec.expiresAt < this.now()) {
+      throw new NinesError(
+        'NINES_E_AUTH_INVALID',
+        `this token expired at ${new Date(rec.expiresAt).toISOString()}`,
+      );
     }
-    if (!rec || rec.revokedAt !== null || !safeEqual(rec.hash, hash)) {
-      throw new NinesError('NINES_E_AUTH_INVALID', 'unknown or revoked token');
+    return { principal: { role: rec.role, name: rec.name } };
+  }
+
+  /** After the body is read: the signature over it, then the nonce. */
+  verifySigned(p: PendingSignature, method: string, url: string, bodySha256: string): void {
+    const now = this.now();
+    const verdict = verify(p.host.key ?? '', p.auth, method, url, bodySha256, now, this.windowMs);
+    if (verdict === 'expired')
+      throw new NinesError('NINES_E_SIGNATURE_EXPIRED', 'signed request outside the window');
+    if (verdict !== 'ok') {
+      throw new NinesError('NINES_E_SIGNATURE_INVALID', `signature of host ${p.host.name} does not verify`);
     }
-    return rec;
+    if (!this.nonces.remember(p.host.id, p.auth.nonce, p.auth.timestamp, now)) {
+      throw new NinesError('NINES_E_REPLAY', `nonce ${p.auth.nonce} of host ${p.host.name} was already used`);
+    }
   }
 }
 
@@ -62,11 +130,12 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** What each role may call. Protocol routes are for nodes (and admins, for debugging). */
-export function allowed(role: TokenRole, method: string, url: string): boolean {
-  if (role === 'admin') return true;
+/** What each role may call. */
+export function allowed(p: Principal, method: string, url: string): boolean {
+  if (p.role === 'admin') return true;
   const isProtocol = url.startsWith('/v1/agent/') || url.startsWith('/v1/proxy/');
   const isArtifact = method === 'GET' && /^\/v1\/services\/[^/]+\/releases\/[^/]+\/artifact/.test(url);
-  if (role === 'node') return isProtocol || isArtifact;
+  if (p.role === 'join') return method === 'POST' && url === '/v1/agent/register';
+  if (p.role === 'node') return isProtocol || isArtifact;
   return (method === 'GET' || method === 'HEAD') && !isProtocol;
 }

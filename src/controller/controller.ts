@@ -112,11 +112,12 @@ export class Controller {
           name,
           createdAt: Date.now(),
           revokedAt: null,
+          expiresAt: null,
         });
       }
       return existing;
     }
-    const token = await createToken(this.store, role, name);
+    const { token } = await createToken(this.store, role, name);
     await writeFile(path, `${token}\n`, { mode: 0o600 });
     await chmod(path, 0o600);
     return token;

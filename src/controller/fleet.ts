@@ -9,6 +9,7 @@ import type {
   ProxyReport,
   RoutingSnapshot,
 } from '../core/protocol.js';
+import { newHostKey } from '../core/signing.js';
 import type { Hub } from './hub.js';
 import { placeInstance } from './placement.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
@@ -37,9 +38,16 @@ export class Fleet {
     this.hostDownAfterMs = deps.hostDownAfterMs ?? 15_000;
   }
 
+  /**
+   * A host introduces itself with a token: it gets an id (the same for the same name) and a new key,
+   * which it signs every later request with. A revoked host cannot come back under its name.
+   */
   async register(req: AgentRegister): Promise<HostRecord> {
     const now = Date.now();
     const existing = (await this.store.listHosts()).find((h) => h.name === req.name);
+    if (existing?.revokedAt) {
+      throw new NinesError('NINES_E_HOST_REVOKED', `host ${req.name} was revoked; it cannot register again`);
+    }
     const host: HostRecord = {
       id: existing?.id ?? `h-${randomBytes(4).toString('hex')}`,
       name: req.name,
@@ -48,18 +56,39 @@ export class Fleet {
       address: req.address,
       registeredAt: existing?.registeredAt ?? now,
       lastSeenAt: now,
+      key: newHostKey(),
+      revokedAt: null,
     };
     await this.store.upsertHost(host);
-    if (!existing) {
-      await this.store.appendEvent({
-        at: now,
-        kind: 'host.registered',
-        subject: host.id,
-        message: `host ${host.name} joined in zone ${host.zone}`,
-        data: { address: host.address, labels: host.labels },
-      });
-    }
+    await this.store.appendEvent({
+      at: now,
+      kind: existing ? 'host.rekeyed' : 'host.registered',
+      subject: host.id,
+      message: existing
+        ? `host ${host.name} registered again with a token and got a new key`
+        : `host ${host.name} joined in zone ${host.zone}`,
+      data: { address: host.address, labels: host.labels },
+    });
     this.log.info({ hostId: host.id, name: host.name }, 'host registered');
+    this.hub.signal('hosts');
+    return host;
+  }
+
+  /** A signed host refreshes what it says about itself; its id and key stay. */
+  async refresh(hostId: string, req: AgentRegister): Promise<HostRecord> {
+    const existing = await this.store.getHost(hostId);
+    if (!existing) throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${hostId}`);
+    if (existing.name !== req.name) {
+      throw new NinesError('NINES_E_FORBIDDEN', `host ${existing.name} may not rename itself to ${req.name}`);
+    }
+    const host: HostRecord = {
+      ...existing,
+      zone: req.zone,
+      labels: req.labels,
+      address: req.address,
+      lastSeenAt: Date.now(),
+    };
+    await this.store.upsertHost(host);
     this.hub.signal('hosts');
     return host;
   }

@@ -33,9 +33,17 @@ export const errorRegistry = {
   NINES_E_UPSTREAM_CONNECT: { status: 502, title: 'Could not connect to an instance' },
   NINES_E_UPSTREAM_RESET: { status: 502, title: 'Instance closed the connection before answering' },
   NINES_E_UPSTREAM_TIMEOUT: { status: 504, title: 'Instance did not answer in time' },
+  NINES_E_READ_ONLY: { status: 503, title: 'Service is read-only: this method is refused for now' },
+  NINES_E_MAINTENANCE: { status: 503, title: 'Service is in maintenance' },
+  NINES_E_PAUSED: { status: 503, title: 'Service paused for a switch that did not complete in time' },
+  NINES_E_HEADERS_TOO_LARGE: { status: 431, title: 'Request header fields too large' },
   NINES_E_UNREACHABLE: { status: 503, title: 'Controller unreachable (reported by the CLI)' },
   NINES_E_TIMEOUT: { status: 504, title: 'Gave up waiting (reported by the CLI)' },
   NINES_E_AGENT_PROVISION: { status: 500, title: 'Agent could not provision an instance' },
+  NINES_E_SIGNATURE_INVALID: { status: 401, title: 'Request signature does not verify' },
+  NINES_E_SIGNATURE_EXPIRED: { status: 401, title: 'Signed request outside the time window' },
+  NINES_E_REPLAY: { status: 401, title: 'Signed request replayed (nonce already used)' },
+  NINES_E_HOST_REVOKED: { status: 403, title: 'Host has been revoked' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

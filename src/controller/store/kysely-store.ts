@@ -496,6 +496,8 @@ export class KyselyStore implements Store {
         address: h.address,
         registered_at: h.registeredAt,
         last_seen_at: h.lastSeenAt,
+        auth_key: h.key,
+        revoked_at: h.revokedAt,
       })
       .onConflict((oc) =>
         oc.column('id').doUpdateSet({
@@ -505,6 +507,8 @@ export class KyselyStore implements Store {
           address: h.address,
           registered_at: h.registeredAt,
           last_seen_at: h.lastSeenAt,
+          auth_key: h.key,
+          revoked_at: h.revokedAt,
         }),
       )
       .execute();
@@ -572,6 +576,7 @@ export class KyselyStore implements Store {
         name: t.name,
         created_at: t.createdAt,
         revoked_at: t.revokedAt,
+        expires_at: t.expiresAt,
       })
       .execute();
   }
@@ -588,6 +593,16 @@ export class KyselyStore implements Store {
   }
 
   /** Not part of `Store` (yet): sets revokedAt once; returns false for an unknown or already revoked token. */
+  async revokeHost(id: string, at: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('hosts')
+      .set({ revoked_at: at })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
   async revokeToken(id: string, at: number): Promise<boolean> {
     const r = await this.db
       .updateTable('tokens')
@@ -739,6 +754,8 @@ function toHost(row: Selectable<HostsTable>): HostRecord {
     address: row.address,
     registeredAt: num(row.registered_at),
     lastSeenAt: num(row.last_seen_at),
+    key: row.auth_key,
+    revokedAt: numOrNull(row.revoked_at),
   };
 }
 
@@ -761,5 +778,6 @@ function toToken(row: Selectable<TokensTable>): TokenRecord {
     name: row.name,
     createdAt: num(row.created_at),
     revokedAt: numOrNull(row.revoked_at),
+    expiresAt: numOrNull(row.expires_at),
   };
 }

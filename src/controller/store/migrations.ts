@@ -153,9 +153,29 @@ const init: Migration = {
   },
 };
 
+/**
+ * Signed node requests (per-host keys, revocation) and expiring join tokens. SQLite's ALTER TABLE
+ * adds one column per statement, so each is its own.
+ */
+const hostKeys: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('hosts').addColumn('auth_key', 'text').execute();
+    await db.schema.alterTable('hosts').addColumn('revoked_at', 'bigint').execute();
+    await db.schema.alterTable('tokens').addColumn('expires_at', 'bigint').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('tokens').dropColumn('expires_at').execute();
+    await db.schema.alterTable('hosts').dropColumn('revoked_at').execute();
+    await db.schema.alterTable('hosts').dropColumn('auth_key').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
+  '0002_host_keys': hostKeys,
 };
 
 export const migrationProvider: MigrationProvider = {

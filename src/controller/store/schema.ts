@@ -84,6 +84,9 @@ export interface HostsTable {
   address: string;
   registered_at: Int8;
   last_seen_at: Int8;
+  /** Hex HMAC key for signed requests (0002); null until the host registers with a token. */
+  auth_key: string | null;
+  revoked_at: Int8Null;
 }
 
 export interface EventsTable {
@@ -102,6 +105,7 @@ export interface TokensTable {
   name: string;
   created_at: Int8;
   revoked_at: Int8Null;
+  expires_at: Int8Null;
 }
 
 export interface CountersTable {

@@ -7,7 +7,11 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { NinesError } from '../../core/errors.js';
 import { KyselyStore } from './kysely-store.js';
+import { migrations } from './migrations.js';
 import { openSqliteDatabase, openSqliteKyselyStore, openSqliteStore } from './sqlite.js';
+
+const ALL_MIGRATIONS = Object.keys(migrations).sort();
+
 import { runStoreSuite, spec1 } from './store-suite.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'nines-store-'));
@@ -58,11 +62,11 @@ describe('sqlite store', () => {
     await second.close();
   });
 
-  it('the first open of a new file applies 0001_init', async () => {
+  it('the first open of a new file applies every migration, once', async () => {
     const db = openSqliteDatabase(':memory:');
     const { Kysely, SqliteDialect } = await import('kysely');
     const store = new KyselyStore(new Kysely({ dialect: new SqliteDialect({ database: db }) }));
-    assert.deepEqual(await store.migrateReport(), ['0001_init']);
+    assert.deepEqual(await store.migrateReport(), ALL_MIGRATIONS);
     assert.deepEqual(await store.migrateReport(), []);
     await store.close();
   });
@@ -78,7 +82,15 @@ describe('sqlite store', () => {
 
   it('revokeToken (beyond the Store interface) sets revokedAt once', async () => {
     const store = await openSqliteKyselyStore({ file: ':memory:' });
-    await store.insertToken({ id: 't1', hash: 'h', role: 'admin', name: 'n', createdAt: 1, revokedAt: null });
+    await store.insertToken({
+      id: 't1',
+      hash: 'h',
+      role: 'admin',
+      name: 'n',
+      createdAt: 1,
+      revokedAt: null,
+      expiresAt: null,
+    });
     assert.equal(await store.revokeToken('t1', 5), true);
     assert.equal(await store.revokeToken('t1', 6), false);
     assert.equal(await store.revokeToken('nope', 6), false);
@@ -156,7 +168,7 @@ await store.transaction(async (tx) => {
     raw.close();
     assert.deepEqual(
       migrationsBefore.map((m) => (m as { name: string }).name),
-      ['0001_init'],
+      ALL_MIGRATIONS,
     );
 
     const store = await openSqliteKyselyStore({ file });

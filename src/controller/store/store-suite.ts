@@ -475,6 +475,17 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.getHost('nope'), undefined);
         await rejectsWith(store.touchHost('nope', T0), 'NINES_E_HOST_NOT_FOUND');
       });
+
+      it('a host key round-trips; revokeHost sets revokedAt once', async () => {
+        const h = host('hk', 'keyed', { key: 'ab'.repeat(32) });
+        await store.upsertHost(h);
+        assert.deepEqual(await store.getHost('hk'), h);
+        assert.equal(await store.revokeHost('hk', T0 + 5), true);
+        assert.equal(await store.revokeHost('hk', T0 + 6), false);
+        assert.equal(await store.revokeHost('nope', T0 + 6), false);
+        assert.equal((await store.getHost('hk'))?.revokedAt, T0 + 5);
+        assert.equal((await store.getHost('hk'))?.key, 'ab'.repeat(32));
+      });
     });
 
     describe('events', () => {
@@ -532,6 +543,15 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(await store.listTokens(), [t1, t2, t3]);
         await assert.rejects(store.insertToken(token('t4', 'a'.repeat(64), 'read')));
         assert.equal((await store.listTokens()).length, 3);
+      });
+
+      it('join tokens expire and are revoked through the interface', async () => {
+        const j = token('tj', 'e'.repeat(64), 'join', { expiresAt: T0 + 3_600_000 });
+        await store.insertToken(j);
+        assert.deepEqual(await store.findTokenByHash('e'.repeat(64)), j);
+        assert.equal(await store.revokeToken('tj', T0 + 9), true);
+        assert.equal(await store.revokeToken('tj', T0 + 10), false);
+        assert.equal((await store.findTokenByHash('e'.repeat(64)))?.revokedAt, T0 + 9);
       });
     });
 
@@ -785,6 +805,8 @@ export function host(id: string, name: string, over: Partial<HostRecord> = {}): 
     address: '10.0.0.1',
     registeredAt: T0,
     lastSeenAt: T0,
+    key: null,
+    revokedAt: null,
     ...over,
   };
 }
@@ -795,7 +817,7 @@ export function token(
   role: TokenRecord['role'],
   over: Partial<TokenRecord> = {},
 ): TokenRecord {
-  return { id, hash, role, name: `${id}-name`, createdAt: T0, revokedAt: null, ...over };
+  return { id, hash, role, name: `${id}-name`, createdAt: T0, revokedAt: null, expiresAt: null, ...over };
 }
 
 /** Asserts that `p` rejects with a NinesError of `code` and returns it. */

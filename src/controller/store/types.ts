@@ -87,6 +87,10 @@ export interface HostRecord {
   address: string;
   registeredAt: number;
   lastSeenAt: number;
+  /** Hex HMAC-SHA256 key the host signs its requests with; null before it registered with a token. */
+  key: string | null;
+  /** A revoked host's requests are refused (NINES_E_HOST_REVOKED). */
+  revokedAt: number | null;
 }
 
 export interface EventRecord {
@@ -98,7 +102,9 @@ export interface EventRecord {
   data: Record<string, unknown> | null;
 }
 
-export type TokenRole = 'admin' | 'read' | 'node';
+/** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
+ *  token of the embedded platform and of proxies. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join';
 
 export interface TokenRecord {
   id: string;
@@ -108,6 +114,8 @@ export interface TokenRecord {
   name: string;
   createdAt: number;
   revokedAt: number | null;
+  /** After this time the token is refused; null: never expires. */
+  expiresAt: number | null;
 }
 
 export interface Store {
@@ -158,6 +166,8 @@ export interface Store {
   getHost(id: string): Promise<HostRecord | undefined>;
   listHosts(): Promise<HostRecord[]>;
   touchHost(id: string, at: number): Promise<void>;
+  /** Sets revokedAt once; false for an unknown or already revoked host. */
+  revokeHost(id: string, at: number): Promise<boolean>;
 
   appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord>;
   /** Newest first. */
@@ -166,6 +176,8 @@ export interface Store {
   insertToken(t: TokenRecord): Promise<void>;
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(): Promise<TokenRecord[]>;
+  /** Sets revokedAt once; false for an unknown or already revoked token. */
+  revokeToken(id: string, at: number): Promise<boolean>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
