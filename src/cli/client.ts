@@ -79,6 +79,10 @@ export class Client {
     return this.call<T>('POST', path, body);
   }
 
+  async delete<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
   async put<T>(path: string, body: unknown): Promise<T> {
     return this.call<T>('PUT', path, body);
   }
@@ -96,7 +100,7 @@ export class Client {
   }
 
   private async call<T>(
-    method: 'GET' | 'POST' | 'PUT',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     json?: unknown,
     raw?: { body: NodeJS.ReadableStream; headers: Record<string, string> },

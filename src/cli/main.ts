@@ -7,7 +7,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { NinesError } from '../core/errors.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
-import { EXIT, makeOut, type Out } from './output.js';
+import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
 
@@ -186,6 +186,7 @@ program
         o,
         opts: {
           controller: string;
+          joinToken?: string;
           token?: string;
           tokenFile?: string;
           name?: string;
@@ -205,7 +206,7 @@ program
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const agent = await runAgent({
           controllerUrl: opts.controller,
-          token: await nodeToken(opts),
+          token: opts.joinToken ?? (await nodeToken(opts)),
           dataDir,
           ...(opts.name ? { name: opts.name } : {}),
           zone: opts.zone,
@@ -382,6 +383,118 @@ program
         }
         await new Promise((r) => setTimeout(r, 250));
       }
+    }),
+  );
+
+const hosts = program.command('hosts').description('the hosts of the fleet');
+hosts
+  .command('list', { isDefault: true })
+  .description('every host: zone, address, up, signed, revoked')
+  .action(
+    action(async (out, o) => {
+      const r = await (await client(o)).get<{
+        hosts: Array<{
+          id: string;
+          name: string;
+          zone: string;
+          address: string;
+          up: boolean;
+          signed: boolean;
+          revokedAt: number | null;
+          lastSeenAt: number;
+        }>;
+      }>('/v1/hosts');
+      out.result(
+        r,
+        table(
+          ['HOST', 'ID', 'ZONE', 'ADDRESS', 'STATE', 'AUTH', 'LAST SEEN'],
+          r.hosts.map((h) => [
+            h.name,
+            h.id,
+            h.zone,
+            h.address,
+            h.revokedAt ? 'revoked' : h.up ? 'up' : 'down',
+            h.signed ? 'signed' : 'token',
+            new Date(h.lastSeenAt).toISOString().replace('T', ' ').slice(0, 19),
+          ]),
+        ),
+      );
+      return EXIT.ok;
+    }),
+  );
+hosts
+  .command('revoke <host>')
+  .description('cut a host off: every request it signs is refused from now on')
+  .addHelpText('after', '\nExample:\n  nines hosts revoke web-3')
+  .action(
+    action(async (out, o, host: string) => {
+      const r = await (await client(o)).post<{ host: { id: string; name: string } }>(
+        `/v1/hosts/${encodeURIComponent(host)}/revoke`,
+      );
+      out.result(r, `revoked host ${r.host.name} (${r.host.id})`);
+      return EXIT.ok;
+    }),
+  );
+
+const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
+joinTokens
+  .command('create')
+  .description('create a join token (shown once); a host uses it once to get its own signing key')
+  .option('--ttl <duration>', 'how long it is valid (e.g. 30m, 24h; 0: never expires)', '1h')
+  .option('--name <name>', 'what it is for', 'join')
+  .addHelpText('after', '\nExample:\n  nines join-token create --ttl 24h --name rack-2')
+  .action(
+    action(async (out, o, opts: { ttl: string; name: string }) => {
+      const r = await (await client(o)).post<{ id: string; token: string; expiresAt: number | null }>(
+        '/v1/join-tokens',
+        { ttl: /^\d+$/.test(opts.ttl) ? Number(opts.ttl) : opts.ttl, name: opts.name },
+      );
+      out.result(
+        r,
+        `${r.token}\n(id ${r.id}, expires ${r.expiresAt ? new Date(r.expiresAt).toISOString() : 'never'}; it is not shown again)`,
+      );
+      return EXIT.ok;
+    }),
+  );
+joinTokens
+  .command('list')
+  .description('join tokens: id, name, expiry, revoked (never the tokens themselves)')
+  .action(
+    action(async (out, o) => {
+      const r = await (await client(o)).get<{
+        tokens: Array<{
+          id: string;
+          name: string;
+          createdAt: number;
+          expiresAt: number | null;
+          revokedAt: number | null;
+        }>;
+      }>('/v1/join-tokens');
+      const iso = (t: number | null) => (t ? new Date(t).toISOString().replace('T', ' ').slice(0, 19) : '-');
+      out.result(
+        r,
+        table(
+          ['ID', 'NAME', 'CREATED', 'EXPIRES', 'REVOKED'],
+          r.tokens.map((t) => [
+            t.id,
+            t.name,
+            iso(t.createdAt),
+            t.expiresAt ? iso(t.expiresAt) : 'never',
+            iso(t.revokedAt),
+          ]),
+        ),
+      );
+      return EXIT.ok;
+    }),
+  );
+joinTokens
+  .command('revoke <id>')
+  .description('revoke a join token before it expires')
+  .action(
+    action(async (out, o, id: string) => {
+      const r = await (await client(o)).delete<{ id: string }>(`/v1/join-tokens/${encodeURIComponent(id)}`);
+      out.result(r, `revoked join token ${r.id}`);
+      return EXIT.ok;
     }),
   );
 

@@ -63,14 +63,18 @@ describe('the controller dies; the fleet does not notice', () => {
     await startController();
     const url = `http://127.0.0.1:${port}`;
     const tokenFile = join(ctlDir, 'node-token');
+    // The agent joins with a one-time join token and signs everything after that with its own key.
+    const jt = await cli(ctlDir, '--json', 'join-token', 'create', '--ttl', '10m');
+    assert.equal(jt.code, 0, jt.stderr);
+    const joinToken = (JSON.parse(jt.stdout) as { token: string }).token;
     agent = await spawnCli([
       '--data-dir',
       join(root, 'agent'),
       'agent',
       '--controller',
       url,
-      '--token-file',
-      tokenFile,
+      '--join-token',
+      joinToken,
       '--zone',
       'a',
     ]);
@@ -100,6 +104,9 @@ describe('the controller dies; the fleet does not notice', () => {
     }
     const d = await cli(ctlDir, 'deploy', 'web', 'v1');
     assert.equal(d.code, 0, d.stdout + d.stderr);
+    const hosts = await cli(ctlDir, '--json', 'hosts');
+    const list = (JSON.parse(hosts.stdout) as { hosts: Array<{ signed: boolean; up: boolean }> }).hosts;
+    assert.ok(list.length === 1 && list[0]?.signed && list[0]?.up, hosts.stdout);
   });
   after(async () => {
     await agent?.stop();
