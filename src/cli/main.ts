@@ -168,8 +168,14 @@ program
   .command('agent')
   .description("run the host agent: start, probe, restart and stop this host's instances")
   .requiredOption('--controller <url>', 'controller API URL')
-  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
-  .option('--token-file <file>', 'file holding the node token')
+  .addOption(
+    new Option(
+      '--join-token <token>',
+      "join token (nines join-token create); used once, to get this host's key",
+    ).env('NINES_JOIN_TOKEN'),
+  )
+  .addOption(new Option('--token <token>', 'node token (instead of a join token)').env('NINES_NODE_TOKEN'))
+  .option('--token-file <file>', 'file holding the join or node token')
   .option('--name <name>', "host name (default: the machine's)")
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
