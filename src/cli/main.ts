@@ -392,6 +392,61 @@ program
     }),
   );
 
+program
+  .command('instances')
+  .description('every instance across the fleet: host, zone, release, state, health, uptime, restarts')
+  .option('--service <name>', 'only this service')
+  .option('--version <version>', 'only this release version')
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines instances --service hello   # a mixed-version fleet shows at a glance',
+  )
+  .action(
+    action(async (out, o, opts: { service?: string; version?: string }) => {
+      const s = await (await client(o)).get<StatusView>('/v1/status');
+      const list = s.instances.filter(
+        (i) => (!opts.service || i.service === opts.service) && (!opts.version || i.version === opts.version),
+      );
+      const versions = new Set(list.map((i) => `${i.service} ${i.version}`));
+      const uptime = (t: number | null) => {
+        if (!t) return '-';
+        const sec = Math.max(0, Math.round((Date.now() - t) / 1000));
+        return sec < 120 ? `${sec}s` : sec < 7200 ? `${Math.round(sec / 60)}m` : `${Math.round(sec / 3600)}h`;
+      };
+      out.result(
+        { instances: list },
+        table(
+          [
+            'INSTANCE',
+            'SERVICE',
+            'VERSION',
+            'HOST',
+            'ZONE',
+            'STATE',
+            'HEALTH',
+            'ROUTE',
+            'UPTIME',
+            'RESTARTS',
+          ],
+          list.map((i) => [
+            i.id,
+            i.service,
+            i.version,
+            i.host,
+            i.zone,
+            i.state,
+            i.healthy ? 'healthy' : 'unhealthy',
+            i.route,
+            uptime(i.startedAt),
+            String(i.restarts),
+          ]),
+        ) +
+          `\n${list.length} instance(s), ${versions.size} service version(s): ${[...versions].join(', ') || 'none'}`,
+      );
+      return EXIT.ok;
+    }),
+  );
+
 const hosts = program.command('hosts').description('the hosts of the fleet');
 hosts
   .command('list', { isDefault: true })

@@ -56,6 +56,8 @@ for (const app of ['graceful', 'abrupt'] as const) {
       assert.equal(web.length, 3);
       assert.ok(web.every((i) => i.version === 'v2' && i.healthy && i.route === 'ready'));
       assert.equal(status.services[0]?.currentRelease, 'v2');
+      const inst = await cli(dataDir, 'instances');
+      assert.match(inst.stdout, /^3 instance\(s\), 1 service version\(s\): web v2$/m, inst.stdout);
       // The deploy shows each step, instance by instance.
       for (const step of [
         'instance.starting',
