@@ -77,6 +77,7 @@ export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promi
 
   out.line(`nines is up (pid ${process.pid})`);
   out.line(`  proxy        ${proxyUrl}`);
+  out.line(`  dashboard    ${controller.url}/  (sign in with the admin token)`);
   out.line(`  api          ${controller.url}`);
   out.line(`  admin token  ${controller.adminTokenFile} (mode 0600)`);
   out.line(`  data         ${dataDir} (logs in ${logFile})`);

@@ -13,6 +13,7 @@ import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
+import { isPublicWebPath } from './web.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -84,7 +85,7 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.addHook('onRequest', async (req) => {
-    if (req.url === '/healthz') return;
+    if (req.url === '/healthz' || isPublicWebPath(req.method, req.url)) return;
     const { principal, pending } = await auth.authenticate(req.headers.authorization);
     if (!allowed(principal, req.method, req.url)) {
       throw new NinesError(

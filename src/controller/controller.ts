@@ -11,6 +11,7 @@ import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
 import type { Store } from './store/types.js';
+import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
   store: Store;
@@ -67,6 +68,7 @@ export class Controller {
       auth: new Authenticator(this.store),
       logger: opts.logger,
     });
+    registerWeb(this.app, { store: this.store, hub: this.hub });
   }
 
   get url(): string {

@@ -1,0 +1,411 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { dirname, extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
+import type { Logger } from 'pino';
+import { NinesError } from '../core/errors.js';
+import { nextRollingStep, type RollingStep, resolveRolling } from './engine/plan.js';
+import type { Hub } from './hub.js';
+import { statusView } from './status.js';
+import type { DeployEventRecord, DeployRecord, EventRecord, Store } from './store/types.js';
+
+/**
+ * The dashboard's server side: the Vite build of `web/` (static files, served without a token — they
+ * hold no data) and the endpoints only the dashboard needs. Every data call still authenticates in the
+ * API's onRequest hook; `isPublicWebPath` is the one exception list that hook consults.
+ *
+ * Live updates: `GET /v1/stream` is Server-Sent Events read with `fetch` (so the token travels in the
+ * `authorization` header as everywhere else, never in a URL). One shared poller per controller looks at
+ * the store and the hub every `pollMs` while someone listens, and pushes what changed:
+ *   status         the statusView JSON (when it changed, and at least every `statusEveryMs`)
+ *   deploys        the latest deploys (when any changed)
+ *   events         entries of the event log, oldest first: the newest 200 on connect, then new ones
+ *   deploy-events  new step events of running (and just finished) deploys: { deployId, events }
+ * A comment line every `heartbeatMs` keeps proxies and the client's stall detector happy.
+ */
+
+export interface WebDeps {
+  store: Store;
+  hub: Hub;
+  /** Directory of the built dashboard; defaults to `../web` next to this compiled file (dist/web). */
+  webRoot?: string;
+  pollMs?: number;
+  heartbeatMs?: number;
+  statusEveryMs?: number;
+}
+
+export const defaultWebRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'web');
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.woff2': 'font/woff2',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+/** GET/HEAD of the dashboard's static files: the API's auth hook lets these through without a token. */
+export function isPublicWebPath(method: string, url: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  const path = url.split('?')[0] ?? '';
+  if (path === '/' || path === '/index.html') return true;
+  return /^\/assets\/[A-Za-z0-9._-]+$/.test(path);
+}
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy':
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+};
+
+/** The API's Fastify instance (its logger is pino's, as in api.ts). */
+export type WebApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger>;
+
+export function registerWeb(app: WebApp, deps: WebDeps): void {
+  const root = resolve(deps.webRoot ?? defaultWebRoot);
+  const feed = new Feed(deps);
+
+  const sendFile = async (reply: FastifyReply, rel: string, cache: string) => {
+    const file = resolve(root, rel);
+    if (file !== root && !file.startsWith(root + sep)) {
+      throw new NinesError('NINES_E_NOT_FOUND', `no file ${rel}`);
+    }
+    const st = await stat(file).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    return reply
+      .headers(SECURITY_HEADERS)
+      .header('content-type', TYPES[extname(file)] ?? 'application/octet-stream')
+      .header('content-length', st.size)
+      .header('cache-control', cache)
+      .send(createReadStream(file));
+  };
+
+  const index = async (_req: FastifyRequest, reply: FastifyReply) => {
+    const sent = await sendFile(reply, 'index.html', 'no-cache');
+    if (sent) return sent;
+    return reply
+      .status(503)
+      .headers(SECURITY_HEADERS)
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(missingBuildPage(root));
+  };
+  app.get('/', index);
+  app.get('/index.html', index);
+
+  app.get('/assets/:file', async (req, reply) => {
+    const { file } = req.params as { file: string };
+    if (!/^[A-Za-z0-9._-]+$/.test(file) || file.startsWith('.')) {
+      throw new NinesError('NINES_E_NOT_FOUND', `no asset ${file}`);
+    }
+    // Vite puts a content hash in every asset name: they never change, cache them for a year.
+    const sent = await sendFile(reply, join('assets', file), 'public, max-age=31536000, immutable');
+    if (sent) return sent;
+    throw new NinesError('NINES_E_NOT_FOUND', `no asset ${file} (rebuild the dashboard: npm run build:web)`);
+  });
+
+  /** Who the caller is, so the dashboard can disable what the token may not do. */
+  app.get('/v1/whoami', async (req) => {
+    const p = req.principal;
+    return { name: p?.name ?? 'anonymous', role: p?.role ?? null };
+  });
+
+  /** What a rolling deploy to `version` would do now, step by step, without doing it. */
+  app.get('/v1/services/:name/deploy-plan', async (req) => {
+    const { name } = req.params as { name: string };
+    const { version } = req.query as { version?: unknown };
+    if (typeof version !== 'string' || version === '') {
+      throw new NinesError('NINES_E_VALIDATION', 'invalid query: version: required');
+    }
+    return deployPlan(deps.store, name, version);
+  });
+
+  app.get('/v1/stream', async (req, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.flushHeaders();
+    const client: StreamClient = {
+      send: (event, data) => {
+        if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      },
+      comment: (text) => {
+        if (!res.writableEnded) res.write(`: ${text}\n\n`);
+      },
+      end: () => {
+        if (!res.writableEnded) res.end();
+      },
+    };
+    client.send('hello', { retryMs: 2000, now: Date.now() });
+    const off = feed.subscribe(client);
+    req.raw.once('close', off);
+    res.once('close', off);
+    res.once('error', off);
+  });
+
+  // Open streams would keep server.close() waiting forever: end them before the server closes.
+  app.addHook('preClose', async () => {
+    feed.close();
+  });
+}
+
+function missingBuildPage(root: string): string {
+  const esc = root.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>nines: dashboard not built</title></head>
+<body style="font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#111">
+<h1>The dashboard is not built</h1>
+<p>This controller found no dashboard files in <code>${esc}</code>.</p>
+<p>Build them with <code>npm run build:web</code> (or <code>npm run build</code>) and reload this page.</p>
+<p>The API works without them: <code>npx nines status</code>.</p>
+</body></html>
+`;
+}
+
+// ---- deploy plan --------------------------------------------------------------------------------------
+
+export interface DeployPlan {
+  service: string;
+  from: string | null;
+  to: string;
+  strategy: 'rolling';
+  desired: number;
+  maxSurge: number;
+  maxUnavailable: number;
+  /** Instances of other releases that serve now and will be replaced. */
+  old: number;
+  /** Instances already on the target release. */
+  fresh: number;
+  steps: RollingStep[];
+  text: string;
+  /** Reasons the deploy would be refused or pointless right now (empty when it can start). */
+  warnings: string[];
+}
+
+export async function deployPlan(store: Store, service: string, version: string): Promise<DeployPlan> {
+  const svc = await store.getService(service);
+  if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${service}"`);
+  const release = await store.getRelease(service, version);
+  if (!release) {
+    throw new NinesError('NINES_E_RELEASE_NOT_FOUND', `service "${service}" has no release "${version}"`);
+  }
+  // The same counting as the engine: the release's own spec decides count and rolling parameters.
+  const params = resolveRolling(release.spec.rolling, release.spec.instances);
+  const live = (await store.listInstances({ service })).filter(
+    (i) => i.desired === 'running' && i.route === 'ready',
+  );
+  const old = live.filter((i) => i.releaseVersion !== version).length;
+  const fresh = Math.min(live.length - old, params.desired);
+  const surplus = live.length - old - fresh;
+  const steps: RollingStep[] = [];
+  const s = { oldReady: old + surplus, newReady: fresh, newPending: 0 };
+  for (let k = 0; k < 10_000; k++) {
+    const step = nextRollingStep(params, s);
+    if (step.done || (step.start === 0 && step.stop === 0)) break;
+    steps.push(step);
+    s.newReady += step.start;
+    s.oldReady -= step.stop;
+  }
+  const warnings: string[] = [];
+  if (svc.lockedBy) warnings.push(`a deploy is in progress (${svc.lockedBy}); a new one would be refused`);
+  if (svc.currentRelease === version && old === 0) warnings.push(`${service} already runs ${version}`);
+  const text =
+    `rolling, maxSurge ${params.maxSurge}, maxUnavailable ${params.maxUnavailable}: ` +
+    `${old + surplus} old → ${params.desired} new` +
+    (fresh ? ` (${fresh} already on ${version})` : '') +
+    `, ${steps.length} step${steps.length === 1 ? '' : 's'}`;
+  return {
+    service,
+    from: svc.currentRelease,
+    to: version,
+    strategy: 'rolling',
+    desired: params.desired,
+    maxSurge: params.maxSurge,
+    maxUnavailable: params.maxUnavailable,
+    old: old + surplus,
+    fresh,
+    steps,
+    text,
+    warnings,
+  };
+}
+
+// ---- the live feed ----------------------------------------------------------------------------------
+
+interface StreamClient {
+  send(event: string, data: unknown): void;
+  comment(text: string): void;
+  end(): void;
+}
+
+const ACTIVE = new Set(['pending', 'running']);
+/** Keep following a finished deploy this long, so its last step events reach the dashboard. */
+const FOLLOW_AFTER_FINISH_MS = 5000;
+const RECENT_EVENTS = 200;
+
+/** One poller for every open stream; it runs only while at least one client listens. */
+class Feed {
+  private readonly store: Store;
+  private readonly hub: Hub;
+  private readonly pollMs: number;
+  private readonly heartbeatMs: number;
+  private readonly statusEveryMs: number;
+  private readonly clients = new Set<StreamClient>();
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private closed = false;
+  private statusJson = '';
+  private statusKey = '';
+  private statusAt = 0;
+  private deploysJson = '';
+  private deploys: DeployRecord[] = [];
+  private lastEventId = 0;
+  /** The newest RECENT_EVENTS entries of the event log, oldest first: a newcomer's backlog. */
+  private recentEvents: EventRecord[] = [];
+  /** deployId → last seq sent. */
+  private readonly followed = new Map<string, number>();
+
+  constructor(deps: WebDeps) {
+    this.store = deps.store;
+    this.hub = deps.hub;
+    this.pollMs = deps.pollMs ?? 500;
+    this.heartbeatMs = deps.heartbeatMs ?? 15_000;
+    this.statusEveryMs = deps.statusEveryMs ?? 5000;
+  }
+
+  subscribe(client: StreamClient): () => void {
+    if (this.closed) {
+      client.end();
+      return () => {};
+    }
+    this.clients.add(client);
+    // A newcomer gets the current picture at once (the poller's last one, or a fresh tick).
+    if (this.statusJson) {
+      client.send('status', JSON.parse(this.statusJson));
+      client.send('deploys', { deploys: this.deploys });
+      if (this.recentEvents.length > 0) client.send('events', { events: this.recentEvents });
+    }
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.tick(), this.pollMs);
+      this.heartbeat = setInterval(() => {
+        for (const c of this.clients) c.comment(`ping ${Date.now()}`);
+      }, this.heartbeatMs);
+      void this.tick();
+    }
+    let gone = false;
+    return () => {
+      if (gone) return;
+      gone = true;
+      this.clients.delete(client);
+      client.end();
+      if (this.clients.size === 0) this.stop();
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.clients) c.end();
+    this.clients.clear();
+    this.stop();
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    clearInterval(this.heartbeat);
+    this.timer = undefined;
+    this.heartbeat = undefined;
+    // Forget the cursors: the next first subscriber starts from a fresh picture.
+    this.statusJson = '';
+    this.deploysJson = '';
+    this.lastEventId = 0;
+    this.recentEvents = [];
+    this.followed.clear();
+  }
+
+  private broadcast(event: string, data: unknown): void {
+    for (const c of this.clients) c.send(event, data);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.clients.size === 0) return;
+    this.ticking = true;
+    try {
+      await this.pollStatus();
+      await this.pollDeploys();
+      await this.pollEvents();
+    } catch {
+      // A store hiccup (e.g. closing): the next tick tries again; clients keep their last picture.
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async pollStatus(): Promise<void> {
+    const view = await statusView(this.store, this.hub);
+    const now = Date.now();
+    // Reports refresh timestamps every second; push those only every statusEveryMs, real changes at once.
+    const key = JSON.stringify({
+      ...view,
+      hosts: view.hosts.map((h) => ({ ...h, lastSeenAt: 0 })),
+      proxies: view.proxies.map((p) => ({ ...p, at: 0 })),
+    });
+    if (key === this.statusKey && now - this.statusAt < this.statusEveryMs) return;
+    this.statusKey = key;
+    this.statusAt = now;
+    const payload = { ...view, now };
+    this.statusJson = JSON.stringify(payload);
+    this.broadcast('status', payload);
+  }
+
+  private async pollDeploys(): Promise<void> {
+    const deploys = await this.store.listDeploys(undefined, 50);
+    const json = JSON.stringify(deploys);
+    if (json !== this.deploysJson) {
+      this.deploysJson = json;
+      this.deploys = deploys;
+      this.broadcast('deploys', { deploys });
+    }
+    const now = Date.now();
+    for (const d of deploys) {
+      const recent = d.finishedAt !== null && now - d.finishedAt < FOLLOW_AFTER_FINISH_MS;
+      if (ACTIVE.has(d.state) || recent || this.followed.has(d.id)) {
+        if (!this.followed.has(d.id)) this.followed.set(d.id, 0);
+      }
+    }
+    for (const [id, after] of this.followed) {
+      const d = deploys.find((x) => x.id === id);
+      const events: DeployEventRecord[] = await this.store.listDeployEvents(id, after);
+      if (events.length > 0) {
+        this.followed.set(id, events[events.length - 1]!.seq);
+        this.broadcast('deploy-events', { deployId: id, events });
+      }
+      const over = !d || (!ACTIVE.has(d.state) && (d.finishedAt ?? 0) < now - FOLLOW_AFTER_FINISH_MS);
+      if (over) this.followed.delete(id);
+    }
+  }
+
+  private async pollEvents(): Promise<void> {
+    const latest: EventRecord[] = await this.store.listEvents({ limit: RECENT_EVENTS });
+    const fresh = latest.filter((e) => e.id > this.lastEventId).reverse();
+    if (fresh.length === 0) return;
+    this.lastEventId = fresh[fresh.length - 1]!.id;
+    this.recentEvents = [...this.recentEvents, ...fresh].slice(-RECENT_EVENTS);
+    this.broadcast('events', { events: fresh });
+  }
+}
