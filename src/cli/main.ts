@@ -322,14 +322,40 @@ async function runDeploy(out: Out, c: Client, deploy: DeployRecord, wait: boolea
   return done.state === 'succeeded' ? EXIT.ok : EXIT.failed;
 }
 
+const CONTROLS = ['pause', 'resume', 'abort'] as const;
+
 program
   .command('deploy <service> <version>')
-  .description('rolling deploy of a release, with live progress; exit 0 done, 1 failed, 2 refused')
+  .description(
+    'rolling deploy of a release, with live progress; exit 0 done, 1 failed, 2 refused.\n' +
+      '`nines deploy pause|resume|abort <service>` controls the deploy in flight',
+  )
   .option('--no-wait', 'return once the deploy has started')
-  .addHelpText('after', '\nExample:\n  nines deploy hello v2')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  nines deploy hello v2\n  nines deploy pause hello\n  nines deploy abort hello',
+  )
   .action(
     action(async (out, o, service: string, version: string, opts: { wait: boolean }) => {
       const c = await client(o);
+      const control = CONTROLS.find((x) => x === service);
+      if (control) {
+        // `nines deploy pause <service>`: the deploy holding the service's lock.
+        const { service: svc } = await c.get<{ service: ServiceRecord }>(
+          `/v1/services/${encodeURIComponent(version)}`,
+        );
+        if (!svc.lockedBy || svc.lockedBy.startsWith('heal-')) {
+          throw new NinesError('NINES_E_INVALID_TRANSITION', `no deploy of ${version} is in flight`);
+        }
+        const { deploy } = await c.post<{ deploy: DeployRecord }>(
+          `/v1/deploys/${encodeURIComponent(svc.lockedBy)}/${control}`,
+        );
+        out.result(
+          { deploy },
+          `${control}: ${deploy.id} (${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion})`,
+        );
+        return EXIT.ok;
+      }
       const { deploy } = await c.post<{ deploy: DeployRecord }>(
         `/v1/services/${encodeURIComponent(service)}/deploys`,
         {

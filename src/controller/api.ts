@@ -254,6 +254,15 @@ export function buildApi(deps: ApiDeps) {
     return { deploy, events: await store.listDeployEvents(id) };
   });
 
+  // Deploy controls: pause holds at the next step boundary, resume continues, abort reverts.
+  for (const action of ['pause', 'resume', 'abort'] as const) {
+    app.post(`/v1/deploys/:id/${action}`, async (req) => {
+      const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
+      const deploy = await engine[action](id, who(req));
+      return { deploy };
+    });
+  }
+
   // Live progress: long poll for events after `after` (a seq); returns at once when there are some.
   app.get('/v1/deploys/:id/events', async (req, reply) => {
     const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');

@@ -65,14 +65,18 @@ export const instanceLifecycle: Lifecycle<InstanceState> = {
  */
 export type RouteState = 'ready' | 'draining';
 
-/** A deploy's lifecycle. `reverted` means it failed and the service was put back on the old release. */
-export type DeployState = 'pending' | 'running' | 'succeeded' | 'failed' | 'reverted';
+/**
+ * A deploy's lifecycle. `paused` holds between steps until resumed (or aborted); `reverted` means it
+ * failed and the service was put back on the old release.
+ */
+export type DeployState = 'pending' | 'running' | 'paused' | 'succeeded' | 'failed' | 'reverted';
 
 export const deployLifecycle: Lifecycle<DeployState> = {
   name: 'deploy',
   allowed: {
     pending: ['running', 'failed'],
-    running: ['succeeded', 'failed', 'reverted'],
+    running: ['paused', 'succeeded', 'failed', 'reverted'],
+    paused: ['running', 'failed', 'reverted'],
     succeeded: [],
     failed: [],
     reverted: [],

@@ -8,6 +8,18 @@ import type { DeployKind, DeployRecord, InstanceRecord, ReleaseRecord, Store } f
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
 
+/** A deploy in flight: how to stop it (controller going down), abort it (a person) or hold it. */
+interface Control {
+  deploy: DeployRecord;
+  stop: AbortController;
+  user: AbortController;
+  abortedBy: string | null;
+  paused: boolean;
+  /** Wakes a paused deploy's checkpoint. */
+  wake: (() => void) | null;
+  done: Promise<void>;
+}
+
 export interface CreateDeployOptions {
   kind?: DeployKind;
   createdBy: string;
@@ -27,7 +39,7 @@ export class DeployEngine {
   private readonly fleet: Fleet;
   private readonly log: Logger;
   private readonly ops: InstanceOps;
-  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private readonly running = new Map<string, Control>();
 
   constructor(deps: { store: Store; hub: Hub; fleet: Fleet; ops: InstanceOps; logger: Logger }) {
     this.store = deps.store;
@@ -95,11 +107,67 @@ export class DeployEngine {
   }
 
   private launch(deploy: DeployRecord, release: ReleaseRecord, resumed: boolean): void {
-    const abort = new AbortController();
-    const done = this.run(deploy, release, abort.signal, resumed).finally(() =>
-      this.running.delete(deploy.id),
+    const ctl: Control = {
+      deploy,
+      stop: new AbortController(),
+      user: new AbortController(),
+      abortedBy: null,
+      paused: deploy.state === 'paused',
+      wake: null,
+      done: Promise.resolve(),
+    };
+    this.running.set(deploy.id, ctl);
+    ctl.done = this.run(ctl, release, resumed).finally(() => this.running.delete(deploy.id));
+  }
+
+  /** Hold the deploy at its next step boundary (the step in flight finishes). */
+  async pause(id: string, who: string): Promise<DeployRecord> {
+    const ctl = await this.control(id);
+    await this.store.updateDeploy(id, { state: transition(deployLifecycle, ctl.deploy.state, 'paused') });
+    ctl.deploy.state = 'paused';
+    ctl.paused = true;
+    await this.event(
+      id,
+      'deploy.paused',
+      `paused by ${who}; the step in flight finishes, no new step starts`,
     );
-    this.running.set(deploy.id, { abort, done });
+    return ctl.deploy;
+  }
+
+  async resume(id: string, who: string): Promise<DeployRecord> {
+    const ctl = await this.control(id);
+    await this.store.updateDeploy(id, { state: transition(deployLifecycle, ctl.deploy.state, 'running') });
+    ctl.deploy.state = 'running';
+    ctl.paused = false;
+    ctl.wake?.();
+    await this.event(id, 'deploy.continued', `resumed by ${who}`);
+    return ctl.deploy;
+  }
+
+  /** Stop the deploy and revert: new instances drained and stopped, the old release back to count. */
+  async abort(id: string, who: string): Promise<DeployRecord> {
+    const ctl = await this.control(id);
+    transition(deployLifecycle, ctl.deploy.state, 'failed');
+    ctl.abortedBy = who;
+    ctl.paused = false;
+    ctl.user.abort(new OperationFailure(`aborted by ${who}`));
+    ctl.wake?.();
+    await this.event(id, 'deploy.aborting', `aborted by ${who}; reverting`);
+    return ctl.deploy;
+  }
+
+  private async control(id: string): Promise<Control> {
+    const ctl = this.running.get(id);
+    if (ctl) return ctl;
+    const d = await this.store.getDeploy(id);
+    if (!d) throw new NinesError('NINES_E_DEPLOY_NOT_FOUND', `no deploy ${id}`);
+    throw new NinesError(
+      'NINES_E_INVALID_TRANSITION',
+      `deploy ${id} is ${d.state}; only a running deploy can be controlled`,
+      {
+        state: d.state,
+      },
+    );
   }
 
   /** The newest release other than the current one whose deploy finished with every instance healthy. */
@@ -137,29 +205,40 @@ export class DeployEngine {
         await this.finish(d, 'failed', `release ${d.toVersion} no longer exists`);
         continue;
       }
-      this.launch(d, release, d.state === 'running');
+      this.launch(d, release, d.state !== 'pending');
     }
   }
 
   async close(): Promise<void> {
-    for (const r of this.running.values()) r.abort.abort(new Error('controller stopping'));
+    for (const r of this.running.values()) {
+      r.stop.abort(new Error('controller stopping'));
+      r.wake?.();
+    }
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
   }
 
   // ---- one deploy -------------------------------------------------------------------------------
 
-  private async run(
-    deploy: DeployRecord,
-    release: ReleaseRecord,
-    signal: AbortSignal,
-    resumed: boolean,
-  ): Promise<void> {
+  private async run(ctl: Control, release: ReleaseRecord, resumed: boolean): Promise<void> {
+    const deploy = ctl.deploy;
     const t0 = deploy.startedAt ?? Date.now();
     const created: InstanceRecord[] = [];
+    const event = (type: string, message: string, data?: Record<string, unknown>) =>
+      this.event(deploy.id, type, message, data);
     const ctx: OpContext = {
       deployId: deploy.id,
-      signal,
-      event: (type, message, data) => this.event(deploy.id, type, message, data),
+      signal: AbortSignal.any([ctl.stop.signal, ctl.user.signal]),
+      event,
+    };
+    const signal = ctl.stop.signal;
+    const checkpoint = async () => {
+      while (ctl.paused && !ctx.signal.aborted) {
+        await new Promise<void>((wake) => {
+          ctl.wake = wake;
+        });
+        ctl.wake = null;
+      }
+      ctx.signal.throwIfAborted();
     };
     try {
       if (resumed) {
@@ -171,7 +250,8 @@ export class DeployEngine {
         });
         deploy.state = 'running';
       }
-      await this.roll(ctx, deploy, release, created);
+      await checkpoint();
+      await this.roll(ctx, deploy, release, created, checkpoint);
       await this.store.setCurrentRelease(deploy.service, release.version);
       await this.store.markReleaseStable(deploy.service, release.version);
       await this.finish(deploy, 'succeeded', null, t0);
@@ -185,12 +265,15 @@ export class DeployEngine {
         ).catch(() => {});
         return;
       }
-      const reason =
-        err instanceof OperationFailure ? err.message : `internal error: ${(err as Error).message}`;
+      const reason = ctl.abortedBy
+        ? `aborted by ${ctl.abortedBy}`
+        : err instanceof OperationFailure
+          ? err.message
+          : `internal error: ${(err as Error).message}`;
       this.log.warn({ deployId: deploy.id, err }, 'deploy failed');
       await this.event(deploy.id, 'deploy.reverting', `failed: ${reason}; stopping the new instances`);
       try {
-        await this.revert(ctx, deploy, created);
+        await this.revert({ ...ctx, signal }, deploy, created);
       } catch (revertErr) {
         this.log.error({ deployId: deploy.id, err: revertErr }, 'revert failed');
         await this.event(deploy.id, 'deploy.revert-failed', `revert failed: ${(revertErr as Error).message}`);
@@ -250,6 +333,7 @@ export class DeployEngine {
     deploy: DeployRecord,
     release: ReleaseRecord,
     created: InstanceRecord[],
+    checkpoint: () => Promise<void>,
   ): Promise<void> {
     const spec = release.spec;
     const params = resolveRolling(spec.rolling, spec.instances);
@@ -268,7 +352,7 @@ export class DeployEngine {
       old: old.length,
     });
     for (;;) {
-      ctx.signal.throwIfAborted();
+      await checkpoint();
       const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });
       if (step.done) return;
       const stopping = old.splice(0, step.stop);

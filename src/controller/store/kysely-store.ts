@@ -369,7 +369,7 @@ export class KyselyStore implements Store {
   }
 
   async listActiveDeploys(): Promise<DeployRecord[]> {
-    const active: DeployState[] = ['pending', 'running'];
+    const active: DeployState[] = ['pending', 'running', 'paused'];
     const rows = await this.db
       .selectFrom('deploys')
       .selectAll()

@@ -284,14 +284,16 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(await store.listDeploys('nope'), []);
       });
 
-      it('listActiveDeploys returns pending and running ones only', async () => {
+      it('listActiveDeploys returns pending, running and paused ones only', async () => {
         await store.insertDeploy(deploy('p', 'web', { state: 'pending', createdAt: T0 + 1 }));
         await store.insertDeploy(deploy('r', 'api', { state: 'running', createdAt: T0 + 2 }));
+        await store.insertDeploy(deploy('z', 'api', { state: 'paused', createdAt: T0 + 3 }));
         await store.insertDeploy(deploy('s', 'web', { state: 'succeeded' }));
         await store.insertDeploy(deploy('f', 'web', { state: 'failed' }));
         await store.insertDeploy(deploy('v', 'web', { state: 'reverted' }));
-        assert.deepEqual((await store.listActiveDeploys()).map((d) => d.id).sort(), ['p', 'r']);
+        assert.deepEqual((await store.listActiveDeploys()).map((d) => d.id).sort(), ['p', 'r', 'z']);
         await store.updateDeploy('r', { state: 'succeeded' });
+        await store.updateDeploy('z', { state: 'failed' });
         assert.deepEqual(
           (await store.listActiveDeploys()).map((d) => d.id),
           ['p'],

@@ -147,7 +147,7 @@ export interface Store {
   getDeploy(id: string): Promise<DeployRecord | undefined>;
   /** Newest first; all services when `service` is undefined. */
   listDeploys(service?: string, limit?: number): Promise<DeployRecord[]>;
-  /** Deploys in state pending or running (to resume or settle after a controller restart). */
+  /** Deploys in state pending, running or paused (to resume after a controller restart). */
   listActiveDeploys(): Promise<DeployRecord[]>;
   /** Appends with the next seq for that deploy and returns the stored event. */
   appendDeployEvent(e: Omit<DeployEventRecord, 'seq'>): Promise<DeployEventRecord>;
