@@ -123,6 +123,7 @@ export class DeployEngine {
   /** Hold the deploy at its next step boundary (the step in flight finishes). */
   async pause(id: string, who: string): Promise<DeployRecord> {
     const ctl = await this.control(id);
+    mustBe(ctl.deploy, 'running', 'paused');
     await this.store.updateDeploy(id, { state: transition(deployLifecycle, ctl.deploy.state, 'paused') });
     ctl.deploy.state = 'paused';
     ctl.paused = true;
@@ -136,6 +137,7 @@ export class DeployEngine {
 
   async resume(id: string, who: string): Promise<DeployRecord> {
     const ctl = await this.control(id);
+    mustBe(ctl.deploy, 'paused', 'resumed');
     await this.store.updateDeploy(id, { state: transition(deployLifecycle, ctl.deploy.state, 'running') });
     ctl.deploy.state = 'running';
     ctl.paused = false;
@@ -417,6 +419,18 @@ export class DeployEngine {
   private async event(deployId: string, type: string, message: string, data?: Record<string, unknown>) {
     await this.store.appendDeployEvent({ deployId, at: Date.now(), type, message, data: data ?? null });
     this.hub.signal(`deploy:${deployId}`);
+  }
+}
+
+function mustBe(d: DeployRecord, state: DeployRecord['state'], verb: string): void {
+  if (d.state !== state) {
+    throw new NinesError(
+      'NINES_E_INVALID_TRANSITION',
+      `deploy ${d.id} is ${d.state}; only a ${state} deploy can be ${verb}`,
+      {
+        state: d.state,
+      },
+    );
   }
 }
 
