@@ -24,6 +24,8 @@ import type {
   InstanceRecord,
   InstanceRouteState,
   ReleaseRecord,
+  ServiceMode,
+  ServiceModeOptions,
   ServiceRecord,
   Store,
   TokenRecord,
@@ -182,6 +184,19 @@ export class KyselyStore implements Store {
         .executeTakeFirst();
       if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
     });
+  }
+
+  async setServiceMode(
+    service: string,
+    mode: ServiceMode,
+    options: ServiceModeOptions | null,
+  ): Promise<void> {
+    const r = await this.db
+      .updateTable('services')
+      .set({ mode, mode_options: options === null ? null : JSON.stringify(options), updated_at: this.now() })
+      .where('name', '=', service)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
   }
 
   async acquireDeployLock(
@@ -696,6 +711,8 @@ function toService(row: Selectable<ServicesTable>): ServiceRecord {
     lockedBy: row.locked_by,
     createdAt: num(row.created_at),
     updatedAt: num(row.updated_at),
+    mode: row.mode as ServiceMode,
+    modeOptions: row.mode_options === null ? null : (JSON.parse(row.mode_options) as ServiceModeOptions),
   };
 }
 

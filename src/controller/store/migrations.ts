@@ -172,10 +172,28 @@ const hostKeys: Migration = {
   },
 };
 
+/** Service modes (live / read-only / maintenance / pause): operational state, not config. */
+const serviceModes: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .alterTable('services')
+      .addColumn('mode', 'text', (c) => c.notNull().defaultTo('live'))
+      .execute();
+    await db.schema.alterTable('services').addColumn('mode_options', 'text').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('services').dropColumn('mode_options').execute();
+    await db.schema.alterTable('services').dropColumn('mode').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_host_keys': hostKeys,
+  '0003_service_modes': serviceModes,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -18,6 +18,10 @@ export interface ServicesTable {
   locked_by: string | null;
   created_at: Int8;
   updated_at: Int8;
+  /** 0003: live | read-only | maintenance | pause (the default applies on insert). */
+  mode: ColumnType<string, string | undefined, string>;
+  /** 0003: JSON of ServiceModeOptions, or null. */
+  mode_options: string | null;
 }
 
 export interface ReleasesTable {

@@ -28,6 +28,19 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
     });
 
     describe('services', () => {
+      it('a service starts live; its mode and options round-trip and survive a spec update', async () => {
+        assert.equal((await store.upsertService('web', spec1)).mode, 'live');
+        assert.equal((await store.getService('web'))?.modeOptions, null);
+        await store.setServiceMode('web', 'read-only', { retryAfterSeconds: 12, message: 'migrating' });
+        await store.upsertService('web', spec2);
+        const s = await store.getService('web');
+        assert.equal(s?.mode, 'read-only');
+        assert.deepEqual(s?.modeOptions, { retryAfterSeconds: 12, message: 'migrating' });
+        await store.setServiceMode('web', 'live', null);
+        assert.equal((await store.getService('web'))?.modeOptions, null);
+        await rejectsWith(store.setServiceMode('nope', 'live', null), 'NINES_E_SERVICE_NOT_FOUND');
+      });
+
       it('upsert creates, then updates only the spec', async () => {
         const a = await store.upsertService('web', spec1);
         assert.equal(a.name, 'web');

@@ -8,6 +8,21 @@ import type { ObservedInstance } from '../../core/protocol.js';
  * `transaction()` groups several. Times are epoch milliseconds.
  */
 
+/**
+ * How the proxies treat a service's traffic: `live`; `read-only` (unsafe methods get 503 + Retry-After,
+ * reads pass — seed 001); `maintenance` (503 page); `pause` (hold new requests during a quick switch).
+ */
+export type ServiceMode = 'live' | 'read-only' | 'maintenance' | 'pause';
+
+export interface ServiceModeOptions {
+  /** Retry-After on refused requests, seconds. */
+  retryAfterSeconds?: number;
+  /** Shown on the maintenance page / in the JSON body. */
+  message?: string;
+  /** Longest hold of a request in `pause`, ms. */
+  pauseTimeoutMs?: number;
+}
+
 export interface ServiceRecord {
   name: string;
   spec: ServiceSpec;
@@ -17,6 +32,8 @@ export interface ServiceRecord {
   lockedBy: string | null;
   createdAt: number;
   updatedAt: number;
+  mode: ServiceMode;
+  modeOptions: ServiceModeOptions | null;
 }
 
 export interface ReleaseRecord {
@@ -129,6 +146,8 @@ export interface Store {
   getService(name: string): Promise<ServiceRecord | undefined>;
   listServices(): Promise<ServiceRecord[]>;
   setCurrentRelease(service: string, version: string | null): Promise<void>;
+  /** Throws NINES_E_SERVICE_NOT_FOUND for an unknown service. */
+  setServiceMode(service: string, mode: ServiceMode, options: ServiceModeOptions | null): Promise<void>;
   /** Take the service's deploy lock for `deployId`. Returns the holder's id when already held by another. */
   acquireDeployLock(service: string, deployId: string): Promise<{ ok: true } | { ok: false; heldBy: string }>;
   releaseDeployLock(service: string, deployId: string): Promise<void>;
