@@ -27,6 +27,13 @@ export interface HealthCheckSpec {
   timeoutMs: number;
   rise: number;
   fall: number;
+  /** Proxy checks only. `http` (default): GET `path`, 2xx/3xx passes. `tcp`: a connection that opens passes. */
+  type?: 'http' | 'tcp';
+  /**
+   * Proxy checks only: the interval while an instance is changing state (a pass while down, a failure
+   * while up, ejected). Default `min(intervalMs, max(100, intervalMs / 4))`.
+   */
+  fastIntervalMs?: number;
 }
 
 export interface ArtifactRef {
@@ -94,7 +101,17 @@ export interface RouteInstance {
   id: string;
   address: string;
   port: number;
-  state: RouteState;
+  /**
+   * `ready`: routed. `draining`: no new requests, in-flight ones finish (their responses carry
+   * `Connection: close`), WebSockets get 1001 after `wsDrainTimeoutMs`, then reported drained.
+   * `maintenance`: like draining, and no health checks until it is ready again (then slow start).
+   */
+  state: RouteState | 'maintenance';
+  /**
+   * Relative share of new requests: the ratio for `weighted`, a divisor of the in-flight count for
+   * `least-connections`; ignored by `round-robin` except 0, which takes the instance out of rotation.
+   * Changed at runtime (canaries). Default 1.
+   */
   weight: number;
   release: string;
 }
@@ -103,9 +120,55 @@ export interface RouteService {
   name: string;
   hosts: string[];
   pathPrefix: string;
-  mode: 'live';
+  /**
+   * `live`: normal. `read-only`: unsafe methods (not GET/HEAD/OPTIONS/TRACE) get 503
+   * NINES_E_READ_ONLY + Retry-After, reads pass. `maintenance`: every request gets 503
+   * NINES_E_MAINTENANCE (page from `maintenance`). `pause`: new requests are held up to
+   * `pauseTimeoutMs`, released when a later snapshot sets another mode, else 503 NINES_E_PAUSED.
+   * An unknown mode is treated as `live`.
+   */
+  mode: 'live' | 'read-only' | 'maintenance' | 'pause';
   health: HealthCheckSpec;
   instances: RouteInstance[];
+  /** Balancing policy. Default `least-connections`. */
+  balance?: 'least-connections' | 'round-robin' | 'weighted';
+  /** A new or recovered instance ramps its effective weight from 10 % to 100 % over this time. Default 0 (off). */
+  slowStartMs?: number;
+  /** Passive ejection (outlier detection). */
+  outlier?: {
+    /** Consecutive connection failures that eject an instance. Default 1; 0 off. */
+    consecutiveConnectFailures?: number;
+    /** Consecutive 5xx answers that eject an instance. Default 5; 0 off. */
+    consecutive5xx?: number;
+    /** First ejection time; doubles with each repeat ejection (reset after a quiet maxEjectionMs). Default 2000. */
+    baseEjectionMs?: number;
+    /** Cap of the ejection time. Default 60000. */
+    maxEjectionMs?: number;
+    /** At most this share of the service's instances ejected at once (at least one may be). Default 50. */
+    maxEjectionPercent?: number;
+  };
+  /**
+   * Fail-open: when fewer than this share of the ready instances are healthy, route to all ready
+   * instances regardless of health (logged, `nines_proxy_service_panic` 1). Default 0 (off).
+   */
+  panicThresholdPercent?: number;
+  /** Retries of idempotent body-less requests on another instance (connect failure or reset before any byte). */
+  retry?: {
+    /** Retries per request. Default 1; 0 off. */
+    attempts?: number;
+    /** Requests retrying at once may be at most this share of the service's in-flight requests. Default 20. */
+    budgetPercent?: number;
+    /** ... but at least this many at once. Default 10. */
+    minConcurrent?: number;
+  };
+  /** Retry-After (seconds) on read-only / maintenance / pause answers. Default 30. */
+  retryAfterSeconds?: number;
+  /** The maintenance answer: `html` for clients accepting text/html, `message` in the JSON body. */
+  maintenance?: { message?: string; html?: string };
+  /** Longest hold of a request in `pause` mode. Default 10000. */
+  pauseTimeoutMs?: number;
+  /** WebSockets on a draining instance get a close frame 1001 after this time. Default 5000. */
+  wsDrainTimeoutMs?: number;
 }
 
 export interface RoutingSnapshot {

@@ -1,6 +1,9 @@
 /**
  * Runs a proxy in front of one or more upstream ports for a load test (wrk/autocannon), e.g.
  *   taskset -c 1 node dist/proxy/bench.js 18081 18080        # listen on 18081, upstream 127.0.0.1:18080
+ * Every feature is on: active health checks (1 s), retries, passive ejection, least-connections,
+ * metrics (admin listener on BENCH_ADMIN_PORT, default any free port), and the access log when
+ * BENCH_ACCESS_LOG_FILE (a file) or BENCH_ACCESS_LOG=1 (the logger) is set.
  * Exits on SIGINT/SIGTERM, or after BENCH_MAX_SECONDS (default 120).
  */
 import { pino } from 'pino';
@@ -17,6 +20,8 @@ const proxy = new NinesProxy({
   proxyId: 'bench',
   logger: pino({ level: 'warn' }),
   accessLog: process.env.BENCH_ACCESS_LOG === '1',
+  ...(process.env.BENCH_ACCESS_LOG_FILE ? { accessLogFile: process.env.BENCH_ACCESS_LOG_FILE } : {}),
+  adminPort: Number(process.env.BENCH_ADMIN_PORT ?? 0),
 });
 proxy.applySnapshot({
   version: 1,
@@ -39,7 +44,7 @@ proxy.applySnapshot({
   ],
 });
 await proxy.listen();
-console.log(`proxy listening on ${proxy.port}`);
+console.log(`proxy listening on ${proxy.port} (metrics on ${proxy.adminPort})`);
 const stop = async () => {
   await proxy.close();
   process.exit(0);

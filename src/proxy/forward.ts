@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { type ProxyErrorCode, sendError } from './errors.js';
+import { classIndex } from './metrics.js';
 import type { Route } from './routing.js';
 import type { Upstream } from './upstream.js';
 
@@ -10,10 +11,15 @@ export interface ForwardOwner {
   readonly closing: boolean;
   /** Called once per request when it ends, only if access logging is on. */
   readonly onDone: ((f: Forward) => void) | null;
+  /** Whole exchange deadline (0: none): then 504, or a cut connection once the answer started. */
+  readonly totalTimeoutMs: number;
+  /** Largest request body (0: no limit); a chunked body over it is cut with 413. */
+  readonly maxBodyBytes: number;
 }
 
 const kForward = Symbol('nines.forward');
 type ProxiedResponse = ServerResponse & { [kForward]?: Forward };
+type ProxiedRequest = IncomingMessage & { [kForward]?: Forward };
 
 class ClientGoneError extends Error {
   readonly code = 'NINES_CLIENT_GONE';
@@ -24,6 +30,12 @@ const CLIENT_GONE = new ClientGoneError('client closed the connection');
 class BadResponseError extends Error {
   readonly code = 'NINES_BAD_UPSTREAM_RESPONSE';
 }
+
+class LimitError extends Error {
+  readonly code = 'NINES_LIMIT';
+}
+const BODY_TOO_LARGE = new LimitError('request body too large');
+const TOTAL_TIMEOUT = new LimitError('total request timeout');
 
 /**
  * Lower-case equality for a header name whose length already matched. Most clients send canonical
@@ -59,7 +71,7 @@ export function isProxyHeader(name: string): boolean {
 }
 
 /** Why an upstream exchange failed; indexes failCodes. */
-export const FailKind = { Connect: 0, Reset: 1, Timeout: 2, BadRequest: 3 } as const;
+export const FailKind = { Connect: 0, Reset: 1, Timeout: 2, BadRequest: 3, TooLarge: 4 } as const;
 export type FailKind = (typeof FailKind)[keyof typeof FailKind];
 
 const failCodes: readonly ProxyErrorCode[] = [
@@ -67,6 +79,7 @@ const failCodes: readonly ProxyErrorCode[] = [
   'NINES_E_UPSTREAM_RESET',
   'NINES_E_UPSTREAM_TIMEOUT',
   'NINES_E_BAD_REQUEST',
+  'NINES_E_PAYLOAD_TOO_LARGE',
 ];
 
 /**
@@ -102,6 +115,11 @@ export class Forward implements Dispatcher.DispatchHandler {
   private clientGone = false;
   private listeningDrain = false;
   private badResponse = false;
+  /** Counted in route.activeRetries. */
+  private retrying = false;
+  private limit: LimitError | null = null;
+  private bodyBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     owner: ForwardOwner,
@@ -130,6 +148,13 @@ export class Forward implements Dispatcher.DispatchHandler {
   start(): void {
     this.res[kForward] = this;
     this.res.on('close', onResClose);
+    this.route.active++;
+    const owner = this.owner;
+    if (owner.totalTimeoutMs > 0) this.timer = setTimeout(onTotalTimeout, owner.totalTimeoutMs, this);
+    if (this.hasBody && owner.maxBodyBytes > 0 && this.req.headers['content-length'] === undefined) {
+      (this.req as ProxiedRequest)[kForward] = this;
+      this.req.on('data', onReqData);
+    }
     this.upstream.inflight++;
     this.upstream.pool!.dispatch(this.opts, this);
   }
@@ -140,12 +165,15 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.connected = true;
     this.abortFn = abort;
     if (this.clientGone) abort(CLIENT_GONE);
+    else if (this.limit !== null) abort(this.limit);
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx: not forwarded
     if (this.clientGone) return false;
     this.resumeFn = resume;
+    const upstream = this.upstream;
+    upstream.answered(statusCode);
     const out: string[] = [];
     let hasId = false;
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -156,7 +184,8 @@ export class Forward implements Dispatcher.DispatchHandler {
     }
     if (!hasId) out.push('x-request-id', this.requestId);
     const res = this.res;
-    if (this.owner.closing) res.shouldKeepAlive = false;
+    // Shutting down, or the instance drains: the client's keep-alive connection is closed after this.
+    if (this.owner.closing || upstream.state !== 'ready' || upstream.removed) res.shouldKeepAlive = false;
     try {
       res.writeHead(statusCode, out);
     } catch (err) {
@@ -180,10 +209,9 @@ export class Forward implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
-    this.done = true;
     this.upstream.release();
     this.res.end();
-    if (this.owner.onDone !== null) this.owner.onDone(this);
+    this.finish();
   }
 
   onError(err: Error): void {
@@ -201,24 +229,33 @@ export class Forward implements Dispatcher.DispatchHandler {
     }
     const code = (err as { code?: string }).code;
     let kind: FailKind;
-    if (this.badResponse) kind = FailKind.Reset;
+    if (this.limit !== null) {
+      kind = this.limit === BODY_TOO_LARGE ? FailKind.TooLarge : FailKind.Timeout;
+      if (kind === FailKind.TooLarge) this.res.shouldKeepAlive = false;
+    } else if (this.badResponse) kind = FailKind.Reset;
     else if (code === 'UND_ERR_HEADERS_TIMEOUT') kind = FailKind.Timeout;
     else if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') kind = FailKind.BadRequest;
     else if (!this.connected) {
       kind = FailKind.Connect;
-      if (code !== 'UND_ERR_DESTROYED' && code !== 'UND_ERR_CLOSED') failed.eject(err);
+      if (code !== 'UND_ERR_DESTROYED' && code !== 'UND_ERR_CLOSED') failed.connectFailed(err);
     } else kind = FailKind.Reset;
 
     // A connect failure sent nothing, so any body-less request may go elsewhere; a reset may have
     // reached the app, so only idempotent body-less ones do.
+    // (A request with a body is never retried: some of it may have been streamed already.)
     if (
-      this.attempts < 2 &&
       !this.badResponse &&
-      ((kind === FailKind.Connect && !this.hasBody) || (kind === FailKind.Reset && this.retryable))
+      ((kind === FailKind.Connect && !this.hasBody) || (kind === FailKind.Reset && this.retryable)) &&
+      this.route.mayRetry(this.attempts)
     ) {
       const next = this.route.pick(failed);
-      if (next !== null) {
+      if (next !== null && next.pool !== null) {
         this.attempts++;
+        this.route.retries++;
+        if (!this.retrying) {
+          this.retrying = true;
+          this.route.activeRetries++;
+        }
         this.upstream = next;
         this.connected = false;
         this.abortFn = null;
@@ -245,10 +282,48 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.resumeFn !== null) this.resumeFn();
   }
 
+  /** @internal a request body chunk (only counted for chunked bodies under a size limit). */
+  bodyChunk(n: number): void {
+    this.bodyBytes += n;
+    if (this.bodyBytes > this.owner.maxBodyBytes && this.limit === null && !this.done) {
+      this.req.off('data', onReqData);
+      this.cut(BODY_TOO_LARGE);
+    }
+  }
+
+  /** @internal the total timeout fired. */
+  timedOut(): void {
+    this.timer = null;
+    if (!this.done && this.limit === null) this.cut(TOTAL_TIMEOUT);
+  }
+
+  private cut(reason: LimitError): void {
+    this.limit = reason;
+    if (this.abortFn !== null) this.abortFn(reason);
+  }
+
   private finish(): void {
     this.done = true;
+    const route = this.route;
+    route.active--;
+    if (this.retrying) route.activeRetries--;
+    if (this.timer !== null) clearTimeout(this.timer);
+    const status = this.statusCode;
+    if (status !== 0) {
+      const u = this.upstream;
+      u.byClass[classIndex(status)]!++;
+      u.latency.observe(performance.now() - this.startedAt);
+    }
     if (this.owner.onDone !== null) this.owner.onDone(this);
   }
+}
+
+function onReqData(this: ProxiedRequest, chunk: Buffer): void {
+  this[kForward]?.bodyChunk(chunk.length);
+}
+
+function onTotalTimeout(f: Forward): void {
+  f.timedOut();
 }
 
 function onResClose(this: ProxiedResponse): void {

@@ -13,7 +13,11 @@ const healthSchema = z.object({
   timeoutMs: z.number().int().positive(),
   rise: z.number().int().min(1),
   fall: z.number().int().min(1),
+  type: z.enum(['http', 'tcp']).optional(),
+  fastIntervalMs: z.number().int().positive().optional(),
 });
+
+const nonNeg = z.number().nonnegative();
 
 export const routingSnapshotSchema = z.object({
   version: z.number().int().nonnegative(),
@@ -22,15 +26,39 @@ export const routingSnapshotSchema = z.object({
       name: z.string().min(1),
       hosts: z.array(z.string().min(1)),
       pathPrefix: z.string().startsWith('/'),
+      // An unknown mode (a newer controller) is applied as `live`, with a warning.
       mode: z.string(),
       health: healthSchema,
+      balance: z.enum(['least-connections', 'round-robin', 'weighted']).optional(),
+      slowStartMs: nonNeg.optional(),
+      outlier: z
+        .object({
+          consecutiveConnectFailures: nonNeg.optional(),
+          consecutive5xx: nonNeg.optional(),
+          baseEjectionMs: nonNeg.optional(),
+          maxEjectionMs: nonNeg.optional(),
+          maxEjectionPercent: z.number().min(0).max(100).optional(),
+        })
+        .optional(),
+      panicThresholdPercent: z.number().min(0).max(100).optional(),
+      retry: z
+        .object({
+          attempts: z.number().int().min(0).max(10).optional(),
+          budgetPercent: nonNeg.optional(),
+          minConcurrent: nonNeg.optional(),
+        })
+        .optional(),
+      retryAfterSeconds: nonNeg.optional(),
+      maintenance: z.object({ message: z.string().optional(), html: z.string().optional() }).optional(),
+      pauseTimeoutMs: nonNeg.optional(),
+      wsDrainTimeoutMs: nonNeg.optional(),
       instances: z.array(
         z.object({
           id: z.string().min(1),
           address: z.string().min(1),
           port: z.number().int().min(1).max(65535),
-          state: z.enum(['ready', 'draining']),
-          weight: z.number(),
+          state: z.enum(['ready', 'draining', 'maintenance']),
+          weight: z.number().nonnegative(),
           release: z.string(),
         }),
       ),

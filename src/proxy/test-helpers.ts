@@ -1,9 +1,11 @@
 /** Helpers for the proxy's tests: real upstream servers, snapshots, a keep-alive client. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { Pool } from 'undici';
-import type { HealthCheckSpec, RoutingSnapshot } from '../core/protocol.js';
+import type { HealthCheckSpec, RouteInstance, RouteService, RoutingSnapshot } from '../core/protocol.js';
+import { Proxy as NinesProxy, type ProxyOptions } from './proxy.js';
 
 export const silentLogger = pino({ level: 'silent' });
 
@@ -82,32 +84,61 @@ export const fastHealth: HealthCheckSpec = {
   fall: 2,
 };
 
-export interface SvcInput {
-  name?: string;
-  hosts?: string[];
-  pathPrefix?: string;
-  health?: HealthCheckSpec;
-  instances: { id: string; port: number; state?: 'ready' | 'draining' }[];
-}
+export type SvcInput = Partial<Omit<RouteService, 'instances'>> & {
+  instances: { id: string; port: number; state?: RouteInstance['state']; weight?: number }[];
+};
 
 export function snapshot(version: number, services: SvcInput[]): RoutingSnapshot {
   return {
     version,
-    services: services.map((s, i) => ({
+    services: services.map(({ instances, ...s }, i) => ({
+      ...s,
       name: s.name ?? `svc${i}`,
       hosts: s.hosts ?? [],
       pathPrefix: s.pathPrefix ?? '/',
-      mode: 'live',
+      mode: s.mode ?? 'live',
       health: s.health ?? fastHealth,
-      instances: s.instances.map((inst) => ({
+      instances: instances.map((inst) => ({
         id: inst.id,
         address: '127.0.0.1',
         port: inst.port,
         state: inst.state ?? 'ready',
-        weight: 1,
+        weight: inst.weight ?? 1,
         release: 'v1',
       })),
     })),
+  };
+}
+
+/** Everything a test opens is closed by t.after, last opened first. */
+export function testEnv(t: TestContext) {
+  const closers: (() => Promise<unknown>)[] = [];
+  t.after(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+  return {
+    async backend(name: string, handler?: BackendHandler): Promise<Backend> {
+      const b = await startBackend(name, handler);
+      closers.push(() => b.close());
+      return b;
+    },
+    async proxy(opts: Partial<ProxyOptions> = {}): Promise<{ proxy: NinesProxy; client: TestClient }> {
+      const proxy = new NinesProxy({
+        host: '127.0.0.1',
+        port: 0,
+        proxyId: 'p1',
+        logger: silentLogger,
+        ...opts,
+      });
+      closers.push(() => proxy.close());
+      await proxy.listen();
+      const client = new TestClient(proxy.port);
+      closers.push(() => client.close());
+      return { proxy, client };
+    },
+    defer(fn: () => Promise<unknown>): void {
+      closers.push(fn);
+    },
   };
 }
 

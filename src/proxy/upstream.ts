@@ -1,7 +1,9 @@
+import { connect as netConnect } from 'node:net';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import type { RouteState } from '../core/lifecycle.js';
 import type { HealthCheckSpec, ProxyInstanceStatus, RouteInstance } from '../core/protocol.js';
+import { Histogram } from './metrics.js';
+import type { Route } from './routing.js';
 
 /** What an upstream needs from the proxy that owns it. */
 export interface UpstreamOwner {
@@ -13,6 +15,16 @@ export interface UpstreamOwner {
   upstreamChanged(): void;
 }
 
+/** A long-lived connection through an instance (a WebSocket) that can be closed gracefully. */
+export interface Tunnel {
+  /** The instance is draining: close gracefully after the service's WebSocket drain timeout. */
+  drainAfter(ms: number): void;
+  /** Close now (proxy shutdown). */
+  destroy(): void;
+}
+
+export type InstanceRouteState = RouteInstance['state'];
+
 export function originOf(address: string, port: number): string {
   const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
   return `http://${host}:${port}`;
@@ -20,15 +32,22 @@ export function originOf(address: string, port: number): string {
 
 /**
  * One instance as the proxy sees it: its keep-alive pool, its health (active checks plus passive
- * ejection), its in-flight count, and its drain. Instances are matched by id across snapshots, so an
- * Upstream lives as long as its id is in the snapshot (with the same address and port).
+ * ejection), its in-flight count (requests and WebSockets), its balancing weight with slow start, its
+ * drain, and its metrics. Instances are matched by id across snapshots, so an Upstream lives as long as
+ * its id is in the snapshot (with the same address and port).
  */
 export class Upstream {
   readonly id: string;
   readonly origin: string;
-  state: RouteState;
+  readonly address: string;
+  readonly port: number;
+  state: InstanceRouteState;
   health: HealthCheckSpec;
-  /** The proxy's health view: active checks (rise/fall) plus passive ejection. */
+  /** The service whose policy (ejection, slow start, WebSocket drain) applies; first one listing it. */
+  route: Route | null = null;
+  /** Active health view (rise/fall). */
+  healthy = true;
+  /** healthy && not ejected: what the report calls `up`. */
   up = true;
   /** up && state === 'ready' && not removed: the one flag the balancer reads per request. */
   routable: boolean;
@@ -39,6 +58,29 @@ export class Upstream {
   removed = false;
   /** null while the pool is closed or closing (drained / removed). */
   pool: Pool | null = null;
+
+  // balancing
+  weight: number;
+  /** performance.now() when the slow-start ramp ends; 0 when not ramping. */
+  rampUntil = 0;
+  /** Smooth weighted round-robin state. */
+  current = 0;
+
+  // passive ejection
+  ejectedUntil = 0;
+  private ejectTimer: NodeJS.Timeout | null = null;
+  private ejections = 0;
+  private lastReturn = 0;
+  private consecConnect = 0;
+  private consec5xx = 0;
+
+  // metrics (read by the exposition)
+  readonly byClass = [0, 0, 0, 0, 0];
+  readonly latency = new Histogram();
+  connectErrors = 0;
+  ejectionsTotal = 0;
+  websockets = 0;
+  tunnels: Set<Tunnel> | null = null;
 
   private readonly owner: UpstreamOwner;
   private passes = 0;
@@ -52,9 +94,12 @@ export class Upstream {
   constructor(owner: UpstreamOwner, inst: RouteInstance, health: HealthCheckSpec) {
     this.owner = owner;
     this.id = inst.id;
+    this.address = inst.address;
+    this.port = inst.port;
     this.origin = originOf(inst.address, inst.port);
     this.state = inst.state;
     this.health = health;
+    this.weight = weightOf(inst);
     this.routable = inst.state === 'ready';
     if (inst.state === 'ready') {
       this.openPool();
@@ -69,12 +114,32 @@ export class Upstream {
     return { id: this.id, up: this.up, inflight: this.inflight, drained: this.drained };
   }
 
+  /** Slow start of a new instance: called once its route is known. */
+  startRamp(): void {
+    const ms = this.route?.slowStartMs ?? 0;
+    this.rampUntil = ms > 0 ? performance.now() + ms : 0;
+  }
+
+  /** The weight the balancer uses now: ramps from 10 % to 100 % over slowStartMs. */
+  effectiveWeight(now: number): number {
+    if (now >= this.rampUntil) {
+      this.rampUntil = 0;
+      return this.weight;
+    }
+    const ms = this.route?.slowStartMs ?? 0;
+    const f = ms <= 0 ? 1 : 1 - (this.rampUntil - now) / ms;
+    return this.weight * Math.max(f, 0.1);
+  }
+
   /** A later snapshot for the same id (same origin). */
-  update(state: RouteState, health: HealthCheckSpec): void {
+  update(inst: RouteInstance, health: HealthCheckSpec): void {
+    const state = inst.state;
+    this.weight = weightOf(inst);
     const healthChanged =
       health.path !== this.health.path ||
       health.intervalMs !== this.health.intervalMs ||
-      health.timeoutMs !== this.health.timeoutMs;
+      health.timeoutMs !== this.health.timeoutMs ||
+      health.type !== this.health.type;
     this.health = health;
     if (state === this.state) {
       if (healthChanged && state === 'ready') {
@@ -83,21 +148,26 @@ export class Upstream {
       }
       return;
     }
+    const was = this.state;
     this.state = state;
-    if (state === 'draining') {
-      this.routable = false;
-      this.stopChecks();
-      this.maybeClose();
-    } else {
-      // Back to ready (a deploy rolled back before the app was stopped): reopen.
-      if (this.pool === null) this.openPool();
-      if (this.drained) {
-        this.drained = false;
-        this.owner.upstreamChanged();
+    if (state !== 'ready') {
+      if (was === 'ready') {
+        this.routable = false;
+        this.stopChecks();
+        this.drainTunnels();
+        this.maybeClose();
       }
-      this.routable = this.up;
-      this.scheduleCheck(0);
+      return;
     }
+    // Back to ready (a rollback before the app was stopped, or the end of maintenance): reopen.
+    if (this.pool === null) this.openPool();
+    if (this.drained) {
+      this.drained = false;
+      this.owner.upstreamChanged();
+    }
+    this.routable = this.up;
+    this.startRamp();
+    this.scheduleCheck(0);
   }
 
   /** Gone from the snapshot: no new requests; close after the in-flight ones. */
@@ -105,32 +175,112 @@ export class Upstream {
     this.removed = true;
     this.routable = false;
     this.stopChecks();
+    this.clearEjection();
+    this.drainTunnels();
     this.maybeClose();
   }
 
   /** Per-request accounting, called when an attempt on this instance ends. */
   release(): void {
-    if (--this.inflight === 0 && !this.routable && (this.removed || this.state === 'draining')) {
+    if (--this.inflight === 0 && !this.routable && (this.removed || this.state !== 'ready')) {
       this.maybeClose();
     }
   }
 
-  /** Passive ejection: a connection to it could not be made. Active checks bring it back (rise). */
-  eject(err: Error): void {
-    this.passes = 0;
-    if (!this.up) return;
-    this.owner.logger.warn(
-      { instance: this.id, origin: this.origin, err: (err as { code?: string }).code ?? err.message },
-      'proxy: instance ejected (connect failure)',
-    );
-    this.setUp(false);
+  addTunnel(t: Tunnel): void {
+    if (this.tunnels === null) this.tunnels = new Set();
+    this.tunnels.add(t);
+    this.websockets++;
+    this.inflight++;
   }
 
-  /** Closes the pool at once (proxy shutdown). */
+  removeTunnel(t: Tunnel): void {
+    if (this.tunnels?.delete(t)) {
+      this.websockets--;
+      this.release();
+    }
+  }
+
+  // ---- passive ejection -------------------------------------------------------------------------
+
+  /** A connection to it could not be made. */
+  connectFailed(err: Error): void {
+    this.connectErrors++;
+    const n = this.route?.outlier.consecutiveConnectFailures ?? 1;
+    if (n > 0 && ++this.consecConnect >= n) this.eject(`connect failure: ${errCode(err)}`);
+  }
+
+  /** An answer arrived (the status line). */
+  answered(status: number): void {
+    this.consecConnect = 0;
+    if (status >= 500) {
+      const n = this.route?.outlier.consecutive5xx ?? 5;
+      if (n > 0 && ++this.consec5xx >= n) this.eject(`${n} consecutive 5xx`);
+    } else this.consec5xx = 0;
+  }
+
+  /** Ejects for a time that doubles with repeats, unless too many of the service are ejected already. */
+  eject(reason: string): void {
+    this.consecConnect = 0;
+    this.consec5xx = 0;
+    if (this.ejectedUntil !== 0 || this.removed) return;
+    const route = this.route;
+    const o = route?.outlier;
+    if (route !== null && o !== undefined) {
+      let ejected = 0;
+      for (const u of route.instances) if (u.ejectedUntil !== 0) ejected++;
+      const n = route.instances.length;
+      if (ejected > 0 && (ejected + 1) * 100 > o.maxEjectionPercent * n) {
+        this.owner.logger.warn(
+          { instance: this.id, service: route.name, ejected, of: n, reason },
+          'proxy: ejection skipped (maxEjectionPercent reached)',
+        );
+        return;
+      }
+    }
+    const base = o?.baseEjectionMs ?? 2000;
+    const max = o?.maxEjectionMs ?? 60_000;
+    const now = Date.now();
+    if (this.lastReturn !== 0 && now - this.lastReturn > max) this.ejections = 0;
+    this.ejections++;
+    const ms = Math.min(max, base * 2 ** Math.min(this.ejections - 1, 20));
+    this.ejectedUntil = now + ms;
+    this.ejectionsTotal++;
+    this.ejectTimer = setTimeout(endEjection, ms, this);
+    this.ejectTimer.unref();
+    this.owner.logger.warn(
+      { instance: this.id, origin: this.origin, service: route?.name, reason, ejectionMs: ms },
+      'proxy: instance ejected',
+    );
+    this.recompute();
+    // Watch it closely while it is out.
+    this.stopChecks();
+    this.scheduleCheck(this.fastInterval());
+  }
+
+  /** @internal the ejection time is over. */
+  endEjection(): void {
+    this.ejectTimer = null;
+    if (this.ejectedUntil === 0) return;
+    this.ejectedUntil = 0;
+    this.lastReturn = Date.now();
+    this.owner.logger.info({ instance: this.id, origin: this.origin }, 'proxy: ejection ended');
+    this.recompute();
+  }
+
+  private clearEjection(): void {
+    if (this.ejectTimer !== null) clearTimeout(this.ejectTimer);
+    this.ejectTimer = null;
+    this.ejectedUntil = 0;
+  }
+
+  /** Closes the pool and every tunnel at once (proxy shutdown). */
   async destroy(): Promise<void> {
     this.stopChecks();
+    this.clearEjection();
     this.routable = false;
     this.removed = true;
+    if (this.tunnels !== null) for (const t of [...this.tunnels]) t.destroy();
     const pool = this.pool;
     this.pool = null;
     this.poolGen++;
@@ -140,11 +290,21 @@ export class Upstream {
     await Promise.all(waits);
   }
 
-  private setUp(up: boolean): void {
-    if (this.up === up) return;
-    this.up = up;
-    this.routable = up && this.state === 'ready' && !this.removed;
-    this.owner.upstreamChanged();
+  private drainTunnels(): void {
+    if (this.tunnels === null || this.tunnels.size === 0) return;
+    const ms = this.route?.wsDrainTimeoutMs ?? 5000;
+    for (const t of this.tunnels) t.drainAfter(ms);
+  }
+
+  private recompute(): void {
+    const up = this.healthy && this.ejectedUntil === 0;
+    const routable = up && this.state === 'ready' && !this.removed;
+    if (routable && !this.routable) this.startRamp();
+    this.routable = routable;
+    if (up !== this.up) {
+      this.up = up;
+      this.owner.upstreamChanged();
+    }
   }
 
   private openPool(): void {
@@ -186,6 +346,8 @@ export class Upstream {
     this.owner.upstreamChanged();
   }
 
+  // ---- active health checks ---------------------------------------------------------------------
+
   private stopChecks(): void {
     if (this.timer !== null) {
       clearTimeout(this.timer);
@@ -199,14 +361,47 @@ export class Upstream {
     this.timer.unref();
   }
 
+  private fastInterval(): number {
+    const h = this.health;
+    return Math.max(1, h.fastIntervalMs ?? Math.min(h.intervalMs, Math.max(100, h.intervalMs / 4)));
+  }
+
+  /** Changing state: between the first pass/failure and rise/fall, or ejected. */
+  private get changing(): boolean {
+    return this.passes > 0 || this.failures > 0 || this.ejectedUntil !== 0;
+  }
+
   /** @internal called by the timer. */
   async check(): Promise<void> {
     this.timer = null;
     const pool = this.pool;
     if (pool === null || this.checking || this.removed || this.state !== 'ready') return;
     this.checking = true;
+    const ok = this.health.type === 'tcp' ? await this.tcpCheck() : await this.httpCheck(pool);
+    this.checking = false;
+    if (this.removed || this.state !== 'ready') return;
+    if (ok) {
+      this.failures = 0;
+      if (!this.healthy && ++this.passes >= this.health.rise) {
+        this.passes = 0;
+        this.owner.logger.info({ instance: this.id, origin: this.origin }, 'proxy: instance up');
+        this.healthy = true;
+        this.recompute();
+      } else if (this.healthy) this.passes = 0;
+    } else {
+      this.passes = 0;
+      if (this.healthy && ++this.failures >= this.health.fall) {
+        this.failures = 0;
+        this.owner.logger.warn({ instance: this.id, origin: this.origin }, 'proxy: instance down (health)');
+        this.healthy = false;
+        this.recompute();
+      }
+    }
+    this.scheduleCheck(this.changing ? this.fastInterval() : Math.max(1, this.health.intervalMs));
+  }
+
+  private async httpCheck(pool: Pool): Promise<boolean> {
     const { path, timeoutMs } = this.health;
-    let ok = false;
     try {
       const res = await pool.request({
         path,
@@ -216,31 +411,41 @@ export class Upstream {
         signal: AbortSignal.timeout(timeoutMs),
       });
       await res.body.dump();
-      ok = res.statusCode >= 200 && res.statusCode < 400;
+      return res.statusCode >= 200 && res.statusCode < 400;
     } catch {
-      ok = false;
+      return false;
     }
-    this.checking = false;
-    if (this.removed || this.state !== 'ready') return;
-    if (ok) {
-      this.failures = 0;
-      if (!this.up && ++this.passes >= this.health.rise) {
-        this.passes = 0;
-        this.owner.logger.info({ instance: this.id, origin: this.origin }, 'proxy: instance up');
-        this.setUp(true);
-      }
-    } else {
-      this.passes = 0;
-      if (this.up && ++this.failures >= this.health.fall) {
-        this.failures = 0;
-        this.owner.logger.warn({ instance: this.id, origin: this.origin }, 'proxy: instance down (health)');
-        this.setUp(false);
-      }
-    }
-    this.scheduleCheck(Math.max(1, this.health.intervalMs));
   }
+
+  private tcpCheck(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const host = this.address.startsWith('[') ? this.address.slice(1, -1) : this.address;
+      const sock = netConnect({ host, port: this.port });
+      const timer = setTimeout(() => done(false), this.health.timeoutMs);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(ok);
+      };
+      sock.once('connect', () => done(true));
+      sock.once('error', () => done(false));
+    });
+  }
+}
+
+function weightOf(inst: RouteInstance): number {
+  const w = inst.weight;
+  return typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : 1;
+}
+
+function errCode(err: Error): string {
+  return (err as { code?: string }).code ?? err.message;
 }
 
 function runCheck(u: Upstream): void {
   void u.check();
+}
+
+function endEjection(u: Upstream): void {
+  u.endEjection();
 }

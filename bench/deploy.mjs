@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// bench/deploy: how long a deploy of 8 instances of an app that boots in 1 s takes under load, and how
+// many requests fail, for the strategies nines has today — rolling with maxSurge 25% and one-at-a-time
+// (maxSurge 1, Kamal / CodeDeploy OneAtATime style) — against PM2 cluster `reload` of the same app.
+// Blue-green is not built yet (issue 4). Prints a table and, last, one JSON line.
+// Usage: npm run bench:deploy [-- --rate 400]
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pm2ReloadUnderLoad } from './lib/pm2.mjs';
+import { printResultLine, printTable } from './lib/table.mjs';
+
+const root = new URL('..', import.meta.url).pathname;
+const h = await import(join(root, 'dist', 'e2e', 'harness.js'));
+const { values } = parseArgs({ options: { rate: { type: 'string', default: '400' } } });
+const rate = Number(values.rate);
+const INSTANCES = 8;
+const BOOT_MS = 1000;
+const env = { BOOT_DELAY_MS: String(BOOT_MS), RESPONSE_DELAY_MS: '20' };
+const app = h.fixture('graceful');
+
+async function ninesDeploy(name, rolling) {
+  const tmp = h.tempDir('nines-bench-deploy-');
+  const dataDir = join(tmp, 'data');
+  let up;
+  try {
+    const config = h
+      .serviceYaml({ source: app, instances: INSTANCES, env, healthyDeadline: '30s' })
+      .replace('rolling: { maxSurge: 1, maxUnavailable: 0 }', `rolling: ${rolling}`);
+    up = await h.startUp({ dataDir, config, timeoutMs: 120_000 });
+    const rel = await h.cli(dataDir, 'release', 'web', app, '--version', 'v2');
+    if (rel.code !== 0) throw new Error(rel.stderr);
+    let ms = 0;
+    const { value, load } = await h.underLoad(
+      `${up.info.proxyUrl}/`,
+      async () => {
+        const t0 = Date.now();
+        const r = await h.cli(dataDir, 'deploy', 'web', 'v2');
+        ms = Date.now() - t0;
+        return r;
+      },
+      { rate, connections: 32, leadMs: 1000, tailMs: 1000 },
+    );
+    if (value.code !== 0) throw new Error(`deploy failed: ${value.stdout}${value.stderr}`);
+    // The lower bound for this plan: each batch's boot + health (rise 2 × 200 ms) happens in sequence.
+    return {
+      system: `nines ${name}`,
+      failed: load.failed,
+      total: load.sent,
+      seconds: ms / 1000,
+      p99: load.latencyMs.p99,
+    };
+  } finally {
+    await up?.stop().catch(() => {});
+    h.cleanup(tmp, up);
+  }
+}
+
+const rows = [];
+rows.push(await ninesDeploy('rolling maxSurge 25%', "{ maxSurge: '25%', maxUnavailable: 0 }"));
+rows.push(await ninesDeploy('one at a time', '{ maxSurge: 1, maxUnavailable: 0 }'));
+const p = await pm2ReloadUnderLoad({
+  appDir: app,
+  instances: INSTANCES,
+  rate,
+  connections: 32,
+  settleMs: 2000,
+  env,
+});
+rows.push({
+  system: 'pm2 cluster reload',
+  failed: p.failed,
+  total: p.total,
+  seconds: p.reloadMs / 1000,
+  p99: p.latencyMs.p99,
+});
+const batches25 = Math.ceil(INSTANCES / Math.ceil(INSTANCES * 0.25));
+for (const r of rows) {
+  r['per batch s'] = r.system.includes('25%')
+    ? r.seconds / batches25
+    : r.system.includes('one at a time')
+      ? r.seconds / INSTANCES
+      : null;
+}
+printTable(
+  rows,
+  undefined,
+  `deploy of ${INSTANCES} instances (boot ${BOOT_MS} ms, 20 ms answers) under ${rate} req/s`,
+);
+console.log(
+  `lower bound per batch ≈ boot ${BOOT_MS} ms + health 2 × 200 ms interval; drain adds little for 20 ms requests`,
+);
+printResultLine({ instances: INSTANCES, bootMs: BOOT_MS, rate, results: rows });
