@@ -78,6 +78,7 @@ export function renderStatus(s: StatusView): string {
     const ready = mine.filter((i) => i.route === 'ready' && i.healthy).length;
     lines.push(
       `service ${svc.name}: release ${svc.currentRelease ?? 'none'}, ${ready}/${svc.desiredInstances} ready` +
+        (svc.mode !== 'live' ? `, mode ${svc.mode.toUpperCase()}` : '') +
         (svc.lockedBy ? `, deploy ${svc.lockedBy} in progress` : ''),
     );
     lines.push(

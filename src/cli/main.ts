@@ -419,6 +419,56 @@ program
   );
 
 program
+  .command('mode <service> [mode]')
+  .description('show or set how the proxies treat a service: live, read-only, maintenance or pause')
+  .option('--retry-after <seconds>', 'Retry-After on refused requests')
+  .option('--message <text>', 'text of the maintenance page')
+  .option('--pause-timeout <duration>', 'longest hold of a request in pause mode (e.g. 5s)')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  nines mode hello read-only --retry-after 60   # writes get 503, reads pass\n  nines mode hello live',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        service: string,
+        mode: string | undefined,
+        opts: { retryAfter?: string; message?: string; pauseTimeout?: string },
+      ) => {
+        const c = await client(o);
+        const path = `/v1/services/${encodeURIComponent(service)}`;
+        if (!mode) {
+          const { service: svc } = await c.get<{ service: ServiceRecord }>(path);
+          out.result(
+            { service: svc.name, mode: svc.mode, options: svc.modeOptions },
+            `${svc.name} is ${svc.mode}`,
+          );
+          return EXIT.ok;
+        }
+        const r = await c.put<{ service: ServiceRecord; proxies: number; appliedInMs: number | null }>(
+          `${path}/mode`,
+          {
+            mode,
+            ...(opts.retryAfter !== undefined ? { retryAfter: Number(opts.retryAfter) } : {}),
+            ...(opts.message !== undefined ? { message: opts.message } : {}),
+            ...(opts.pauseTimeout !== undefined ? { pauseTimeout: opts.pauseTimeout } : {}),
+          },
+        );
+        out.result(
+          r,
+          `${service} is ${r.service.mode}` +
+            (r.appliedInMs === null
+              ? ' (not yet confirmed by every proxy)'
+              : ` (applied by ${r.proxies} prox${r.proxies === 1 ? 'y' : 'ies'} in ${r.appliedInMs} ms)`),
+        );
+        return EXIT.ok;
+      },
+    ),
+  );
+
+program
   .command('instances')
   .description('every instance across the fleet: host, zone, release, state, health, uptime, restarts')
   .option('--service <name>', 'only this service')

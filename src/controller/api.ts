@@ -158,6 +158,53 @@ export function buildApi(deps: ApiDeps) {
     return reply.status(existed ? 200 : 201).send({ service: svc });
   });
 
+  // Service mode: live / read-only / maintenance / pause, applied by every proxy within milliseconds.
+  // Answers once the live proxies have it (or after 5 s), saying how long that took.
+  app.put('/v1/services/:name/mode', async (req) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const body = parse(
+      z.strictObject({
+        mode: z.enum(['live', 'read-only', 'maintenance', 'pause']),
+        retryAfter: z.number().int().min(0).max(86_400).optional(),
+        message: z.string().max(2000).optional(),
+        pauseTimeout: duration.optional(),
+      }),
+      req.body,
+      'mode change',
+    );
+    await mustService(store, name);
+    const options = {
+      ...(body.retryAfter !== undefined ? { retryAfterSeconds: body.retryAfter } : {}),
+      ...(body.message !== undefined ? { message: body.message } : {}),
+      ...(body.pauseTimeout !== undefined ? { pauseTimeoutMs: body.pauseTimeout } : {}),
+    };
+    await store.setServiceMode(name, body.mode, Object.keys(options).length ? options : null);
+    const t0 = Date.now();
+    const version = await fleet.bumpRouting();
+    await store.appendEvent({
+      at: t0,
+      kind: 'service.mode',
+      subject: name,
+      message: `service ${name} is ${body.mode} (set by ${who(req)})`,
+      data: options,
+    });
+    const proxies = await hub
+      .waitUntil(
+        `proxies apply mode of ${name}`,
+        () => {
+          const live = hub.liveProxies();
+          return live.every((p) => p.appliedVersion >= version) ? live.length : undefined;
+        },
+        5000,
+      )
+      .catch(() => null);
+    return {
+      service: await mustService(store, name),
+      proxies: proxies ?? 0,
+      appliedInMs: proxies === null ? null : Date.now() - t0,
+    };
+  });
+
   app.get('/v1/services/:name/releases', async (req) => {
     const { name } = parse(nameParams, req.params, 'path');
     await mustService(store, name);

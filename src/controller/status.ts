@@ -1,5 +1,5 @@
 import type { Hub } from './hub.js';
-import type { Store } from './store/types.js';
+import type { ServiceRecord, Store } from './store/types.js';
 
 /** What `nines status` and GET /v1/status show: one read-only projection of store + observations. */
 export interface InstanceView {
@@ -22,6 +22,7 @@ export interface InstanceView {
 
 export interface ServiceView {
   name: string;
+  mode: ServiceRecord['mode'];
   currentRelease: string | null;
   desiredInstances: number;
   lockedBy: string | null;
@@ -41,6 +42,7 @@ export async function statusView(store: Store, hub: Hub) {
     const releases = await store.listReleases(s.name);
     serviceViews.push({
       name: s.name,
+      mode: s.mode,
       currentRelease: s.currentRelease,
       desiredInstances: s.spec.instances,
       lockedBy: s.lockedBy,

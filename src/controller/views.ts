@@ -65,13 +65,17 @@ export function routingSnapshot(
 ): RoutingSnapshot {
   const byService = new Map<string, RouteService>();
   for (const s of services) {
+    const o = s.modeOptions;
     byService.set(s.name, {
       name: s.name,
       hosts: s.spec.route.hosts,
       pathPrefix: s.spec.route.pathPrefix,
-      mode: 'live',
+      mode: s.mode,
       health: healthSpec(s.spec),
       instances: [],
+      ...(o?.retryAfterSeconds !== undefined ? { retryAfterSeconds: o.retryAfterSeconds } : {}),
+      ...(o?.message !== undefined ? { maintenance: { message: o.message } } : {}),
+      ...(o?.pauseTimeoutMs !== undefined ? { pauseTimeoutMs: o.pauseTimeoutMs } : {}),
     });
   }
   for (const i of instances) {
