@@ -44,6 +44,10 @@ export const errorRegistry = {
   NINES_E_SIGNATURE_EXPIRED: { status: 401, title: 'Signed request outside the time window' },
   NINES_E_REPLAY: { status: 401, title: 'Signed request replayed (nonce already used)' },
   NINES_E_HOST_REVOKED: { status: 403, title: 'Host has been revoked' },
+  NINES_E_ACK_INVALID: { status: 401, title: 'Acknowledge link does not verify' },
+  NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
+  NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
+  NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
