@@ -3,6 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { request } from 'undici';
 import { createToken } from '../controller/auth.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
 import { cleanup, cli, fixture, repoRoot, serviceYaml, sleep, startUp, tempDir, type Up } from './harness.js';
@@ -52,7 +53,7 @@ describe('dashboard in a real browser', () => {
     cleanup(root, up);
   });
 
-  test('sign in, deploy v2 and watch it, fleet all v2, roll back to v1, read-only sees disabled buttons', {
+  test('sign in, switch read-only and see a POST refused, deploy v2 and watch it, roll back, read-only token sees disabled buttons', {
     timeout: 120_000,
   }, async (t) => {
     if (!existsSync(CHROMIUM)) {
@@ -115,6 +116,28 @@ describe('dashboard in a real browser', () => {
     await web.getByText('3 of 3 ready').waitFor();
     await web.locator('td [data-version=v2]').waitFor();
     await shot(page, '2-services');
+
+    // ---- mode switch: read-only from the dashboard, a POST through the proxy is refused -------------
+    const post = async () => {
+      const r = await request(`${up!.info.proxyUrl}/`, { method: 'POST', body: 'x' });
+      await r.body.text();
+      return { status: r.statusCode, retryAfter: r.headers['retry-after'] };
+    };
+    assert.equal((await post()).status, 200);
+    await web.getByLabel('Mode').selectOption('read-only');
+    await web.locator('#mode-web').click();
+    await web
+      .locator('#mode-web-result', { hasText: /web is read-only: applied by 1 proxy in \d+ ms/ })
+      .waitFor();
+    await web.locator('#svc-web-mode', { hasText: 'read-only' }).waitFor();
+    const refused = await post();
+    assert.equal(refused.status, 503);
+    assert.ok(refused.retryAfter, 'Retry-After is set');
+    await shot(page, '2b-services-read-only');
+    await web.getByLabel('Mode').selectOption('live');
+    await web.locator('#mode-web').click();
+    await web.locator('#svc-web-mode', { hasText: 'live' }).waitFor();
+    assert.equal((await post()).status, 200);
 
     // A second tab (own sessionStorage, so its own sign-in) watches the fleet while the deploy runs.
     const watcher = await newPage(ctx);
@@ -204,6 +227,12 @@ describe('dashboard in a real browser', () => {
       assert.match((await ro.locator(id).getAttribute('title')) ?? '', /read-only/);
     }
     await shot(ro, '12-phone-deploys-read-only');
+    await ro.getByRole('link', { name: 'Services' }).click();
+    assert.equal(
+      await ro.locator('#mode-web').isDisabled(),
+      true,
+      'the mode switch is disabled for a read-only token',
+    );
 
     assert.deepEqual(problems, [], 'no errors in the browser console');
   });

@@ -170,7 +170,7 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
         ) : route.page === 'fleet' ? (
           <FleetPage status={data.status} now={now} />
         ) : route.page === 'services' ? (
-          <ServicesPage status={data.status} now={now} />
+          <ServicesPage status={data.status} now={now} token={token} role={who.role} />
         ) : route.page === 'deploys' ? (
           <DeploysPage
             token={token}

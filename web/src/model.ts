@@ -15,7 +15,7 @@ import type {
 
 // ---- permissions -------------------------------------------------------------------------------------
 
-export type Action = 'deploy' | 'rollback';
+export type Action = 'deploy' | 'rollback' | 'mode';
 
 export interface Permission {
   ok: boolean;
@@ -23,7 +23,11 @@ export interface Permission {
   reason: string;
 }
 
-const VERB: Record<Action, string> = { deploy: 'start deploys', rollback: 'roll back' };
+const VERB: Record<Action, string> = {
+  deploy: 'start deploys',
+  rollback: 'roll back',
+  mode: 'change service modes',
+};
 
 /** May this role do `action`? Mirrors the server's rule (src/controller/auth.ts): only admins write. */
 export function permission(

@@ -36,8 +36,11 @@ export interface ReleaseView {
   createdAt: number;
 }
 
+export type ServiceMode = 'live' | 'read-only' | 'maintenance' | 'pause';
+
 export interface ServiceView {
   name: string;
+  mode: ServiceMode;
   currentRelease: string | null;
   desiredInstances: number;
   lockedBy: string | null;

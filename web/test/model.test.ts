@@ -36,6 +36,7 @@ const inst = (id: string, version: string, o: Partial<InstanceView> = {}): Insta
 
 const service = (o: Partial<ServiceView> = {}): ServiceView => ({
   name: 'web',
+  mode: 'live',
   currentRelease: 'v2',
   desiredInstances: 3,
   lockedBy: null,

@@ -1,8 +1,82 @@
-import { Empty, VersionChip } from '../components.js';
-import { ago, formatBytes, readyCount, rollbackTarget, versionSlots } from '../model.js';
-import type { StatusView } from '../types.js';
+import { useState } from 'preact/hooks';
+import { ApiError, call } from '../api.js';
+import { ActionButton, Empty, ErrorNote, VersionChip } from '../components.js';
+import { ago, formatBytes, permission, readyCount, rollbackTarget, versionSlots } from '../model.js';
+import type { Role, ServiceMode, ServiceView, StatusView } from '../types.js';
 
-export function ServicesPage(props: { status: StatusView; now: number }) {
+const MODES: Array<{ mode: ServiceMode; label: string }> = [
+  { mode: 'live', label: 'live' },
+  { mode: 'read-only', label: 'read-only (writes get 503, reads pass)' },
+  { mode: 'maintenance', label: 'maintenance (503 page)' },
+  { mode: 'pause', label: 'pause (hold requests briefly)' },
+];
+
+/** The service's mode, and a switch for admins; the proxies apply it within milliseconds. */
+function ModeSwitch(props: { service: ServiceView; token: string; role: Role | null }) {
+  const { service, token } = props;
+  const [choice, setChoice] = useState<ServiceMode>(service.mode);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [result, setResult] = useState<string | null>(null);
+  const perm = permission(props.role, 'mode');
+  const apply = async () => {
+    setBusy(true);
+    setError(null);
+    setResult(null);
+    try {
+      const r = await call<{ proxies: number; appliedInMs: number | null }>(
+        token,
+        'PUT',
+        `/v1/services/${encodeURIComponent(service.name)}/mode`,
+        { mode: choice },
+      );
+      setResult(
+        r.appliedInMs === null
+          ? `${service.name} is ${choice} (not yet confirmed by every proxy)`
+          : `${service.name} is ${choice}: applied by ${r.proxies} prox${r.proxies === 1 ? 'y' : 'ies'} in ${r.appliedInMs} ms`,
+      );
+    } catch (err) {
+      setError(err instanceof ApiError ? `${err.message} (${err.code})` : String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const id = `mode-${service.name}`;
+  return (
+    <div class="mode-switch">
+      <label for={`${id}-select`}>Mode</label>{' '}
+      <select
+        id={`${id}-select`}
+        value={choice}
+        disabled={!perm.ok}
+        onChange={(e) => setChoice((e.currentTarget as HTMLSelectElement).value as ServiceMode)}
+      >
+        {MODES.map((m) => (
+          <option key={m.mode} value={m.mode}>
+            {m.label}
+          </option>
+        ))}
+      </select>{' '}
+      <ActionButton
+        id={id}
+        perm={perm}
+        busy={busy}
+        onClick={apply}
+        kind={choice === 'live' ? 'primary' : 'danger'}
+      >
+        Set mode
+      </ActionButton>
+      {result ? (
+        <p class="note good" role="status" id={`${id}-result`}>
+          {result}
+        </p>
+      ) : null}
+      <ErrorNote error={error} />
+    </div>
+  );
+}
+
+export function ServicesPage(props: { status: StatusView; now: number; token: string; role: Role | null }) {
   const { status, now } = props;
   const slots = versionSlots(status.services, status.instances);
   return (
@@ -17,6 +91,10 @@ export function ServicesPage(props: { status: StatusView; now: number }) {
           <section key={s.name} class="card" aria-labelledby={`svc-${s.name}`} data-service={s.name}>
             <h2 id={`svc-${s.name}`}>{s.name}</h2>
             <dl class="kv wide">
+              <dt>Mode</dt>
+              <dd class={s.mode === 'live' ? 'good-text' : 'warn-text'} id={`svc-${s.name}-mode`}>
+                {s.mode}
+              </dd>
               <dt>Current release</dt>
               <dd>
                 {s.currentRelease ? (
@@ -44,6 +122,7 @@ export function ServicesPage(props: { status: StatusView; now: number }) {
               <dt>Rollback target</dt>
               <dd>{target ?? 'none (no other stable release)'}</dd>
             </dl>
+            <ModeSwitch service={s} token={props.token} role={props.role} />
             <div class="scroll">
               <table>
                 <caption>Releases of {s.name}, newest first</caption>
