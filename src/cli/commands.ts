@@ -66,9 +66,14 @@ export async function followDeploy(
 
 export function deployResultLine(d: DeployRecord): string {
   const took = d.startedAt && d.finishedAt ? ` in ${((d.finishedAt - d.startedAt) / 1000).toFixed(1)} s` : '';
-  if (d.state === 'succeeded')
-    return `done: ${d.service} ${d.fromVersion ?? '∅'} → ${d.toVersion}${took} (${d.id})`;
-  return `${d.state}: ${d.reason ?? 'no reason recorded'}${took} (${d.id})`;
+  const seen =
+    d.requests === null || d.failedRequests === null
+      ? ''
+      : ` · ${d.failedRequests} of ${d.requests.toLocaleString('en-US')} requests failed (seen by the proxies)`;
+  if (d.state === 'succeeded') {
+    return `done: ${d.service} ${d.fromVersion ?? '∅'} → ${d.toVersion}${took}${seen} (${d.id})`;
+  }
+  return `${d.state}: ${d.reason ?? 'no reason recorded'}${took}${seen} (${d.id})`;
 }
 
 export function renderStatus(s: StatusView): string {
@@ -110,7 +115,7 @@ export function renderStatus(s: StatusView): string {
 
 export function renderDeploys(list: DeployRecord[]): string {
   return table(
-    ['DEPLOY', 'KIND', 'FROM', 'TO', 'STATE', 'BY', 'STARTED', 'DURATION', 'REASON'],
+    ['DEPLOY', 'KIND', 'FROM', 'TO', 'STATE', 'BY', 'STARTED', 'DURATION', 'FAILED', 'REASON'],
     list.map((d) => [
       d.id,
       d.kind,
@@ -120,6 +125,7 @@ export function renderDeploys(list: DeployRecord[]): string {
       d.createdBy,
       new Date(d.createdAt).toISOString().replace('T', ' ').slice(0, 19),
       d.startedAt && d.finishedAt ? `${((d.finishedAt - d.startedAt) / 1000).toFixed(1)}s` : '-',
+      d.requests === null ? '-' : `${d.failedRequests}/${d.requests}`,
       d.reason ?? '',
     ]),
   );

@@ -119,7 +119,7 @@ export class Fleet {
   }
 
   proxyReport(report: ProxyReport): void {
-    this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances);
+    this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 
   async desiredFor(hostId: string): Promise<HostDesiredState> {

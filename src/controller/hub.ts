@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { ObservedInstance, ProxyInstanceStatus } from '../core/protocol.js';
+import type { ObservedInstance, ProxyInstanceStatus, ProxyServiceCounters } from '../core/protocol.js';
 
 /**
  * What the controller has heard from the fleet, in memory: the latest agent report per host and the
@@ -19,6 +19,8 @@ export interface ProxyView {
   at: number;
   appliedVersion: number;
   instances: Map<string, ProxyInstanceStatus>;
+  /** Cumulative answers per service since that proxy started. */
+  services: Map<string, { requests: number; failed: number }>;
 }
 
 export class WaitTimeout extends Error {
@@ -49,11 +51,34 @@ export class Hub {
     this.emitter.emit('change');
   }
 
-  proxyReport(proxyId: string, appliedVersion: number, instances: ProxyInstanceStatus[]): void {
+  proxyReport(
+    proxyId: string,
+    appliedVersion: number,
+    instances: ProxyInstanceStatus[],
+    services: ProxyServiceCounters[] = [],
+  ): void {
     const map = new Map<string, ProxyInstanceStatus>();
     for (const i of instances) map.set(i.id, i);
-    this.proxies.set(proxyId, { proxyId, at: this.now(), appliedVersion, instances: map });
+    const counters = new Map<string, { requests: number; failed: number }>();
+    for (const s of services) counters.set(s.name, { requests: s.requests, failed: s.failed });
+    this.proxies.set(proxyId, {
+      proxyId,
+      at: this.now(),
+      appliedVersion,
+      instances: map,
+      services: counters,
+    });
     this.emitter.emit('change');
+  }
+
+  /** Per live proxy, its cumulative counters for `service` now. */
+  serviceCounters(service: string): Map<string, { requests: number; failed: number; at: number }> {
+    const out = new Map<string, { requests: number; failed: number; at: number }>();
+    for (const p of this.liveProxies()) {
+      const c = p.services.get(service);
+      out.set(p.proxyId, { requests: c?.requests ?? 0, failed: c?.failed ?? 0, at: p.at });
+    }
+    return out;
   }
 
   observed(hostId: string, instanceId: string): ObservedInstance | undefined {

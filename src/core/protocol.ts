@@ -185,10 +185,19 @@ export interface ProxyInstanceStatus {
   drained: boolean;
 }
 
+/** Answers per service since the proxy started (cumulative; a proxy restart starts from 0 again). */
+export interface ProxyServiceCounters {
+  name: string;
+  requests: number;
+  /** 5xx answers: from instances, or the proxy's own (no healthy instance, upstream failure, modes). */
+  failed: number;
+}
+
 export interface ProxyReport {
   proxyId: string;
   appliedVersion: number;
   instances: ProxyInstanceStatus[];
+  services?: ProxyServiceCounters[];
 }
 
 // ---- runtime validation of what arrives at the controller -------------------------------------
@@ -232,6 +241,15 @@ export const agentReportSchema = z.strictObject({
 export const proxyReportSchema = z.strictObject({
   proxyId: z.string().min(1),
   appliedVersion: z.number().int().nonnegative(),
+  services: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        requests: z.number().int().nonnegative(),
+        failed: z.number().int().nonnegative(),
+      }),
+    )
+    .optional(),
   instances: z.array(
     z.strictObject({
       id: z.string().min(1),

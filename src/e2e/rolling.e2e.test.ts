@@ -42,7 +42,10 @@ for (const app of ['graceful', 'abrupt'] as const) {
         },
       );
       assert.equal(dep.code, 0, `deploy failed:\n${dep.stdout}\n${dep.stderr}`);
-      assert.match(dep.stdout, /^done: web v1 → v2 in [\d.]+ s/m);
+      assert.match(
+        dep.stdout,
+        /^done: web v1 → v2 in [\d.]+ s · 0 of [\d,]+ requests failed \(seen by the proxies\)/m,
+      );
       assert.ok(load.sent >= 5000, `only ${load.sent} requests sent`);
       assert.equal(load.failed, 0, `failed requests: ${describeLoad(load)}`);
       assert.equal(load.ok, load.sent);
@@ -56,6 +59,13 @@ for (const app of ['graceful', 'abrupt'] as const) {
       assert.equal(web.length, 3);
       assert.ok(web.every((i) => i.version === 'v2' && i.healthy && i.route === 'ready'));
       assert.equal(status.services[0]?.currentRelease, 'v2');
+      // The deploy's own record: what the proxy saw while it ran (a subset of the load's requests).
+      const { deploys } = await up.client.get<{ deploys: DeployRecord[] }>('/v1/services/web/deploys');
+      assert.equal(deploys[0]?.failedRequests, 0);
+      assert.ok(
+        (deploys[0]?.requests ?? 0) > 100 && (deploys[0]?.requests ?? 0) <= load.sent,
+        JSON.stringify(deploys[0]),
+      );
       const inst = await cli(dataDir, 'instances');
       assert.match(inst.stdout, /^3 instance\(s\), 1 service version\(s\): web v2$/m, inst.stdout);
       // The deploy shows each step, instance by instance.
@@ -96,6 +106,7 @@ describe('a release whose health check never passes', () => {
 
     const { deploys } = await up.client.get<{ deploys: DeployRecord[] }>('/v1/services/web/deploys');
     assert.equal(deploys[0]?.state, 'failed');
+    assert.equal(deploys[0]?.failedRequests, 0, 'the proxy saw no failure while the bad release was tried');
     assert.match(deploys[0]?.reason ?? '', /health check/);
     const status = await up.client.get<StatusView>('/v1/status');
     assert.equal(status.services[0]?.currentRelease, 'v1');

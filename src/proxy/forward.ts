@@ -311,7 +311,9 @@ export class Forward implements Dispatcher.DispatchHandler {
     const status = this.statusCode;
     if (status !== 0) {
       const u = this.upstream;
-      u.byClass[classIndex(status)]!++;
+      const c = classIndex(status);
+      u.byClass[c]!++;
+      route.servedByClass[c]!++;
       u.latency.observe(performance.now() - this.startedAt);
     }
     if (this.owner.onDone !== null) this.owner.onDone(this);

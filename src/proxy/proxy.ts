@@ -330,7 +330,13 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
   report(): ProxyReport {
     const instances = [];
     for (const u of this.upstreams.values()) instances.push(u.status());
-    return { proxyId: this.proxyId, appliedVersion: this.appliedVersion, instances };
+    const services = [];
+    for (const r of this.routes.values()) {
+      let requests = 0;
+      for (let c = 0; c < 5; c++) requests += r.servedByClass[c]! + r.localByClass[c]!;
+      services.push({ name: r.name, requests, failed: r.servedByClass[4]! + r.localByClass[4]! });
+    }
+    return { proxyId: this.proxyId, appliedVersion: this.appliedVersion, instances, services };
   }
 
   /** Called (coalesced, after the current tick) when a snapshot was applied or an up/drained flag flipped. */

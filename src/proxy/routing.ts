@@ -74,6 +74,8 @@ export class Route {
   panics = 0;
   /** Answers the proxy gave itself (mode, no healthy instance), by status class. */
   readonly localByClass = [0, 0, 0, 0, 0];
+  /** Answers instances gave, by status class; kept here because instances come and go (deploys count them). */
+  readonly servedByClass = [0, 0, 0, 0, 0];
   readonly localLatency = new Histogram();
   readonly held = new Set<Held>();
 

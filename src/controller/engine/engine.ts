@@ -18,6 +18,8 @@ interface Control {
   /** Wakes a paused deploy's checkpoint. */
   wake: (() => void) | null;
   done: Promise<void>;
+  /** The proxies' counters for the service when the deploy (or its resumption) started. */
+  baseline: Map<string, { requests: number; failed: number }>;
 }
 
 export interface CreateDeployOptions {
@@ -70,6 +72,8 @@ export class DeployEngine {
       createdAt: Date.now(),
       startedAt: null,
       finishedAt: null,
+      requests: null,
+      failedRequests: null,
     };
     await this.store.transaction(async (tx) => {
       const lock = await tx.acquireDeployLock(service, deploy.id);
@@ -115,6 +119,7 @@ export class DeployEngine {
       paused: deploy.state === 'paused',
       wake: null,
       done: Promise.resolve(),
+      baseline: this.hub.serviceCounters(deploy.service),
     };
     this.running.set(deploy.id, ctl);
     ctl.done = this.run(ctl, release, resumed).finally(() => this.running.delete(deploy.id));
@@ -387,6 +392,37 @@ export class DeployEngine {
     for (let k = serving.length; k < old.spec.instances; k++) await this.ops.start(ctx, old);
   }
 
+  /**
+   * What every live proxy answered for the service since `baseline`, once each has reported after
+   * `since` (reports come at least every second). A proxy that restarted counts from zero.
+   */
+  private async countRequests(
+    service: string,
+    baseline: Map<string, { requests: number; failed: number }>,
+    since: number,
+  ): Promise<{ requests: number; failed: number } | null> {
+    const fresh = await this.hub
+      .waitUntil(
+        `proxy counters for ${service}`,
+        () => {
+          const now = this.hub.serviceCounters(service);
+          return [...now.values()].every((c) => c.at >= since) ? now : undefined;
+        },
+        2000,
+      )
+      .catch(() => this.hub.serviceCounters(service));
+    if (fresh.size === 0) return null;
+    let requests = 0;
+    let failed = 0;
+    for (const [id, c] of fresh) {
+      const b = baseline.get(id);
+      const restarted = !b || c.requests < b.requests;
+      requests += restarted ? c.requests : c.requests - b.requests;
+      failed += restarted ? c.failed : c.failed - b.failed;
+    }
+    return { requests, failed };
+  }
+
   private async finish(
     deploy: DeployRecord,
     state: 'succeeded' | 'failed',
@@ -394,19 +430,31 @@ export class DeployEngine {
     t0?: number,
   ): Promise<void> {
     const at = Date.now();
+    const baseline = this.running.get(deploy.id)?.baseline;
+    const counts = baseline ? await this.countRequests(deploy.service, baseline, at) : null;
     await this.store.updateDeploy(deploy.id, {
       state: transition(deployLifecycle, deploy.state, state),
       reason,
       finishedAt: at,
+      ...(counts ? { requests: counts.requests, failedRequests: counts.failed } : {}),
     });
     deploy.state = state;
+    if (counts) {
+      deploy.requests = counts.requests;
+      deploy.failedRequests = counts.failed;
+    }
     await this.store.releaseDeployLock(deploy.service, deploy.id);
     const took = t0 ? ` in ${((at - t0) / 1000).toFixed(1)} s` : '';
+    const seen = counts ? `; the proxies saw ${counts.failed} failed of ${counts.requests} requests` : '';
     const msg =
       state === 'succeeded'
-        ? `${deploy.service} is on ${deploy.toVersion}${took}`
-        : `failed${took}: ${reason}`;
-    await this.event(deploy.id, `deploy.${state}`, msg, { durationMs: t0 ? at - t0 : null });
+        ? `${deploy.service} is on ${deploy.toVersion}${took}${seen}`
+        : `failed${took}: ${reason}${seen}`;
+    await this.event(deploy.id, `deploy.${state}`, msg, {
+      durationMs: t0 ? at - t0 : null,
+      requests: counts?.requests ?? null,
+      failedRequests: counts?.failed ?? null,
+    });
     await this.store.appendEvent({
       at,
       kind: `deploy.${state}`,

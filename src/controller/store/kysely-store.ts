@@ -343,6 +343,8 @@ export class KyselyStore implements Store {
           started_at: d.startedAt,
           finished_at: d.finishedAt,
           last_event_seq: 0,
+          requests: d.requests,
+          failed_requests: d.failedRequests,
         })
         .execute();
     });
@@ -350,14 +352,20 @@ export class KyselyStore implements Store {
 
   async updateDeploy(
     id: string,
-    patch: Partial<Pick<DeployRecord, 'state' | 'reason' | 'startedAt' | 'finishedAt'>>,
+    patch: Partial<
+      Pick<DeployRecord, 'state' | 'reason' | 'startedAt' | 'finishedAt' | 'requests' | 'failedRequests'>
+    >,
   ): Promise<void> {
     const set: {
       state?: string;
       reason?: string | null;
       started_at?: number | null;
       finished_at?: number | null;
+      requests?: number | null;
+      failed_requests?: number | null;
     } = {};
+    if (patch.requests !== undefined) set.requests = patch.requests;
+    if (patch.failedRequests !== undefined) set.failed_requests = patch.failedRequests;
     if (patch.state !== undefined) set.state = patch.state;
     if (patch.reason !== undefined) set.reason = patch.reason;
     if (patch.startedAt !== undefined) set.started_at = patch.startedAt;
@@ -744,6 +752,8 @@ function toDeploy(row: Selectable<DeploysTable>): DeployRecord {
     createdAt: num(row.created_at),
     startedAt: numOrNull(row.started_at),
     finishedAt: numOrNull(row.finished_at),
+    requests: numOrNull(row.requests),
+    failedRequests: numOrNull(row.failed_requests),
   };
 }
 

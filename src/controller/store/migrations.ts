@@ -189,11 +189,26 @@ const serviceModes: Migration = {
   },
 };
 
+/** What the proxies saw during a deploy: answers and failed (5xx) answers. */
+const deployCounts: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').addColumn('requests', 'bigint').execute();
+    await db.schema.alterTable('deploys').addColumn('failed_requests', 'bigint').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').dropColumn('failed_requests').execute();
+    await db.schema.alterTable('deploys').dropColumn('requests').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_host_keys': hostKeys,
   '0003_service_modes': serviceModes,
+  '0004_deploy_counts': deployCounts,
 };
 
 export const migrationProvider: MigrationProvider = {

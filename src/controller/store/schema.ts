@@ -53,6 +53,9 @@ export interface DeploysTable {
   finished_at: Int8Null;
   /** Seq of the last event appended to this deploy; bumping it serializes concurrent appends. */
   last_event_seq: number;
+  /** 0004: answers the proxies gave for the service during the deploy, and how many were 5xx. */
+  requests: Int8Null;
+  failed_requests: Int8Null;
 }
 
 export interface DeployEventsTable {

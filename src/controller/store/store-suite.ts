@@ -777,6 +777,8 @@ export function deploy(id: string, service: string, over: Partial<DeployRecord> 
     createdAt: T0,
     startedAt: null,
     finishedAt: null,
+    requests: null,
+    failedRequests: null,
     ...over,
   };
 }

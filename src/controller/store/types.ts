@@ -66,6 +66,9 @@ export interface DeployRecord {
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+  /** Answers the proxies gave for the service while the deploy ran, and how many were 5xx (null: unknown). */
+  requests: number | null;
+  failedRequests: number | null;
 }
 
 export interface DeployEventRecord {
@@ -161,7 +164,9 @@ export interface Store {
   insertDeploy(d: DeployRecord): Promise<void>;
   updateDeploy(
     id: string,
-    patch: Partial<Pick<DeployRecord, 'state' | 'reason' | 'startedAt' | 'finishedAt'>>,
+    patch: Partial<
+      Pick<DeployRecord, 'state' | 'reason' | 'startedAt' | 'finishedAt' | 'requests' | 'failedRequests'>
+    >,
   ): Promise<void>;
   getDeploy(id: string): Promise<DeployRecord | undefined>;
   /** Newest first; all services when `service` is undefined. */
