@@ -1,6 +1,10 @@
 #!/usr/bin/env node
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
@@ -243,6 +247,11 @@ program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port (0: any free port)', '8080')
   .option('--id <id>', 'proxy id (default: <hostname>-proxy)')
+  .option(
+    '--workers <n>',
+    'processes sharing the listener (node:cluster); SIGHUP hands over to new ones',
+    '1',
+  )
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -261,9 +270,26 @@ program
           port: string;
           id?: string;
           logLevel: string;
+          workers: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const workers = Number(opts.workers);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+          throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
+        }
+        if (workers > 1) {
+          return runProxyCluster(out, {
+            dataDir,
+            workers,
+            controller: opts.controller,
+            token: await nodeToken(opts),
+            host: opts.host,
+            port: Number(opts.port),
+            proxyId: opts.id ?? `${hostname()}-proxy`,
+            logLevel: opts.logLevel,
+          });
+        }
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const proxy = await runProxy({
           controllerUrl: opts.controller,
@@ -283,6 +309,75 @@ program
       },
     ),
   );
+
+/** `nines proxy --workers N`: the cluster primary (dist/proxy/cluster.js) as a child, signals forwarded. */
+async function runProxyCluster(
+  out: Out,
+  o: {
+    dataDir: string;
+    workers: number;
+    controller: string;
+    token: string;
+    host: string;
+    port: number;
+    proxyId: string;
+    logLevel: string;
+  },
+): Promise<number> {
+  if (o.port === 0) throw new NinesError('NINES_E_VALIDATION', '--workers needs an explicit --port');
+  const file = join(o.dataDir, 'proxy', 'cluster.json');
+  await mkdir(join(o.dataDir, 'proxy'), { recursive: true });
+  await mkdir(join(o.dataDir, 'logs'), { recursive: true });
+  const config = {
+    workers: o.workers,
+    proxy: {
+      host: o.host,
+      port: o.port,
+      proxyId: o.proxyId,
+      snapshotCacheFile: join(o.dataDir, 'proxy', 'snapshot.json'),
+    },
+    logLevel: o.logLevel,
+    logFile: join(o.dataDir, 'logs', 'proxy.log'),
+    controller: { url: o.controller, token: o.token },
+  };
+  // The file holds the node token.
+  await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  const entry = fileURLToPath(new URL('../proxy/cluster.js', import.meta.url));
+  const child = spawn(process.execPath, [entry, file], { stdio: 'inherit' });
+  const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? 1)));
+  const onHup = () => child.kill('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const deadline = Date.now() + 15_000;
+  while (!(await accepts(o.host, o.port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new NinesError(
+        'NINES_E_INTERNAL',
+        `proxy workers did not start listening on ${o.host}:${o.port}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  out.line(
+    `proxy http://${o.host}:${o.port} for ${o.controller}, ${o.workers} workers (primary pid ${child.pid})`,
+  );
+  out.line(`ready: http://${o.host}:${o.port}`);
+  return untilSignal(out, async () => {
+    process.off('SIGHUP', onHup);
+    child.kill('SIGTERM');
+    await exited;
+  });
+}
+
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
 
 program
   .command('status')
