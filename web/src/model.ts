@@ -212,7 +212,16 @@ export function rollbackTarget(s: ServiceView): string | null {
 }
 
 export function isActive(d: DeployRecord): boolean {
-  return d.state === 'pending' || d.state === 'running';
+  return d.state === 'pending' || d.state === 'running' || d.state === 'paused';
+}
+
+export type DeployControl = 'pause' | 'resume' | 'abort';
+
+/** Which controls a deploy in this state takes (the server refuses the others with 409). */
+export function deployControls(d: DeployRecord): DeployControl[] {
+  if (d.state === 'running') return ['pause', 'abort'];
+  if (d.state === 'paused') return ['resume', 'abort'];
+  return [];
 }
 
 export function deployDuration(d: DeployRecord, now: number): number | null {
@@ -225,8 +234,18 @@ export function resultLine(d: DeployRecord, now: number = Date.now()): string {
   const arrow = `${d.service} ${d.fromVersion ?? '∅'} → ${d.toVersion}`;
   const took = deployDuration(d, now);
   const secs = took === null ? '' : ` in ${(took / 1000).toFixed(1)} s`;
-  if (d.state === 'succeeded') return `done: ${arrow}${secs}`;
-  if (d.state === 'failed') return `failed: ${arrow}${secs}: ${d.reason ?? 'unknown reason'}`;
+  const seen =
+    d.requests === null ||
+    d.requests === undefined ||
+    d.failedRequests === null ||
+    d.failedRequests === undefined
+      ? ''
+      : ` · ${d.failedRequests} of ${d.requests.toLocaleString('en-US')} requests failed`;
+  if (d.state === 'succeeded') return `done: ${arrow}${secs}${seen}`;
+  if (d.state === 'failed' || d.state === 'reverted') {
+    return `failed: ${arrow}${secs}: ${d.reason ?? 'unknown reason'}${seen}`;
+  }
+  if (d.state === 'paused') return `paused: ${arrow} (resume or abort)`;
   if (d.state === 'running') return `running: ${arrow} for ${secs.replace(' in ', '')}`;
   return `pending: ${arrow}`;
 }

@@ -65,7 +65,7 @@ export interface StatusView {
   now?: number;
 }
 
-export type DeployState = 'pending' | 'running' | 'succeeded' | 'failed';
+export type DeployState = 'pending' | 'running' | 'paused' | 'succeeded' | 'failed' | 'reverted';
 
 export interface DeployRecord {
   id: string;
@@ -80,6 +80,9 @@ export interface DeployRecord {
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+  /** What the proxies saw while the deploy ran (null: not counted). */
+  requests?: number | null;
+  failedRequests?: number | null;
 }
 
 export interface DeployEvent {

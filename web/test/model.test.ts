@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  deployControls,
   filterEvents,
   fleetTree,
+  isActive,
   mixedBanner,
   NO_FILTER,
   parseRoute,
@@ -207,4 +209,31 @@ describe('deploys and events', () => {
     });
     assert.deepEqual(parseRoute('#/nope'), { page: 'fleet' });
   });
+});
+
+test('deploy controls follow the deploy state', () => {
+  const d = (state: DeployRecord['state']) =>
+    ({
+      id: 'd-1',
+      service: 'web',
+      fromVersion: 'v1',
+      toVersion: 'v2',
+      strategy: 'rolling',
+      kind: 'deploy',
+      state,
+      reason: null,
+      createdBy: 'admin',
+      createdAt: 0,
+      startedAt: 0,
+      finishedAt: null,
+    }) as DeployRecord;
+  assert.deepEqual(deployControls(d('running')), ['pause', 'abort']);
+  assert.deepEqual(deployControls(d('paused')), ['resume', 'abort']);
+  assert.deepEqual(deployControls(d('succeeded')), []);
+  assert.deepEqual(deployControls(d('failed')), []);
+  assert.equal(isActive(d('paused')), true);
+  assert.match(
+    resultLine({ ...d('succeeded'), finishedAt: 2000, requests: 1531, failedRequests: 0 }, 2000),
+    /· 0 of 1,531 requests failed$/,
+  );
 });

@@ -4,6 +4,8 @@ import { ActionButton, Empty, ErrorNote, VersionChip } from '../components.js';
 import {
   clock,
   clockMs,
+  type DeployControl,
+  deployControls,
   deployDuration,
   eventTone,
   formatSeconds,
@@ -324,9 +326,53 @@ function DeployDetail(props: Props & { deployId: string; slots: Map<string, numb
           </li>
         ))}
       </ol>
+      <DeployControls token={props.token} role={props.role} deploy={deploy} />
       <p class={`result state-${deploy.state}`} role="status" id="deploy-result">
         {resultLine(deploy, now)}
       </p>
     </section>
+  );
+}
+
+const CONTROL_LABEL: Record<DeployControl, string> = {
+  pause: 'Pause',
+  resume: 'Resume',
+  abort: 'Abort and revert',
+};
+
+/** Pause (at the next step), resume, or abort (revert) the deploy in flight. */
+function DeployControls(props: { token: string; role: Role | null; deploy: DeployRecord }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const controls = deployControls(props.deploy);
+  if (controls.length === 0) return null;
+  const perm = permission(props.role, 'deploy');
+  const act = async (c: DeployControl) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await call(props.token, 'POST', `/v1/deploys/${encodeURIComponent(props.deploy.id)}/${c}`, {});
+    } catch (err) {
+      setError(err instanceof ApiError ? `${err.message} (${err.code})` : String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="actions" role="group" aria-label="Deploy controls">
+      {controls.map((c) => (
+        <ActionButton
+          key={c}
+          id={`deploy-${c}`}
+          kind={c === 'abort' ? 'danger' : 'primary'}
+          perm={perm}
+          busy={busy}
+          onClick={() => act(c)}
+        >
+          {CONTROL_LABEL[c]}
+        </ActionButton>
+      ))}
+      <ErrorNote error={error} />
+    </div>
   );
 }
