@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Client } from '../cli/client.js';
@@ -10,6 +9,7 @@ import {
   cli,
   describeLoad,
   fixture,
+  freePort,
   type Proc,
   sleep,
   spawnCli,
@@ -21,17 +21,6 @@ import {
  * `nines proxy --workers 2`: two processes share the listener, both follow the controller, and a
  * SIGHUP hands over to a fresh set of workers without refusing a connection — under load, 0 failed.
  */
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => res(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 describe('nines proxy --workers 2', () => {
   const root = tempDir();

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '../cli/client.js';
@@ -11,6 +10,7 @@ import {
   cli,
   describeLoad,
   fixture,
+  freePort,
   type Proc,
   sleep,
   spawnCli,
@@ -24,17 +24,6 @@ import {
  * zero failed requests and nothing is restarted — and killed again in the middle of a rolling deploy,
  * which resumes when it comes back and completes, still with zero failed requests.
  */
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => res(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 describe('the controller dies; the fleet does not notice', () => {
   const root = tempDir();

@@ -359,7 +359,8 @@ function DeployControls(props: { token: string; role: Role | null; deploy: Deplo
     }
   };
   return (
-    <div class="actions" role="group" aria-label="Deploy controls">
+    <fieldset class="actions controls">
+      <legend class="sr-only">Deploy controls</legend>
       {controls.map((c) => (
         <ActionButton
           key={c}
@@ -373,6 +374,6 @@ function DeployControls(props: { token: string; role: Role | null; deploy: Deplo
         </ActionButton>
       ))}
       <ErrorNote error={error} />
-    </div>
+    </fieldset>
   );
 }
