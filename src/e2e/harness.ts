@@ -18,16 +18,11 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
 export const fixture = (name: string) => join(repoRoot, 'fixtures', 'apps', name);
 
-export interface Up {
-  proc: ChildProcess;
+/** A running `nines up` (see `spawnCli` for the process handle). */
+export interface Up extends Proc {
   dataDir: string;
   info: UpInfo;
   client: Client;
-  output: () => string;
-  /** SIGKILL the `nines up` process only (its app instances live on). */
-  kill9(): Promise<void>;
-  /** SIGTERM and wait (SIGKILL after `ms`). */
-  stop(ms?: number): Promise<void>;
 }
 
 export function tempDir(prefix = 'nines-e2e-'): string {
@@ -43,7 +38,6 @@ export interface StartOptions {
 
 export async function startUp(o: StartOptions): Promise<Up> {
   const args = [
-    cliPath,
     'up',
     '--data-dir',
     o.dataDir,
@@ -59,58 +53,16 @@ export async function startUp(o: StartOptions): Promise<Up> {
     writeFileSync(file, o.config);
     args.push('--config', file);
   }
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dirname(o.dataDir) });
-  let out = '';
-  proc.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const ready = new Promise<void>((res, rej) => {
-    const timer = setTimeout(
-      () => rej(new Error(`nines up not ready after ${o.timeoutMs ?? 60_000} ms:\n${out}`)),
-      o.timeoutMs ?? 60_000,
-    );
-    const check = () => {
-      if (/^ready: /m.test(out)) {
-        clearTimeout(timer);
-        res();
-      }
-    };
-    proc.stdout?.on('data', check);
-    exited.then((code) => {
-      clearTimeout(timer);
-      rej(new Error(`nines up exited with ${code}:\n${out}`));
-    });
-  });
+  let p: Proc;
   try {
-    await ready;
+    p = await spawnCli(args, o.timeoutMs ?? 60_000, dirname(o.dataDir));
   } catch (err) {
-    killTree(o.dataDir, proc);
+    killTree(o.dataDir);
     throw err;
   }
   const info = JSON.parse(await readFile(join(o.dataDir, 'up.json'), 'utf8')) as UpInfo;
   const token = (await readFile(info.adminTokenFile, 'utf8')).trim();
-  return {
-    proc,
-    dataDir: o.dataDir,
-    info,
-    client: new Client({ url: info.apiUrl, token }),
-    output: () => out,
-    async kill9() {
-      proc.kill('SIGKILL');
-      await exited;
-    },
-    async stop(ms = 30_000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), ms);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+  return { ...p, dataDir: o.dataDir, info, client: new Client({ url: info.apiUrl, token }) };
 }
 
 /** PIDs of processes whose working directory is inside `dir` (app instances run in their release dir). */
@@ -243,8 +195,11 @@ export interface Proc {
 }
 
 /** Start a long-running CLI command (`controller`, `agent`, `proxy`) and wait for its `ready:` line. */
-export async function spawnCli(args: string[], timeoutMs = 30_000): Promise<Proc> {
-  const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnCli(args: string[], timeoutMs = 30_000, cwd?: string): Promise<Proc> {
+  const proc = spawn(process.execPath, [cliPath, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(cwd ? { cwd } : {}),
+  });
   let out = '';
   const onData = (d: Buffer) => {
     out += d.toString();

@@ -4,54 +4,22 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
 import { pino } from 'pino';
 import type { ProxyReport } from '../core/protocol.js';
-import { Proxy as NinesProxy, type ProxyOptions } from './proxy.js';
+import { Proxy as NinesProxy } from './proxy.js';
 import {
-  type Backend,
-  type BackendHandler,
   connectionCount,
   fastHealth,
   silentLogger,
   sleep,
   snapshot,
-  startBackend,
   TestClient,
+  testEnv,
   waitFor,
 } from './test-helpers.js';
 
-/** Everything a test opens is closed by t.after, last opened first. */
-function env(t: TestContext) {
-  const closers: (() => Promise<unknown>)[] = [];
-  t.after(async () => {
-    for (const c of closers.reverse()) await c();
-  });
-  return {
-    async backend(name: string, handler?: BackendHandler): Promise<Backend> {
-      const b = await startBackend(name, handler);
-      closers.push(() => b.close());
-      return b;
-    },
-    async proxy(opts: Partial<ProxyOptions> = {}): Promise<{ proxy: NinesProxy; client: TestClient }> {
-      const proxy = new NinesProxy({
-        host: '127.0.0.1',
-        port: 0,
-        proxyId: 'p1',
-        logger: silentLogger,
-        ...opts,
-      });
-      closers.push(() => proxy.close());
-      await proxy.listen();
-      const client = new TestClient(proxy.port);
-      closers.push(() => client.close());
-      return { proxy, client };
-    },
-    defer(fn: () => Promise<unknown>): void {
-      closers.push(fn);
-    },
-  };
-}
+const env = testEnv;
 
 function inst(r: ProxyReport, id: string) {
   const s = r.instances.find((i) => i.id === id);
