@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import type { StatusView } from '../controller/status.js';
 import type { DeployEventRecord, DeployRecord, ReleaseRecord } from '../controller/store/types.js';
 import { packDirectory, sha256File } from '../core/artifact.js';
+import { NinesError } from '../core/errors.js';
 import type { Client } from './client.js';
 import { type Out, table } from './output.js';
 
@@ -15,7 +16,7 @@ export async function release(
   version: string,
 ): Promise<ReleaseRecord> {
   const st = await stat(path).catch(() => undefined);
-  if (!st) throw new Error(`${path} does not exist`);
+  if (!st) throw new NinesError('NINES_E_VALIDATION', `${path} does not exist`);
   let file = path;
   let sha256: string;
   let tmp: string | undefined;
@@ -61,7 +62,10 @@ export async function followDeploy(
     current = r.deploy;
     if (TERMINAL.has(current.state)) return current;
   }
-  throw new Error(`gave up waiting for deploy ${deploy.id} after ${opts.timeoutMs} ms`);
+  throw new NinesError(
+    'NINES_E_TIMEOUT',
+    `gave up waiting for deploy ${deploy.id} after ${opts.timeoutMs ?? 30 * 60_000} ms; it goes on (nines deploys)`,
+  );
 }
 
 export function deployResultLine(d: DeployRecord): string {

@@ -56,7 +56,7 @@ function action<A extends unknown[]>(fn: (out: Out, o: Common, ...args: A) => Pr
         process.exitCode = err.status === 0 ? EXIT.unreachable : EXIT.refused;
       } else if (err instanceof NinesError) {
         out.error(err.code, err.message);
-        process.exitCode = EXIT.refused;
+        process.exitCode = err.code === 'NINES_E_TIMEOUT' ? EXIT.timeout : EXIT.refused;
       } else {
         out.error('NINES_E_INTERNAL', (err as Error).message);
         process.exitCode = EXIT.failed;

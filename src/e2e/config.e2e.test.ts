@@ -29,3 +29,20 @@ test('the CLI says where the controller is missing, with exit code 3', async () 
   assert.equal(r.code, 3, r.stderr);
   assert.match(r.stderr, /NINES_E_UNREACHABLE/);
 });
+
+test('releasing a path that does not exist is refused before anything is sent', async () => {
+  const r = await cli(
+    join(root, 'nowhere'),
+    '--url',
+    'http://127.0.0.1:1',
+    '--token',
+    'x',
+    'release',
+    'web',
+    join(root, 'no-such-dir'),
+    '--version',
+    'v2',
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /NINES_E_VALIDATION: .*no-such-dir does not exist/);
+});
