@@ -8,9 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
+import { renderPlan } from '../core/config-diff.js';
+import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
+import { completionScript } from './completion.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
@@ -757,6 +761,89 @@ program
         r,
         r.events.map((e) => `${new Date(e.at).toISOString()} ${e.kind.padEnd(18)} ${e.message}`).join('\n'),
       );
+      return EXIT.ok;
+    }),
+  );
+
+// ---- config as code: plan / apply / diff ------------------------------------------------------------
+
+const configOption = () => new Option('-f, --file <file>', 'config file').default('nines.yaml');
+
+program
+  .command('plan')
+  .description('show what applying nines.yaml would change on the controller, field by field')
+  .addOption(configOption())
+  .addHelpText('after', '\nExample:\n  nines plan -f nines.yaml')
+  .action(
+    action(async (out, o, opts: { file: string }) => {
+      const { config } = loadForPlan(opts.file);
+      const plan = await livePlan(await client(o), config);
+      out.result(plan, renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('apply')
+  .description('make the controller match nines.yaml: create and update services, deploy first releases')
+  .addOption(configOption())
+  .addHelpText('after', '\nExample:\n  nines apply -f nines.yaml')
+  .action(
+    action(async (out, o, opts: { file: string }) => {
+      const { config, baseDir } = loadForPlan(opts.file);
+      const c = await client(o);
+      const plan = await livePlan(c, config);
+      out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      const r = await applyPlan(c, plan, baseDir, out);
+      const failed = r.deploys.filter((d) => d.state !== 'succeeded');
+      out.result(
+        { plan, applied: r.applied, deploys: r.deploys },
+        `applied: ${r.applied.length} service(s) created or updated` +
+          (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
+      );
+      return failed.length ? EXIT.failed : EXIT.ok;
+    }),
+  );
+
+program
+  .command('diff')
+  .description('drift: where the controller differs from nines.yaml (exit 1 when it does, like diff)')
+  .addOption(configOption())
+  .addHelpText('after', '\nExample:\n  nines diff -f nines.yaml || nines apply -f nines.yaml')
+  .action(
+    action(async (out, o, opts: { file: string }) => {
+      const { config } = loadForPlan(opts.file);
+      const c = await client(o);
+      const plan = await livePlan(c, config);
+      out.result(plan, await renderDrift(c, plan));
+      return plan.changes.length === 0 ? EXIT.ok : EXIT.failed;
+    }),
+  );
+
+program
+  .command('schema')
+  .description('print the JSON Schema of nines.yaml (for editors; also in schema/nines.schema.json)')
+  .addHelpText('after', '\nExample:\n  nines schema > nines.schema.json')
+  .action(
+    action(async () => {
+      process.stdout.write(configJsonSchemaText());
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('completion <shell>')
+  .description('print a completion script for bash or zsh')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  source <(nines completion bash)\n  nines completion zsh > ~/.zfunc/_nines   # a directory in $fpath',
+  )
+  .action(
+    action(async (out, _o, shell: string) => {
+      if (shell !== 'bash' && shell !== 'zsh') {
+        throw new NinesError('NINES_E_VALIDATION', `no completion for "${shell}": use bash or zsh`);
+      }
+      out.result({ script: completionScript(program, shell) }, completionScript(program, shell));
       return EXIT.ok;
     }),
   );

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { DeployRecord, ServiceRecord } from '../controller/store/types.js';
 import { loadConfigFile, type NinesConfig } from '../core/config.js';
+import { applyConfig } from './apply.js';
 import { Client, type UpInfo } from './client.js';
-import { deployResultLine, followDeploy, release } from './commands.js';
 import type { Out } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 
@@ -88,24 +87,4 @@ export async function up(opts: UpOptions, out: Out): Promise<{ stop: () => Promi
   }
   out.line(`ready: curl ${proxyUrl}/   ·   npx nines status   ·   Ctrl-C stops everything`);
   return { stop };
-}
-
-/** Create or update each service; a service with a `source` and no release yet gets v1 deployed. */
-async function applyConfig(client: Client, config: NinesConfig, baseDir: string, out: Out): Promise<void> {
-  for (const [name, spec] of Object.entries(config.services)) {
-    await client.put(`/v1/services/${name}`, spec);
-    const { service } = await client.get<{ service: ServiceRecord }>(`/v1/services/${name}`);
-    if (service.currentRelease || !spec.source) continue;
-    const releases = await client.get<{ releases: unknown[] }>(`/v1/services/${name}/releases`);
-    if (releases.releases.length === 0) {
-      out.line(`packing ${spec.source} as ${name} v1`);
-      await release(client, name, resolve(baseDir, spec.source), 'v1');
-    }
-    out.line(`deploying ${name} v1 (${spec.instances} instances)`);
-    const { deploy } = await client.post<{ deploy: DeployRecord }>(`/v1/services/${name}/deploys`, {
-      version: 'v1',
-    });
-    const done = await followDeploy(client, deploy, out);
-    out.line(deployResultLine(done));
-  }
 }
