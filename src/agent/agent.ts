@@ -11,6 +11,7 @@ import {
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { LogShipper } from './logs.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
 import { isProcessAlive } from './procfs.js';
@@ -164,6 +165,15 @@ export class Agent {
     this.scheduleReport();
     this.armHeartbeat();
     this.loops.push(this.controllerLoop());
+    this.loops.push(
+      new LogShipper({
+        transport: this.client,
+        logsDir: this.paths.logsDir,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**

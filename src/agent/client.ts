@@ -3,6 +3,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
+import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
 import { signRequest } from '../core/signing.js';
 
@@ -157,6 +158,28 @@ export class ControllerClient {
 
   async report(body: AgentReport, signal: AbortSignal): Promise<void> {
     await this.json('POST', '/v1/agent/report', body, signal);
+  }
+
+  /** `nines logs`: the log requests open for this host (long poll until they differ from `have`). */
+  async logRequests(
+    hostId: string,
+    have: string[],
+    waitS: number,
+    signal: AbortSignal,
+  ): Promise<LogRequest[]> {
+    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
+    const res = logRequestsAnswerSchema.safeParse(
+      await this.json('GET', `/v1/agent/logs?${q}`, undefined, signal),
+    );
+    if (!res.success) throw new ControllerHttpError(200, undefined, 'log requests: invalid answer');
+    return res.data.requests;
+  }
+
+  async sendLog(hostId: string, requestId: string, chunk: LogChunk, signal: AbortSignal): Promise<boolean> {
+    const q = new URLSearchParams({ hostId });
+    const path = `/v1/agent/logs/${encodeURIComponent(requestId)}?${q}`;
+    const res = (await this.json('POST', path, chunk, signal)) as { open?: unknown } | undefined;
+    return res?.open === true;
   }
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */

@@ -128,19 +128,48 @@ export class Client {
       );
     }
     const text = await res.body.text();
-    if (res.statusCode >= 400) {
-      let parsed: ErrorBody | undefined;
-      try {
-        parsed = JSON.parse(text) as ErrorBody;
-      } catch {}
-      const code = parsed?.error?.code;
-      throw new ApiError(
-        isErrorCode(code) ? code : 'NINES_E_INTERNAL',
-        res.statusCode,
-        parsed?.error?.message ?? `HTTP ${res.statusCode}: ${text.slice(0, 200)}`,
-        parsed?.error?.details,
-      );
-    }
+    if (res.statusCode >= 400) throw apiError(res.statusCode, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
+
+  /** A streamed text answer (`nines logs`): `onText` gets it as it arrives, until the server ends it. */
+  async stream(path: string, onText: (text: string) => void, signal?: AbortSignal): Promise<void> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(this.target.url + path, {
+        headers: { authorization: `Bearer ${this.target.token}` },
+        headersTimeout: 60_000,
+        // Following a quiet log is idle for as long as the app says nothing.
+        bodyTimeout: 0,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      throw new ApiError(
+        'NINES_E_UNREACHABLE',
+        0,
+        `cannot reach the controller at ${this.target.url}: ${(err as Error).message}`,
+      );
+    }
+    if (res.statusCode >= 400) throw apiError(res.statusCode, await res.body.text());
+    res.body.setEncoding('utf8');
+    try {
+      for await (const chunk of res.body) onText(chunk as string);
+    } catch (err) {
+      if (!signal?.aborted) throw err;
+    }
+  }
+}
+
+function apiError(status: number, text: string): ApiError {
+  let parsed: ErrorBody | undefined;
+  try {
+    parsed = JSON.parse(text) as ErrorBody;
+  } catch {}
+  const code = parsed?.error?.code;
+  return new ApiError(
+    isErrorCode(code) ? code : 'NINES_E_INTERNAL',
+    status,
+    parsed?.error?.message ?? `HTTP ${status}: ${text.slice(0, 200)}`,
+    parsed?.error?.details,
+  );
 }

@@ -765,6 +765,39 @@ program
     }),
   );
 
+program
+  .command('logs <service>')
+  .description("an instance's output, relayed from its host's agent; every line prefixed with its instance")
+  .option('--instance <id>', 'one instance (ids from `nines instances`)')
+  .option('--tail <lines>', 'lines of history per instance', '100')
+  .option('-f, --follow', 'keep printing new output until Ctrl-C')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  nines logs hello --tail 20\n  nines logs hello --instance hello-3f2a1c -f',
+  )
+  .action(
+    action(async (_out, o, service: string, opts: { instance?: string; tail: string; follow?: boolean }) => {
+      const tail = Number(opts.tail);
+      if (!Number.isInteger(tail) || tail < 0)
+        throw new NinesError('NINES_E_VALIDATION', '--tail must be a whole number ≥ 0');
+      const q = new URLSearchParams({ tail: String(tail), follow: opts.follow ? '1' : '0' });
+      if (opts.instance) q.set('instance', opts.instance);
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      try {
+        await (await client(o)).stream(
+          `/v1/services/${encodeURIComponent(service)}/logs?${q}`,
+          (t) => process.stdout.write(t),
+          ac.signal,
+        );
+      } finally {
+        process.off('SIGINT', stop);
+      }
+      return EXIT.ok;
+    }),
+  );
+
 // ---- config as code: plan / apply / diff ------------------------------------------------------------
 
 const configOption = () => new Option('-f, --file <file>', 'config file').default('nines.yaml');

@@ -1,9 +1,10 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { duration, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
+import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import type { ArtifactStore } from './artifacts.js';
@@ -11,6 +12,7 @@ import { type Authenticator, allowed, createToken, type PendingSignature, type P
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
+import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
 import { isPublicWebPath } from './web.js';
@@ -37,6 +39,27 @@ const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WAIT_S = 30;
 
 const nameParams = z.object({ name: z.string().min(1) });
+const LOG_ANSWER_S = 10;
+const flag = z
+  .enum(['1', '0', 'true', 'false'])
+  .default('false')
+  .transform((v) => v === '1' || v === 'true');
+const logsQuery = z.object({
+  instance: z.string().min(1).optional(),
+  tail: z.coerce.number().int().min(0).max(10_000).default(100),
+  follow: flag,
+});
+const agentLogsQuery = z.object({
+  hostId: z.string().min(1),
+  /** Comma-separated ids of the requests the agent already serves. */
+  have: z.string().max(10_000).default(''),
+  wait: z.coerce.number().min(0).max(MAX_WAIT_S).default(0),
+});
+
+function sameIds(open: { id: string }[], have: string): boolean {
+  const known = have === '' ? [] : have.split(',');
+  return open.length === known.length && open.every((r) => known.includes(r.id));
+}
 const releaseParams = z.object({ name: z.string().min(1), version: z.string().min(1) });
 const deployBody = z.strictObject({ version: z.string().regex(VERSION_RE) });
 const rollbackBody = z.strictObject({ to: z.string().regex(VERSION_RE).optional() }).default({});
@@ -422,6 +445,72 @@ export function buildApi(deps: ApiDeps) {
     ownHost(req, report.hostId);
     await fleet.agentReport(report);
     return reply.status(204).send();
+  });
+
+  // ---- logs: relayed from the agents on demand (src/controller/logs.ts) ------------------------------
+
+  const logs = new LogRelay(hub);
+
+  app.get('/v1/services/:name/logs', async (req, reply) => {
+    const { name } = parse(nameParams, req.params, 'path');
+    const q = parse(logsQuery, req.query, 'query');
+    await mustService(store, name);
+    const all = await store.listInstances({ service: name });
+    const instances = q.instance ? all.filter((i) => i.id === q.instance) : all;
+    if (q.instance && instances.length === 0) {
+      throw new NinesError('NINES_E_INSTANCE_NOT_FOUND', `${name} has no instance ${q.instance}`);
+    }
+    const out = new PassThrough();
+    const prefix = new LinePrefixer((t) => out.write(t));
+    const waiting = new Map<string, string>(); // request id → instance id
+    const finish = (requestId: string, instanceId: string) => {
+      if (!waiting.delete(requestId)) return;
+      prefix.flush(instanceId);
+      if (waiting.size === 0 && !q.follow) out.end();
+    };
+    for (const inst of instances) {
+      const id = logs.request(inst.hostId, inst.id, q.tail, q.follow, {
+        chunk(instanceId, c) {
+          if (c.data) prefix.push(instanceId, c.data);
+          if (c.error) out.write(`[${instanceId}] (${c.error})\n`);
+          if (c.done) finish(id, instanceId);
+        },
+      });
+      waiting.set(id, inst.id);
+    }
+    if (instances.length === 0 && !q.follow) out.end();
+    // A host that is down never answers: without --follow the reader gets what the others sent.
+    const timer = q.follow
+      ? undefined
+      : setTimeout(() => {
+          for (const [id, instanceId] of waiting) {
+            out.write(`[${instanceId}] (no answer from its host within ${LOG_ANSWER_S} s)\n`);
+            logs.close(id);
+            finish(id, instanceId);
+          }
+        }, LOG_ANSWER_S * 1000);
+    reply.raw.once('close', () => {
+      if (timer) clearTimeout(timer);
+      for (const id of waiting.keys()) logs.close(id);
+      waiting.clear();
+    });
+    return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(out);
+  });
+
+  // The agent's side: the log requests open for its host (long poll until the set differs from `have`).
+  app.get('/v1/agent/logs', async (req, reply) => {
+    const q = parse(agentLogsQuery, req.query, 'query');
+    ownHost(req, q.hostId);
+    const same = () => sameIds(logs.forHost(q.hostId), q.have);
+    if (same() && q.wait > 0) await hub.waitSignal(logTopic(q.hostId), q.wait * 1000, closeSignal(reply));
+    return { requests: logs.forHost(q.hostId) };
+  });
+
+  app.post('/v1/agent/logs/:id', async (req): Promise<LogChunkAnswer> => {
+    const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
+    const { hostId } = parse(z.object({ hostId: z.string().min(1) }), req.query, 'query');
+    ownHost(req, hostId);
+    return { open: logs.deliver(id, hostId, parse(logChunkSchema, req.body, 'log chunk')) };
   });
 
   app.get('/v1/proxy/snapshot', async (req, reply) => {

@@ -16,6 +16,7 @@ export const errorRegistry = {
   NINES_E_CONFIG_INVALID: { status: 400, title: 'Invalid nines.yaml' },
   NINES_E_CONFIG_NOT_FOUND: { status: 400, title: 'Config file not found' },
   NINES_E_SERVICE_NOT_FOUND: { status: 404, title: 'No such service' },
+  NINES_E_INSTANCE_NOT_FOUND: { status: 404, title: 'No such instance' },
   NINES_E_RELEASE_NOT_FOUND: { status: 404, title: 'No such release' },
   NINES_E_RELEASE_EXISTS: { status: 409, title: 'Release version already exists' },
   NINES_E_DEPLOY_NOT_FOUND: { status: 404, title: 'No such deploy' },
