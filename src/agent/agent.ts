@@ -11,6 +11,7 @@ import {
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
@@ -40,6 +41,8 @@ export interface AgentOptions {
   pollWaitS?: number;
   /** Heartbeat report interval in ms (default 1000). */
   heartbeatMs?: number;
+  /** Instance log rotation (default: 10 MiB, 3 generations, 7 days for logs of instances long gone). */
+  logRotation?: LogRotation;
 }
 
 /** Reports are coalesced: at most one per this many ms. */
@@ -174,6 +177,7 @@ export class Agent {
         signal: this.abort.signal,
       }).run(),
     );
+    this.loops.push(this.rotateLoop());
   }
 
   /**
@@ -356,6 +360,29 @@ export class Agent {
   }
 
   /** A report at least every heartbeatMs: re-armed after each report. */
+  /** Instance logs are checked every 30 s; an app cannot fill the disk with its output. */
+  private async rotateLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    const rotation = this.o.logRotation ?? DEFAULT_LOG_ROTATION;
+    while (!signal.aborted) {
+      try {
+        const rotated = await rotateLogs(this.paths.logsDir, rotation);
+        if (rotated.length > 0) this.log.info({ logs: rotated }, 'instance logs rotated');
+      } catch (err) {
+        this.log.warn({ err }, 'log rotation failed');
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const t = setTimeout(done, 30_000);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
   private armHeartbeat(): void {
     clearTimeout(this.heartbeat);
     if (this.stopping) return;
