@@ -109,7 +109,7 @@ describe('nines completion', () => {
       assert.equal(r.status, 0, r.stderr);
       return r.stdout.trim().split('\n').filter(Boolean);
     };
-    assert.deepEqual(probe(['nines', 'sc']), ['scale']);
+    assert.deepEqual(probe(['nines', 'sca']), ['scale']);
     assert.deepEqual(probe(['nines', 'hosts', '']).sort(), ['--help', 'list', 'revoke']);
     assert.ok(probe(['nines', 'deploy', '--n']).includes('--no-wait'));
     assert.ok(probe(['nines', 'plan', '--']).includes('--file'));
