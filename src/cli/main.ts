@@ -188,6 +188,7 @@ program
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -207,9 +208,11 @@ program
           zone: string;
           label: string[];
           address: string;
+          metricsListen?: string;
           logLevel: string;
         },
       ) => {
+        const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
         const labels: Record<string, string> = {};
         for (const kv of opts.label) {
           const i = kv.indexOf('=');
@@ -227,8 +230,12 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(metricsListen ? { metricsListen } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        if (agent.agent.metricsPort !== undefined) {
+          out.line(`metrics: http://${metricsListen?.host}:${agent.agent.metricsPort}/metrics`);
+        }
         out.line(
           `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
         );
@@ -882,3 +889,13 @@ program
   );
 
 await program.parseAsync(process.argv);
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}
