@@ -11,6 +11,7 @@ import type {
 } from '../core/protocol.js';
 import { ArtifactCache } from './artifacts.js';
 import { controllerRetryDelayMs } from './backoff.js';
+import { CheckRunner } from './checks.js';
 import {
   ControllerClient,
   ControllerHttpError,
@@ -201,6 +202,15 @@ export class Agent {
     );
     this.loops.push(this.rotateLoop());
     if ((this.o.hostSignalsMs ?? 5000) > 0) this.loops.push(this.hostSignalsLoop());
+    this.loops.push(
+      new CheckRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log.child({ part: 'checks' }),
+        signal: this.abort.signal,
+        ...(this.o.pollWaitS !== undefined ? { pollWaitS: this.o.pollWaitS } : {}),
+      }).run(),
+    );
     if (this.o.metricsListen) {
       this.metricsServer = await startAgentMetrics(this.o.metricsListen, {
         hostSignals: () => readHostSignals(this.o.procDir),

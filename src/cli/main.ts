@@ -12,6 +12,7 @@ import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
+import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
@@ -835,9 +836,10 @@ program
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
       const r = await applyPlan(c, plan, baseDir, out);
+      const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys },
+        { plan, applied: r.applied, deploys: r.deploys, checks },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );
@@ -887,6 +889,8 @@ program
       return EXIT.ok;
     }),
   );
+
+addCheckCommands(program, { client, action });
 
 await program.parseAsync(process.argv);
 

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
@@ -31,6 +33,8 @@ export class Controller {
   readonly store: Store;
   readonly hub: Hub;
   readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
@@ -72,6 +76,18 @@ export class Controller {
       logger: opts.logger,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
   }
 
   get url(): string {
@@ -96,10 +112,12 @@ export class Controller {
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.checks.start();
   }
 
   async close(): Promise<void> {
     await this.reconciler.stop();
+    await this.checks.stop();
     await this.engine.close();
     await this.app.close();
   }

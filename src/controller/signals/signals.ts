@@ -228,6 +228,10 @@ export class Signals {
     return this.hosts.get(hostId)?.latest;
   }
 
+  hostName(hostId: string): string | undefined {
+    return this.hosts.get(hostId)?.name;
+  }
+
   hostIds(): string[] {
     return [...this.hosts.keys()];
   }
