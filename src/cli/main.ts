@@ -11,6 +11,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
@@ -827,6 +828,7 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
@@ -863,6 +865,8 @@ program
       return EXIT.ok;
     }),
   );
+
+registerAlertCommands(program, { action, client });
 
 program
   .command('completion <shell>')

@@ -270,6 +270,8 @@ export const alertingSettingsSchema = z.strictObject({
       }),
     )
     .default([]),
+  /** How long after a deploy ends the instances it started or stopped stay silenced. */
+  deployGrace: span.default(60_000),
   /** Lifetime of the signed acknowledge links in notifications. */
   ackLinkTtl: span.default(24 * 3_600_000),
   /** The controller's address as the people paged reach it (for ack links); default its own URL. */

@@ -35,6 +35,7 @@ export interface AlertingModel {
   inhibit: InhibitRule[];
   grouping: GroupingOptions;
   ackLinkTtlMs: number;
+  deployGraceMs: number;
   publicUrl?: string;
 }
 
@@ -193,6 +194,7 @@ export function modelFromConfig(c: AlertingConfig, deps: RetryDeps = {}): Alerti
       repeatIntervalMs: c.alerting.repeatInterval,
     },
     ackLinkTtlMs: c.alerting.ackLinkTtl,
+    deployGraceMs: c.alerting.deployGrace,
     ...(c.alerting.publicUrl ? { publicUrl: c.alerting.publicUrl } : {}),
   };
 }

@@ -64,7 +64,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
       sources: [signals],
       requests,
       controllerId: id,
-      ackSecret: 'ack-secret',
+      ackSecret: () => 'ack-secret',
       baseUrl: () => 'http://nines.test',
       logger: pino({ level: 'silent' }),
       now: () => clock,

@@ -32,7 +32,8 @@ export interface AlertRuntimeDeps {
   requests?: RequestSignals;
   /** This controller's id in the delivery log. */
   controllerId: string;
-  ackSecret: string;
+  /** The HMAC key of acknowledge links (shared by all controllers: it lives in the store). */
+  ackSecret: () => string;
   /** Where people reach the controller (ack links), unless the config's alerting.publicUrl says. */
   baseUrl: () => string;
   logger: Logger;
@@ -218,7 +219,7 @@ export class AlertRuntime {
     }
 
     // Suppression, recomputed every tick (silences end, hosts come back).
-    const silences = await this.refreshDeploySilences(now);
+    const silences = await this.refreshDeploySilences(m, now);
     const all = [...stored.values()];
     const active: ActiveAlert[] = all.map((a) => ({
       dedupKey: a.dedupKey,
@@ -247,8 +248,8 @@ export class AlertRuntime {
     await this.retryFailed(m, rules, now);
   }
 
-  /** Each running deploy silences the instances it starts or stops, for its duration plus 2 min. */
-  private async refreshDeploySilences(now: Millis): Promise<Silence[]> {
+  /** Each running deploy silences the instances it starts or stops, for its duration plus the grace. */
+  private async refreshDeploySilences(m: AlertingModel, now: Millis): Promise<Silence[]> {
     const active = await this.d.store.listActiveDeploys();
     for (const dep of active) {
       const ids = this.deployInstances.get(dep.id) ?? new Set<string>();
@@ -262,6 +263,7 @@ export class AlertRuntime {
           instances: [...ids].sort(),
           startsAt: dep.startedAt ?? dep.createdAt,
           endsAt: now,
+          graceMs: m.deployGraceMs,
         }),
         now,
       );
@@ -293,7 +295,7 @@ export class AlertRuntime {
     if (transition === 'firing')
       n.ackUrl = ackUrl(
         m.publicUrl ?? this.d.baseUrl(),
-        ackToken(this.d.ackSecret, a.dedupKey, now + m.ackLinkTtlMs),
+        ackToken(this.d.ackSecret(), a.dedupKey, now + m.ackLinkTtlMs),
       );
     return n;
   }

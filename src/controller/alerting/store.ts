@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Kysely, Migration } from 'kysely';
 import type { DeliveryResult } from './channels/types.js';
 import type { Matcher, Silence } from './grouping.js';
@@ -272,6 +273,29 @@ export class AlertStore {
         updatedBy: r.updated_by,
       }
     );
+  }
+
+  /**
+   * The acknowledge-link key: created once (random 32 bytes), kept in the store so every controller
+   * signs and verifies with the same one.
+   */
+  async ackSecret(now: Millis): Promise<string> {
+    await this.db
+      .insertInto('alerting_config')
+      .values({
+        id: 'ack-secret',
+        config: JSON.stringify(randomBytes(32).toString('base64url')),
+        updated_by: 'nines',
+        updated_at: now,
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+    const r = await this.db
+      .selectFrom('alerting_config')
+      .select('config')
+      .where('id', '=', 'ack-secret')
+      .executeTakeFirstOrThrow();
+    return JSON.parse(r.config) as string;
   }
 
   // ─── alerts ───────────────────────────────────────────────────────────────────────────────────────
