@@ -5,11 +5,12 @@ import { type AlertingConfigInput, alertingConfigSchema } from '../../core/alert
 import { Receiver } from '../../e2e/receivers.js';
 import type { KyselyStore } from '../store/kysely-store.js';
 import { openSqliteKyselyStore } from '../store/sqlite.js';
+import { deploy, host, instance, release, spec1 } from '../store/store-suite.js';
 import { verifyAckToken } from './channels/ack.js';
 import { verifyWebhookSignature } from './channels/webhook.js';
 import type { Sample } from './lifecycle.js';
 import { AlertRuntime } from './runtime.js';
-import { RequestSignals, type SignalSource } from './sources.js';
+import { FleetSignals, RequestSignals, type SignalSource } from './sources.js';
 import { AlertStore } from './store.js';
 import { MINUTE, SECOND } from './types.js';
 
@@ -57,11 +58,11 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
   async function configure(c: AlertingConfigInput) {
     await alerts.putConfig(alertingConfigSchema.parse(c), 'test', clock);
   }
-  function runtime(id = 'c1') {
+  function runtime(id = 'c1', sources: SignalSource[] = [signals]) {
     return new AlertRuntime({
       alerts,
       store,
-      sources: [signals],
+      sources,
       requests,
       controllerId: id,
       ackSecret: () => 'ack-secret',
@@ -330,5 +331,65 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
         .sort(),
       ['firing', 'firing', 'firing', 'resolved'],
     );
+  });
+
+  it('fleet signals: a running deploy silences only the instances it starts or stops; a host gone quiet is down', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        instance_down: { signal: 'instance_healthy', condition: '< 1', severity: 'critical' },
+        host_down: { signal: 'host_up', condition: '== 0', for: '10s' },
+      },
+      alerting: { notify: ['hook'], groupWait: 0, groupInterval: 0, deployGrace: '30s' },
+    });
+    await store.upsertHost(host('h1', 'vm1', { lastSeenAt: clock }));
+    await store.upsertHost(host('h2', 'vm2', { lastSeenAt: clock - 60 * SECOND }));
+    for (const svc of ['web', 'api']) {
+      await store.upsertService(svc, spec1);
+      await store.insertRelease(release(svc, 'v1'));
+    }
+    await store.insertDeploy(deploy('d1', 'web', { state: 'running', startedAt: clock }));
+    const unhealthy = (id: string) => ({ id, state: 'running' as const, healthy: false, restarts: 0 });
+    await store.insertInstance({
+      ...instance('web-new', 'web', 'h1'),
+      deployId: 'd1',
+      observed: unhealthy('web-new'),
+    });
+    await store.insertInstance({
+      ...instance('web-old', 'web', 'h1'),
+      route: 'ready',
+      observed: unhealthy('web-old'),
+    });
+    await store.insertInstance({
+      ...instance('api-1', 'api', 'h1'),
+      route: 'ready',
+      observed: unhealthy('api-1'),
+    });
+    const rt = runtime('c1', [new FleetSignals({ store, hostDownAfterMs: 15 * SECOND })]);
+    await tick(rt);
+    const by = new Map((await alerts.listAlerts()).map((a) => [a.labels.instance ?? a.labels.host, a]));
+    assert.equal(by.get('web-new')?.suppressed, 'silence:deploy:d1', 'the deploy’s own blip');
+    assert.equal(by.get('web-old')?.suppressed, null, 'the same service’s other instance still alerts');
+    assert.equal(by.get('api-1')?.suppressed, null);
+    assert.equal(by.get('vm2')?.state, 'pending', 'vm2 has been quiet for 60 s: host_up = 0');
+    assert.equal(by.get('vm1'), undefined);
+    const told = () =>
+      bodies('/hook')
+        .map(
+          (b) => (b.labels as Record<string, string>).instance ?? (b.labels as Record<string, string>).host,
+        )
+        .sort();
+    assert.deepEqual(told(), ['api-1', 'web-old']);
+    // The deploy ends; its silence lasts the grace (30 s), then the still-unhealthy new instance is told.
+    await store.updateDeploy('d1', { state: 'succeeded', finishedAt: clock });
+    const later = async (ms: number) => {
+      clock += ms;
+      await store.touchHost('h1', clock); // vm1's agent keeps reporting
+      await tick(rt);
+    };
+    await later(20 * SECOND);
+    assert.deepEqual(told(), ['api-1', 'vm2', 'web-old']);
+    await later(20 * SECOND);
+    assert.deepEqual(told(), ['api-1', 'vm2', 'web-new', 'web-old']);
   });
 });
