@@ -41,6 +41,9 @@ export const desiredInstanceSchema = z.object({
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),
+  restart: z
+    .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
+    .optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */

@@ -49,6 +49,10 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_NO_CAPACITY: { status: 409, title: 'No host can take the instance' },
+  NINES_E_DISRUPTION_BUDGET: { status: 409, title: 'Would break the disruption budget (minAvailable)' },
+  NINES_E_ZONE_NOT_FOUND: { status: 404, title: 'No such zone' },
+  NINES_E_HOST_TASK_FAILED: { status: 502, title: 'A command run on a host through its agent failed' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
