@@ -26,6 +26,7 @@ import {
   writeJsonAtomic,
 } from './state.js';
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
   controllerUrl: string;
@@ -178,6 +179,14 @@ export class Agent {
       }).run(),
     );
     this.loops.push(this.rotateLoop());
+    this.loops.push(
+      new TaskRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**

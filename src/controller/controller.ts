@@ -9,8 +9,11 @@ import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
+import { registerFleetApi } from './fleet-api.js';
+import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
 import type { Store } from './store/types.js';
+import { HostTasks } from './tasks.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -19,6 +22,8 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
+  hostDownAfterMs?: number;
 }
 
 /**
@@ -34,6 +39,8 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  readonly tasks: HostTasks;
+  readonly hostOps: HostOps;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -42,7 +49,12 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.fleet = new Fleet({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger,
+      ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
+    });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -69,6 +81,15 @@ export class Controller {
       logger: opts.logger,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.tasks = new HostTasks(this.hub);
+    this.hostOps = new HostOps({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      tasks: this.tasks,
+      logger: opts.logger.child({ part: 'hostops' }),
+    });
+    registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
   }
 
   get url(): string {
@@ -96,6 +117,7 @@ export class Controller {
   }
 
   async close(): Promise<void> {
+    this.hostOps.close();
     await this.reconciler.stop();
     await this.engine.close();
     await this.app.close();
