@@ -160,6 +160,20 @@ export class Fleet {
     deployId: string | null,
     avoid?: ReadonlySet<string>,
   ): Promise<InstanceRecord> {
+    // One placement at a time: each must see the instances the previous ones created, or a deploy
+    // that starts several at once would put them all on the same host.
+    const run = this.placing.then(() => this.placeAndInsert(release, deployId, avoid));
+    this.placing = run.catch(() => undefined);
+    return run;
+  }
+
+  private placing: Promise<unknown> = Promise.resolve();
+
+  private async placeAndInsert(
+    release: ReleaseRecord,
+    deployId: string | null,
+    avoid: ReadonlySet<string> | undefined,
+  ): Promise<InstanceRecord> {
     const [state, instances, svc] = await Promise.all([
       loadFleetState(this.store, this.hostDownAfterMs),
       this.store.listInstances(),

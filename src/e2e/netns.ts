@@ -87,6 +87,10 @@ export class Lab {
   /** Remove every namespace and the bridge (veths go with their namespace). */
   destroy(): void {
     for (const h of this.hosts) {
+      // The root end first: a namespace torn down lazily by the kernel would leave it behind.
+      try {
+        ip('link', 'del', h.link);
+      } catch {}
       try {
         ip('netns', 'del', h.ns);
       } catch {}
