@@ -43,8 +43,8 @@ test('scale down only to the highest recommendation within the stabilization win
 test('within min and max whatever the metric', () => {
   assert.equal(
     autoscale({ ...base, perInstance: 0 }).desired,
-    4,
-    'no data in the window but now: holds (history max is itself)',
+    2,
+    'idle with nothing else in the window: down to min',
   );
   assert.equal(autoscale({ ...base, current: 1, perInstance: 100 }).desired, 2, 'raised to min');
   assert.equal(autoscale({ ...base, current: 30, perInstance: 100 }).desired, 20, 'lowered to max');
