@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
@@ -41,6 +42,7 @@ export class Controller {
   readonly artifacts: ArtifactStore;
   readonly tasks: HostTasks;
   readonly hostOps: HostOps;
+  readonly autoscaler: Autoscaler;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -90,6 +92,11 @@ export class Controller {
       logger: opts.logger.child({ part: 'hostops' }),
     });
     registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.autoscaler = new Autoscaler({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'autoscaler' }),
+    });
   }
 
   get url(): string {
@@ -114,10 +121,12 @@ export class Controller {
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.autoscaler.start();
   }
 
   async close(): Promise<void> {
     this.hostOps.close();
+    await this.autoscaler.stop();
     await this.reconciler.stop();
     await this.engine.close();
     await this.app.close();

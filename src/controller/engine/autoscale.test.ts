@@ -49,3 +49,56 @@ test('within min and max whatever the metric', () => {
   assert.equal(autoscale({ ...base, current: 1, perInstance: 100 }).desired, 2, 'raised to min');
   assert.equal(autoscale({ ...base, current: 30, perInstance: 100 }).desired, 20, 'lowered to max');
 });
+
+test('the autoscaler measures proxy rps per serving instance and sets the instance count', async () => {
+  const { openSqliteStore } = await import('../store/sqlite.js');
+  const { Hub } = await import('../hub.js');
+  const { Autoscaler } = await import('./autoscaler.js');
+  const { serviceSchema } = await import('../../core/config.js');
+  const { pino } = await import('pino');
+  let now = 1_000_000;
+  const store = await openSqliteStore({ file: ':memory:' });
+  const hub = new Hub({ now: () => now });
+  const spec = serviceSchema.parse({
+    command: 'x',
+    instances: 2,
+    scaling: { min: 1, max: 10, autoscale: { metric: 'rps', target: 50, scaleUpStep: 2 } },
+  });
+  await store.upsertService('web', spec);
+  await store.insertRelease({
+    service: 'web',
+    version: 'v1',
+    sha256: 'a'.repeat(64),
+    size: 1,
+    spec,
+    createdBy: 'test',
+    createdAt: now,
+  });
+  await store.setCurrentRelease('web', 'v1');
+  for (const id of ['web-1', 'web-2']) {
+    await store.insertInstance({
+      id,
+      service: 'web',
+      releaseVersion: 'v1',
+      hostId: 'h1',
+      desired: 'running',
+      route: 'ready',
+      deployId: null,
+      observed: null,
+      createdAt: now,
+      updatedAt: now,
+    });
+  }
+  const scaler = new Autoscaler({ store, hub, logger: pino({ level: 'silent' }), now: () => now });
+  const report = (requests: number) => hub.proxyReport('p1', 1, [], [{ name: 'web', requests, failed: 0 }]);
+  report(0);
+  await scaler.tick(); // first sample
+  now += 10_000;
+  report(4000); // 400 rps over 2 instances: 200 each, target 50 → 8 wanted, step 2 → 4
+  await scaler.tick();
+  const svc = await store.getService('web');
+  assert.equal(svc?.spec.instances, 4);
+  const events = await store.listEvents({ kind: 'service.autoscaled' });
+  assert.match(events[0]?.message ?? '', /scale up 2 → 4 \(step limit 2; 8 wanted\)/);
+  await store.close();
+});
