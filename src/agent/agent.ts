@@ -35,6 +35,7 @@ import {
   writeJsonAtomic,
 } from './state.js';
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
   controllerUrl: string;
@@ -217,6 +218,14 @@ export class Agent {
         observed: () => this.observed(),
       });
     }
+    this.loops.push(
+      new TaskRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**

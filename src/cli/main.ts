@@ -17,6 +17,7 @@ import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
@@ -148,12 +149,23 @@ program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+    action(async (out, o, opts: { host: string; port: string; logLevel: string; hostDownAfter: string }) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
       const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        hostDownAfterMs,
+      });
       const info = {
         pid: process.pid,
         apiUrl: ctl.controller.url,
@@ -191,6 +203,7 @@ program
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
   .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -212,6 +225,7 @@ program
           address: string;
           metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
         const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
@@ -220,6 +234,11 @@ program
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -680,6 +699,8 @@ hosts
       return EXIT.ok;
     }),
   );
+
+registerFleetCommands(program, hosts, { action, client });
 
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens

@@ -28,6 +28,7 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  hostDownAfterMs?: number;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -37,6 +38,7 @@ export async function runController(o: {
     logger: o.logger.child({ plane: 'controller' }),
     host: o.host,
     port: o.port,
+    ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();

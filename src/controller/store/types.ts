@@ -206,6 +206,12 @@ export interface Store {
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
 
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
+
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
   getCounter(name: string): Promise<number>;
