@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
@@ -16,6 +17,7 @@ import { LogShipper } from './logs.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
 import { isProcessAlive } from './procfs.js';
+import { removeSecretsFile } from './secrets.js';
 import {
   type AgentPaths,
   agentPaths,
@@ -213,6 +215,7 @@ export class Agent {
       logger: this.o.logger.child({ agent: this.o.name }),
       address: this.o.address,
       logsDir: this.paths.logsDir,
+      secretsDir: join(this.o.dataDir, 'secrets'),
       hostId: () => this._hostId ?? this.desired?.hostId,
       provision: (spec: DesiredInstance) => this.artifacts.ensure(spec.service, spec.release),
       allocatePort: async () => {
@@ -418,6 +421,7 @@ export class Agent {
         if (sup && this.forgetting.has(id) && isTerminal(instanceLifecycle, sup.state)) {
           this.sups.delete(id);
           this.forgetting.delete(id);
+          removeSecretsFile(join(this.o.dataDir, 'secrets'), id);
           this.log.info({ instance: id }, 'instance forgotten');
         }
       }

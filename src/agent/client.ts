@@ -38,6 +38,7 @@ export const desiredInstanceSchema = z.object({
   }),
   command: z.string().min(1),
   env: z.record(z.string(), z.string()),
+  secrets: z.record(z.string(), z.string()).optional(),
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),

@@ -17,6 +17,7 @@ import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } 
 import { completionScript } from './completion.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
 
 interface Common {
@@ -146,12 +147,19 @@ program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+    action(async (out, o, opts: { host: string; port: string; logLevel: string; environment: string }) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
       const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        environment: opts.environment,
+      });
       const info = {
         pid: process.pid,
         apiUrl: ctl.controller.url,
@@ -880,5 +888,7 @@ program
       return EXIT.ok;
     }),
   );
+
+registerSecretsCommands(program, { action, client });
 
 await program.parseAsync(process.argv);

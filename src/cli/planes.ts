@@ -5,6 +5,7 @@ import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
 import { Controller } from '../controller/controller.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
+import { redactOptions } from '../core/redact.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
 /**
@@ -20,7 +21,13 @@ export interface Running {
 export async function fileLogger(dataDir: string, level: string): Promise<{ logger: Logger; file: string }> {
   await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'logs', 'nines.log');
-  return { logger: pino({ level }, pino.destination({ dest: file, sync: false, mkdir: true })), file };
+  return {
+    logger: pino(
+      { level, redact: redactOptions },
+      pino.destination({ dest: file, sync: false, mkdir: true }),
+    ),
+    file,
+  };
 }
 
 export async function runController(o: {
@@ -28,6 +35,7 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  environment?: string;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -37,6 +45,7 @@ export async function runController(o: {
     logger: o.logger.child({ plane: 'controller' }),
     host: o.host,
     port: o.port,
+    ...(o.environment ? { environment: o.environment } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();

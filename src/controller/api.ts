@@ -13,6 +13,7 @@ import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
+import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
 import { isPublicWebPath } from './web.js';
@@ -33,6 +34,8 @@ export interface ApiDeps {
   artifacts: ArtifactStore;
   auth: Authenticator;
   logger: Logger;
+  /** Variables and secrets merged into desired states (secrets only for the host's own signed poll). */
+  secrets?: Secrets;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -437,7 +440,8 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    return fleet.desiredFor(q.hostId);
+    const desired = await fleet.desiredFor(q.hostId);
+    return deps.secrets ? deps.secrets.forHost(desired, req.principal?.hostId) : desired;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {

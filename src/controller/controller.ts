@@ -10,6 +10,8 @@ import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
+import { Secrets } from './secrets/index.js';
+import { registerSecretRoutes } from './secrets/routes.js';
 import type { Store } from './store/types.js';
 import { registerWeb } from './web.js';
 
@@ -19,6 +21,8 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** The environment whose secrets and variables this controller's instances get (default production). */
+  environment?: string;
 }
 
 /**
@@ -34,6 +38,7 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  readonly secrets: Secrets;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -59,6 +64,13 @@ export class Controller {
       logger: opts.logger.child({ part: 'reconciler' }),
     });
     this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.secrets = new Secrets({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'secrets' }),
+      dataDir: opts.dataDir,
+      ...(opts.environment ? { environment: opts.environment } : {}),
+    });
     this.app = buildApi({
       store: this.store,
       hub: this.hub,
@@ -67,7 +79,9 @@ export class Controller {
       artifacts: this.artifacts,
       auth: new Authenticator(this.store),
       logger: opts.logger,
+      secrets: this.secrets,
     });
+    registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerWeb(this.app, { store: this.store, hub: this.hub });
   }
 
@@ -88,6 +102,7 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    await this.secrets.init();
     await this.engine.recover();
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();

@@ -49,6 +49,15 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_SECRET_NOT_FOUND: { status: 404, title: 'No such secret or variable' },
+  NINES_E_SECRETS_KEY: {
+    status: 500,
+    title: 'Secrets key missing, unreadable or not the one the secrets were sealed with',
+  },
+  NINES_E_ARTIFACT_STORAGE: {
+    status: 502,
+    title: 'Object storage (S3) refused or failed an artifact operation',
+  },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

@@ -50,6 +50,12 @@ export interface DesiredInstance {
   release: ArtifactRef;
   command: string;
   env: Record<string, string>;
+  /**
+   * The service's secrets in the controller's environment, opened: present only in the answer to the
+   * host's own signed request. The agent writes them to a 0600 env file and into the process's
+   * environment; they never appear in logs (core/redact.ts).
+   */
+  secrets?: Record<string, string>;
   health: HealthCheckSpec;
   drainTimeoutMs: number;
   /** `running`: keep it up (restart on crash). `stopped`: SIGTERM, then SIGKILL after drainTimeoutMs. */

@@ -120,6 +120,17 @@ export interface CountersTable {
   value: Int8;
 }
 
+export interface SecretsTable {
+  service: string;
+  environment: string;
+  name: string;
+  kind: string;
+  value: string;
+  version: number;
+  updated_at: Int8;
+  updated_by: string;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -130,4 +141,5 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  secrets: SecretsTable;
 }

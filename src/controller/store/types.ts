@@ -138,6 +138,23 @@ export interface TokenRecord {
   expiresAt: number | null;
 }
 
+/**
+ * A secret or an environment variable of a service in one environment. For a secret, `value` is the
+ * sealed form (controller/secrets/keyring.ts) and never leaves the controller except to the hosts that
+ * run the service; a variable's value is plain.
+ */
+export interface SecretRecord {
+  service: string;
+  environment: string;
+  name: string;
+  kind: 'secret' | 'var';
+  value: string;
+  /** 1 on creation, +1 on each set. */
+  version: number;
+  updatedAt: number;
+  updatedBy: string;
+}
+
 export interface Store {
   /** Apply pending schema migrations (versioned, idempotent). */
   migrate(): Promise<void>;
@@ -202,6 +219,15 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
+
+  /** Creates (version 1) or replaces (version + 1) a secret or variable; returns the stored record. */
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord>;
+  /** Replaces a sealed value without a new version (key rotation). */
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void>;
+  /** Ordered by service, environment, name. */
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]>;
+  /** False when there was no such secret or variable. */
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
