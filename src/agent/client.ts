@@ -35,6 +35,7 @@ export const desiredInstanceSchema = z.object({
     sha256: z.string().min(1),
     size: z.number().nonnegative(),
     url: z.string().startsWith('/'),
+    downloadUrl: z.string().url().optional(),
   }),
   command: z.string().min(1),
   env: z.record(z.string(), z.string()),

@@ -15,6 +15,7 @@ import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './ap
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { addS3Options, s3Options } from './flags.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { registerSecretsCommands } from './secrets.js';
@@ -141,7 +142,7 @@ async function nodeToken(opts: { token?: string; tokenFile?: string }): Promise<
   return token;
 }
 
-program
+const controllerCommand = program
   .command('controller')
   .description('run the controller alone (API + store + deploy engine + reconciler)')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
@@ -150,8 +151,9 @@ program
   .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string; environment: string }) => {
+    action(async (out, o, opts: ControllerFlags) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
+      const s3 = s3Options(opts);
       const { logger } = await fileLogger(dataDir, opts.logLevel);
       const ctl = await runController({
         dataDir,
@@ -159,6 +161,7 @@ program
         port: Number(opts.port),
         logger,
         environment: opts.environment,
+        ...(s3 ? { s3 } : {}),
       });
       const info = {
         pid: process.pid,
@@ -179,6 +182,19 @@ program
       });
     }),
   );
+
+addS3Options(controllerCommand);
+
+interface ControllerFlags {
+  host: string;
+  port: string;
+  logLevel: string;
+  environment: string;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3Prefix?: string;
+}
 
 program
   .command('agent')

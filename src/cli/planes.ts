@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
 import { Controller } from '../controller/controller.js';
+import type { S3Options } from '../controller/s3.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
 import { redactOptions } from '../core/redact.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
@@ -36,6 +37,7 @@ export async function runController(o: {
   port: number;
   logger: Logger;
   environment?: string;
+  s3?: S3Options;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -46,6 +48,7 @@ export async function runController(o: {
     host: o.host,
     port: o.port,
     ...(o.environment ? { environment: o.environment } : {}),
+    ...(o.s3 ? { s3: o.s3 } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();

@@ -7,7 +7,7 @@ import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
-import type { ArtifactStore } from './artifacts.js';
+import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
@@ -261,7 +261,7 @@ export function buildApi(deps: ApiDeps) {
     );
     let release: Awaited<ReturnType<Store['insertRelease']>>;
     try {
-      await artifacts.commit(got.tmp, name, version);
+      await artifacts.commit(got.tmp, name, version, got.sha256);
       release = await store.insertRelease({
         service: name,
         version,
@@ -440,7 +440,7 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    const desired = await fleet.desiredFor(q.hostId);
+    const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
     return deps.secrets ? deps.secrets.forHost(desired, req.principal?.hostId) : desired;
   });
 

@@ -10,6 +10,7 @@ import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
+import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
 import type { Store } from './store/types.js';
@@ -23,6 +24,8 @@ export interface ControllerOptions {
   port: number;
   /** The environment whose secrets and variables this controller's instances get (default production). */
   environment?: string;
+  /** Release artifacts also in S3-compatible object storage; agents download from it. */
+  s3?: S3Options;
 }
 
 /**
@@ -63,7 +66,10 @@ export class Controller {
       ops: this.ops,
       logger: opts.logger.child({ part: 'reconciler' }),
     });
-    this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.artifacts = new ArtifactStore({
+      dir: join(opts.dataDir, 'artifacts'),
+      ...(opts.s3 ? { remote: new S3Artifacts(opts.s3) } : {}),
+    });
     this.secrets = new Secrets({
       store: this.store,
       hub: this.hub,
@@ -114,6 +120,7 @@ export class Controller {
     await this.reconciler.stop();
     await this.engine.close();
     await this.app.close();
+    this.artifacts.remote?.close();
   }
 
   private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {

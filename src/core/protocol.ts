@@ -42,6 +42,11 @@ export interface ArtifactRef {
   size: number;
   /** Path on the controller API (`/v1/services/:s/releases/:v/artifact`), fetched with the node token. */
   url: string;
+  /**
+   * With object storage: a presigned GET URL of the artifact, fetched without credentials; the agent
+   * falls back to `url` when it fails. The sha256 is verified either way.
+   */
+  downloadUrl?: string;
 }
 
 export interface DesiredInstance {
