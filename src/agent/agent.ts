@@ -39,6 +39,8 @@ export interface AgentOptions {
   /** Address the instances listen on and the proxy reaches them at, e.g. 127.0.0.1. */
   address: string;
   logger: Logger;
+  /** PEM CA bundle for an https controller URL signed by a private CA. */
+  ca?: string;
   /** Long-poll wait in seconds (default 25). */
   pollWaitS?: number;
   /** Heartbeat report interval in ms (default 1000). */
@@ -86,7 +88,7 @@ export class Agent {
     this.o = o;
     this.log = o.logger.child({ component: 'agent', agent: o.name });
     this.paths = agentPaths(o.dataDir);
-    this.client = new ControllerClient(o.controllerUrl, o.token);
+    this.client = new ControllerClient(o.controllerUrl, o.token, o.ca);
     this.probeHttp = new HttpAgent({ connect: { timeout: 5_000 }, pipelining: 0 });
     this.artifacts = new ArtifactCache(
       this.paths.releasesDir,

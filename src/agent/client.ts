@@ -71,11 +71,13 @@ export class ControllerClient {
   constructor(
     controllerUrl: string,
     private readonly token: string,
+    /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
+    ca?: string,
   ) {
     this.base = controllerUrl.replace(/\/+$/, '');
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
-      connect: { timeout: 5_000 },
+      connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
       headersTimeout: 45_000,
       bodyTimeout: 60_000,
       keepAliveTimeout: 20_000,

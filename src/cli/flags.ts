@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { S3Options } from '../controller/s3.js';
+import type { TlsFiles } from '../controller/tls.js';
 import { NinesError } from '../core/errors.js';
 
 /**
@@ -46,4 +48,35 @@ export function s3Options(o: {
     ...(o.s3Region ? { region: o.s3Region } : {}),
     ...(o.s3Prefix !== undefined ? { prefix: o.s3Prefix } : {}),
   };
+}
+
+/** `nines controller --tls-cert/--tls-key`: serve the API over HTTPS. */
+export function addTlsOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--tls-cert <file>', 'PEM certificate (chain) to serve the API over HTTPS').env(
+        'NINES_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert').env('NINES_TLS_KEY'));
+}
+
+export async function tlsFiles(o: { tlsCert?: string; tlsKey?: string }): Promise<TlsFiles | undefined> {
+  if (!o.tlsCert && !o.tlsKey) return undefined;
+  if (!o.tlsCert || !o.tlsKey) {
+    throw new NinesError('NINES_E_VALIDATION', '--tls-cert and --tls-key go together');
+  }
+  const read = (f: string, what: string) =>
+    readFile(f, 'utf8').catch((err: Error) => {
+      throw new NinesError('NINES_E_VALIDATION', `${what} ${f}: ${err.message}`);
+    });
+  const cert = await read(o.tlsCert, '--tls-cert');
+  const key = await read(o.tlsKey, '--tls-key');
+  if (!cert.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new NinesError('NINES_E_VALIDATION', `--tls-cert ${o.tlsCert} holds no PEM certificate`);
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+    throw new NinesError('NINES_E_VALIDATION', `--tls-key ${o.tlsKey} holds no PEM private key`);
+  }
+  return { cert, key };
 }

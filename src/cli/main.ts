@@ -15,7 +15,7 @@ import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './ap
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
-import { addS3Options, s3Options } from './flags.js';
+import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { registerSecretsCommands } from './secrets.js';
@@ -26,6 +26,7 @@ interface Common {
   url?: string;
   token?: string;
   dataDir?: string;
+  caFile?: string;
 }
 
 const program = new Command('nines')
@@ -37,6 +38,11 @@ const program = new Command('nines')
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
       .env('NINES_DATA_DIR')
       .default('.nines'),
+  )
+  .addOption(
+    new Option('--ca-file <file>', 'PEM CA bundle for an https controller signed by a private CA').env(
+      'NINES_CA_FILE',
+    ),
   )
   .option('--json', 'machine-readable output');
 
@@ -154,6 +160,7 @@ const controllerCommand = program
     action(async (out, o, opts: ControllerFlags) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
       const s3 = s3Options(opts);
+      const tls = await tlsFiles(opts);
       const { logger } = await fileLogger(dataDir, opts.logLevel);
       const ctl = await runController({
         dataDir,
@@ -162,6 +169,7 @@ const controllerCommand = program
         logger,
         environment: opts.environment,
         ...(s3 ? { s3 } : {}),
+        ...(tls ? { tls } : {}),
       });
       const info = {
         pid: process.pid,
@@ -184,6 +192,7 @@ const controllerCommand = program
   );
 
 addS3Options(controllerCommand);
+addTlsOptions(controllerCommand);
 
 interface ControllerFlags {
   host: string;
@@ -194,6 +203,8 @@ interface ControllerFlags {
   s3Endpoint?: string;
   s3Region?: string;
   s3Prefix?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 program
@@ -251,6 +262,7 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
         out.line(
@@ -316,6 +328,7 @@ program
             port: Number(opts.port),
             proxyId: opts.id ?? `${hostname()}-proxy`,
             logLevel: opts.logLevel,
+            ...(o.caFile ? { caFile: resolve(o.caFile) } : {}),
           });
         }
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -327,6 +340,7 @@ program
           port: Number(opts.port),
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);
@@ -350,6 +364,7 @@ async function runProxyCluster(
     port: number;
     proxyId: string;
     logLevel: string;
+    caFile?: string;
   },
 ): Promise<number> {
   if (o.port === 0) throw new NinesError('NINES_E_VALIDATION', '--workers needs an explicit --port');
@@ -366,7 +381,7 @@ async function runProxyCluster(
     },
     logLevel: o.logLevel,
     logFile: join(o.dataDir, 'logs', 'proxy.log'),
-    controller: { url: o.controller, token: o.token },
+    controller: { url: o.controller, token: o.token, ...(o.caFile ? { caFile: o.caFile } : {}) },
   };
   // The file holds the node token.
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });

@@ -6,6 +6,7 @@ import { Agent } from '../agent/index.js';
 import { Controller } from '../controller/controller.js';
 import type { S3Options } from '../controller/s3.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
+import type { TlsFiles } from '../controller/tls.js';
 import { redactOptions } from '../core/redact.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
@@ -38,6 +39,7 @@ export async function runController(o: {
   logger: Logger;
   environment?: string;
   s3?: S3Options;
+  tls?: TlsFiles;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -49,6 +51,7 @@ export async function runController(o: {
     port: o.port,
     ...(o.environment ? { environment: o.environment } : {}),
     ...(o.s3 ? { s3: o.s3 } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -70,6 +73,7 @@ export async function runProxy(o: {
   port: number;
   logger: Logger;
   proxyId?: string;
+  ca?: string;
 }): Promise<Running & { port: number }> {
   const logger = o.logger.child({ plane: 'proxy' });
   const proxy = new NinesProxy({
@@ -80,7 +84,13 @@ export async function runProxy(o: {
     snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
   });
   const { port } = await proxy.listen();
-  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy, logger });
+  const link = new ControllerLink({
+    baseUrl: o.controllerUrl,
+    token: o.token,
+    proxy,
+    logger,
+    ...(o.ca ? { ca: o.ca } : {}),
+  });
   link.start();
   return {
     port,
@@ -100,6 +110,7 @@ export async function runAgent(o: {
   labels: Record<string, string>;
   address: string;
   logger: Logger;
+  ca?: string;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -110,6 +121,7 @@ export async function runAgent(o: {
     labels: o.labels,
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
+    ...(o.ca ? { ca: o.ca } : {}),
   });
   await agent.start();
   return {

@@ -16,6 +16,7 @@ import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
+import { httpsServerFactory, type TlsFiles } from './tls.js';
 import { isPublicWebPath } from './web.js';
 
 declare module 'fastify' {
@@ -36,6 +37,8 @@ export interface ApiDeps {
   logger: Logger;
   /** Variables and secrets merged into desired states (secrets only for the host's own signed poll). */
   secrets?: Secrets;
+  /** Serve HTTPS with these (controller/tls.ts); plain HTTP without. */
+  tls?: TlsFiles;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -93,6 +96,7 @@ export function buildApi(deps: ApiDeps) {
     bodyLimit: 1024 * 1024,
     // Long polls hold requests for up to MAX_WAIT_S; keep connections open a little longer than that.
     keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
+    ...(deps.tls ? { serverFactory: httpsServerFactory(deps.tls) } : {}),
   });
   app.decorateRequest('principal', null);
   app.decorateRequest('pendingSignature', null);

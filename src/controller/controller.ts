@@ -14,6 +14,7 @@ import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
 import type { Store } from './store/types.js';
+import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -26,6 +27,8 @@ export interface ControllerOptions {
   environment?: string;
   /** Release artifacts also in S3-compatible object storage; agents download from it. */
   s3?: S3Options;
+  /** Serve the API over HTTPS. */
+  tls?: TlsFiles;
 }
 
 /**
@@ -86,13 +89,14 @@ export class Controller {
       auth: new Authenticator(this.store),
       logger: opts.logger,
       secrets: this.secrets,
+      ...(opts.tls ? { tls: opts.tls } : {}),
     });
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerWeb(this.app, { store: this.store, hub: this.hub });
   }
 
   get url(): string {
-    return `http://${this.opts.host}:${this.boundPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.host}:${this.boundPort}`;
   }
 
   get adminTokenFile(): string {
