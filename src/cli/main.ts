@@ -11,6 +11,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
@@ -18,6 +19,7 @@ import { completionScript } from './completion.js';
 import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { registerProxiesCommands } from './proxies.js';
 import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
 
@@ -282,7 +284,13 @@ program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
   .requiredOption('--controller <url>', 'controller API URL')
-  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .addOption(
+    new Option(
+      '--join-token <token>',
+      "join token (nines join-token create); used once, to get this proxy's own credential",
+    ).env('NINES_PROXY_JOIN_TOKEN'),
+  )
+  .addOption(new Option('--token <token>', 'node token (instead of a join token)').env('NINES_NODE_TOKEN'))
   .option('--token-file <file>', 'file holding the node token')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port (0: any free port)', '8080')
@@ -311,9 +319,11 @@ program
           id?: string;
           logLevel: string;
           workers: string;
+          joinToken?: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const proxyToken = await proxyCredential(dataDir, o, opts);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
           throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
@@ -323,7 +333,7 @@ program
             dataDir,
             workers,
             controller: opts.controller,
-            token: await nodeToken(opts),
+            token: proxyToken,
             host: opts.host,
             port: Number(opts.port),
             proxyId: opts.id ?? `${hostname()}-proxy`,
@@ -334,7 +344,7 @@ program
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const proxy = await runProxy({
           controllerUrl: opts.controller,
-          token: await nodeToken(opts),
+          token: proxyToken,
           dataDir,
           host: opts.host,
           port: Number(opts.port),
@@ -351,6 +361,35 @@ program
       },
     ),
   );
+
+/**
+ * The proxy's bearer token: its own credential (kept in <data-dir>/proxy/credentials.json, obtained
+ * once with --join-token), else the shared node token.
+ */
+async function proxyCredential(
+  dataDir: string,
+  o: Common,
+  opts: { controller: string; id?: string; joinToken?: string; token?: string; tokenFile?: string },
+): Promise<string> {
+  const name = opts.id ?? `${hostname()}-proxy`;
+  const file = join(dataDir, 'proxy', 'credentials.json');
+  const kept = readProxyCredentials(file, name);
+  if (kept) return kept.token;
+  if (opts.joinToken) {
+    const ca = o.caFile ? await readFile(o.caFile, 'utf8') : undefined;
+    const c = await registerProxy({
+      controllerUrl: opts.controller,
+      joinToken: opts.joinToken,
+      name,
+      file,
+      ...(ca ? { ca } : {}),
+    }).catch((err: Error) => {
+      throw new NinesError('NINES_E_AUTH_INVALID', err.message);
+    });
+    return c.token;
+  }
+  return nodeToken(opts);
+}
 
 /** `nines proxy --workers N`: the cluster primary (dist/proxy/cluster.js) as a child, signals forwarded. */
 async function runProxyCluster(
@@ -921,5 +960,6 @@ program
   );
 
 registerSecretsCommands(program, { action, client });
+registerProxiesCommands(program, { action, client });
 
 await program.parseAsync(process.argv);

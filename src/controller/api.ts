@@ -13,6 +13,7 @@ import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
+import { mayReportAs } from './proxies.js';
 import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
@@ -530,7 +531,14 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.post('/v1/proxy/report', async (req, reply) => {
-    fleet.proxyReport(parse(proxyReportSchema, req.body, 'proxy report'));
+    const report = parse(proxyReportSchema, req.body, 'proxy report');
+    if (!mayReportAs(req.principal, report.proxyId)) {
+      throw new NinesError(
+        'NINES_E_FORBIDDEN',
+        `proxy ${req.principal?.name} may not report as ${report.proxyId}`,
+      );
+    }
+    fleet.proxyReport(report);
     return reply.status(204).send();
   });
 

@@ -10,6 +10,7 @@ import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
+import { registerProxyRoutes } from './proxies.js';
 import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
@@ -92,6 +93,7 @@ export class Controller {
       ...(opts.tls ? { tls: opts.tls } : {}),
     });
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
+    registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
     registerWeb(this.app, { store: this.store, hub: this.hub });
   }
 

@@ -122,9 +122,9 @@ export interface EventRecord {
   data: Record<string, unknown> | null;
 }
 
-/** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
- *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join';
+/** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
+ *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy';
 
 export interface TokenRecord {
   id: string;
