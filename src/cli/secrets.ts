@@ -26,9 +26,13 @@ async function readStdin(): Promise<string> {
   }
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks)
+  const value = Buffer.concat(chunks)
     .toString('utf8')
     .replace(/\r?\n$/, '');
+  // An empty stdin is a script that forgot to pipe the value, not a wish for an empty secret.
+  if (value === '')
+    throw new NinesError('NINES_E_VALIDATION', 'no value on stdin (pass "" to set an empty one)');
+  return value;
 }
 
 const path = (service: string, name?: string) =>

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { request } from 'undici';
 import type { StatusView } from '../controller/status.js';
 import type { HostDesiredState } from '../core/protocol.js';
-import { cleanup, cli, serviceYaml, startUp, tempDir, type Up } from './harness.js';
+import { cleanup, cli, cliPath, serviceYaml, startUp, tempDir, type Up } from './harness.js';
 
 /**
  * Secrets and variables end to end: set with the CLI, sealed in the store, shown never again, delivered
@@ -52,8 +53,27 @@ describe('secrets and variables', () => {
       join(root, 'api-key'),
     );
     assert.equal(fromFile.code, 0, fromFile.stderr);
-    const again = await cli(dataDir, 'secrets', 'set', 'web', 'DB_PASSWORD', SECRET);
-    assert.match(again.stdout, /version 2/);
+    // From stdin (out of the shell history and of `ps`).
+    const piped = spawnSync(
+      process.execPath,
+      [cliPath, '--data-dir', dataDir, 'secrets', 'set', 'web', 'DB_PASSWORD'],
+      {
+        input: `${SECRET}\n`,
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(piped.status, 0, piped.stderr);
+    assert.match(piped.stdout, /version 2/);
+    const empty = spawnSync(
+      process.execPath,
+      [cliPath, '--data-dir', dataDir, 'secrets', 'set', 'web', 'X'],
+      {
+        input: '',
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(empty.status, 2);
+    assert.match(empty.stderr, /NINES_E_VALIDATION: no value on stdin/);
     const v = await cli(dataDir, 'vars', 'set', 'web', 'LOG_LEVEL', 'debug');
     assert.equal(v.code, 0, v.stderr);
 
