@@ -10,6 +10,7 @@ import { attemptAfterCrash, restartBudget, restartDelayMs } from './backoff.js';
 import { type HealthState, initialHealth, nextHealth } from './health.js';
 import { probeHttp } from './probe.js';
 import { isProcessAlive, processStartTime, signalGroup } from './procfs.js';
+import { removeSecretsFile, writeSecretsFile } from './secrets.js';
 import type { InstanceRecord } from './state.js';
 
 /** How often an adopted process (no longer our child) is checked for liveness. */
@@ -19,6 +20,8 @@ export interface SupervisorDeps {
   logger: Logger;
   address: string;
   logsDir: string;
+  /** Where instance secrets are written (agent/secrets.ts); without it, secrets go to the environment only. */
+  secretsDir?: string;
   hostId(): string | undefined;
   /** Downloads/unpacks the release; resolves to its directory. */
   provision(spec: DesiredInstance): Promise<string>;
@@ -292,7 +295,9 @@ export class InstanceSupervisor {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
     }
-    Object.assign(env, spec.env, {
+    const secrets = spec.secrets ?? {};
+    const secretsDir = this.deps.secretsDir;
+    Object.assign(env, spec.env, secrets, {
       PORT: String(port),
       NINES_INSTANCE_ID: spec.id,
       NINES_SERVICE: spec.service,
@@ -303,6 +308,11 @@ export class InstanceSupervisor {
     let child: ChildProcess;
     let fd: number | undefined;
     try {
+      if (secretsDir) {
+        if (Object.keys(secrets).length > 0)
+          env.NINES_SECRETS_FILE = writeSecretsFile(secretsDir, spec.id, secrets);
+        else removeSecretsFile(secretsDir, spec.id);
+      }
       mkdirSync(this.deps.logsDir, { recursive: true });
       fd = openSync(join(this.deps.logsDir, `${spec.id}.log`), 'a');
       appendFileSync(

@@ -127,6 +127,17 @@ export interface FleetMetaTable {
   updated_at: Int8;
 }
 
+export interface SecretsTable {
+  service: string;
+  environment: string;
+  name: string;
+  kind: string;
+  value: string;
+  version: number;
+  updated_at: Int8;
+  updated_by: string;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -138,4 +149,5 @@ export interface Database {
   tokens: TokensTable;
   counters: CountersTable;
   fleet_meta: FleetMetaTable;
+  secrets: SecretsTable;
 }
