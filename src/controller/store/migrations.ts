@@ -203,12 +203,27 @@ const deployCounts: Migration = {
   },
 };
 
+/** Deploy strategies: a service's traffic split, a deploy's own options (auto-revert). */
+const deployStrategies: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('services').addColumn('traffic', 'text').execute();
+    await db.schema.alterTable('deploys').addColumn('options', 'text').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').dropColumn('options').execute();
+    await db.schema.alterTable('services').dropColumn('traffic').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_host_keys': hostKeys,
   '0003_service_modes': serviceModes,
   '0004_deploy_counts': deployCounts,
+  '0010_deploy_strategies': deployStrategies,
 };
 
 export const migrationProvider: MigrationProvider = {
