@@ -45,7 +45,7 @@ test('deploySettings: yaml fields, durations and hooks resolve', () => {
   assert.equal(s.autoPromote, false);
   assert.equal(s.analysis.maxP99, 250);
   assert.equal(s.analysis.window, 5000);
-  assert.equal(s.analysis.afterEachBatch, true);
+  assert.equal(s.analysis.afterEachBatch, false);
   assert.deepEqual(s.preDeploy, { command: './migrate', timeout: 30_000 });
   assert.equal(s.minHealthyTime, 1000);
   assert.equal(s.autoRevert, false);

@@ -62,7 +62,7 @@ export function deploySettings(spec: ServiceSpec, strategy?: StrategyName): Depl
       maxErrorPercentOverStable: a.maxErrorPercentOverStable ?? null,
       minRequests: a.minRequests ?? 20,
       window: a.window ?? 10_000,
-      afterEachBatch: a.afterEachBatch ?? spec.analysis !== undefined,
+      afterEachBatch: a.afterEachBatch ?? false,
     },
     preDeploy: hook(spec.hooks?.preDeploy),
     postDeploy: hook(spec.hooks?.postDeploy),

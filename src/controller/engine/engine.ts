@@ -94,7 +94,9 @@ export class DeployEngine {
       service,
       fromVersion: svc.currentRelease,
       toVersion: version,
-      strategy: opts.strategy ?? release.spec.strategy ?? 'rolling',
+      // A first deploy has no traffic to protect: it starts every instance at once (rolling from zero).
+      strategy:
+        svc.currentRelease === null ? 'rolling' : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
       kind: opts.kind ?? 'deploy',
       state: 'pending',
       reason: null,
@@ -499,7 +501,7 @@ export class DeployEngine {
         `${batch.length} instance(s) stayed healthy ${settings.minHealthyTime} ms`,
       );
     }
-    if (batch.length > 0 && settings.analysis.afterEachBatch) {
+    if (batch.length > 0 && settings.analysis.afterEachBatch && run.deploy.fromVersion !== null) {
       await analysisStep(run, settings.analysis.window, 'batch analysis');
     }
   }
