@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import { LATENCY_BOUNDS_MS } from '../core/protocol.js';
 import { LATENCY_BUCKETS } from './metrics.js';
+import { parseSnapshot } from './snapshot.js';
 import { snapshot, testEnv } from './test-helpers.js';
 
 test('preview group: X-Nines-Preview or a preview host reaches it; other traffic never does', async (t) => {
@@ -9,16 +10,19 @@ test('preview group: X-Nines-Preview or a preview host reaches it; other traffic
   const blue = await e.backend('blue', (_q, res, s) => res.end(s.name));
   const green = await e.backend('green', (_q, res, s) => res.end(s.name));
   const { proxy, client } = await e.proxy();
+  // Through the link's parser, as a snapshot from the controller arrives.
   proxy.applySnapshot(
-    snapshot(1, [
-      { name: 'web', instances: [{ id: 'blue', port: blue.port }] },
-      {
-        name: 'web~preview',
-        previewOf: 'web',
-        hosts: ['preview.test'],
-        instances: [{ id: 'green', port: green.port }],
-      },
-    ]),
+    parseSnapshot(
+      snapshot(1, [
+        { name: 'web', instances: [{ id: 'blue', port: blue.port }] },
+        {
+          name: 'web~preview',
+          previewOf: 'web',
+          hosts: ['preview.test'],
+          instances: [{ id: 'green', port: green.port }],
+        },
+      ]),
+    ),
   );
   for (let i = 0; i < 20; i++) assert.equal((await client.req('/')).text, 'blue');
   assert.equal((await client.req('/', { headers: { 'x-nines-preview': '1' } })).text, 'green');
