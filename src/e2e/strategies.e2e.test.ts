@@ -55,7 +55,7 @@ describe('canary v1 → v2 (20 %, analysis, 50 %, analysis, promote)', () => {
   let up: Up | undefined;
   after(() => cleanup(root, up));
 
-  test('passes both analyses and promotes with zero failed requests', async () => {
+  test('passes both analyses and promotes with zero failed requests', async (t) => {
     up = await startUp({
       dataDir,
       config: serviceYaml({ source: fixture('graceful'), extra: CANARY_STEPS }),
@@ -68,6 +68,7 @@ describe('canary v1 → v2 (20 %, analysis, 50 %, analysis, promote)', () => {
     assert.equal(load.failed, 0, describeLoad(load));
     assert.ok((load.classes.v1 ?? 0) > 0 && (load.classes.v2 ?? 0) > 0, describeLoad(load));
     assert.equal(dep.stdout.split('analysis.pass').length - 1, 2, dep.stdout);
+    t.diagnostic(`canary: 0 failed of ${load.sent} sent`);
     assert.match(dep.stdout, /v2 gets 20% of new requests/);
     const d = await latestDeploy(up);
     assert.equal(d.strategy, 'canary');
@@ -86,7 +87,7 @@ describe('canary of a release that answers 5xx on 30 % of requests', () => {
   let up: Up | undefined;
   after(() => cleanup(root, up));
 
-  test('analysis fails it, weight goes to 0, v1 stays; the only failures are the canary’s own, under budget', async () => {
+  test('analysis fails it, weight goes to 0, v1 stays; the only failures are the canary’s own, under budget', async (t) => {
     const steps =
       '    canary: { steps: [ { setWeight: 10 }, { analysis: { window: 2s } }, { setWeight: 50 } ] }\n' +
       '    analysis: { maxErrorPercent: 5, minRequests: 20 }\n';
@@ -109,6 +110,7 @@ describe('canary of a release that answers 5xx on 30 % of requests', () => {
     // Budget: 10 % of the load for the analysis window (2 s) plus its reaction (≤ 3 s), 30 % of that.
     const budget = Math.ceil(0.1 * rate * (2 + 3) * 0.3);
     assert.ok(bad <= budget, `${bad} failed > budget ${budget}`);
+    t.diagnostic(`bad canary: ${bad} failed of ${load.sent} sent (budget ${budget})`);
     // The canary's share stayed near 10 % (all of its answers, good and bad).
     const canary = (load.classes.v2 ?? 0) + bad;
     assert.ok(Math.abs(bad / canary - 0.3) < 0.05, `canary 5xx share ${bad}/${canary}`);
@@ -131,7 +133,7 @@ describe('blue-green v1 → v2 with a preview, then an instant rollback within s
   let up: Up | undefined;
   after(() => cleanup(root, up));
 
-  test('preview reaches v2 only, the switch and the rollback drop nothing, the rollback starts nothing', async () => {
+  test('preview reaches v2 only, the switch and the rollback drop nothing, the rollback starts nothing', async (t) => {
     const extra = '    blueGreen: { scaleDownDelay: 30s, autoPromote: false }\n';
     up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful'), extra }) });
     const u = up;
@@ -171,6 +173,9 @@ describe('blue-green v1 → v2 with a preview, then an instant rollback within s
     assert.equal(rbDeploy.state, 'succeeded');
     const took = (rbDeploy.finishedAt ?? 0) - (rbDeploy.startedAt ?? 0);
     assert.ok(took < 1500, `rollback took ${took} ms in the engine (${rollbackMs} ms with the CLI)`);
+    t.diagnostic(
+      `blue-green: 0 failed of ${load.sent}; rollback ${took} ms in the engine, ${rollbackMs} ms with the CLI`,
+    );
     assert.equal(await get(), 'v1');
     const status = await u.client.get<StatusView>('/v1/status');
     assert.equal(status.services[0]?.currentRelease, 'v1');
@@ -183,7 +188,7 @@ describe('all-at-once v2 → v3 (after a rolling v1 → v2 measured the boot and
   let up: Up | undefined;
   after(() => cleanup(root, up));
 
-  test('the maintenance window users see matches the plan within 20 %, and only maintenance answers fail', async () => {
+  test('the maintenance window users see matches the plan within 20 %, and only maintenance answers fail', async (t) => {
     up = await startUp({
       dataDir,
       config: serviceYaml({ source: fixture('graceful'), env: { BOOT_DELAY_MS: '1500' } }),
@@ -210,6 +215,7 @@ describe('all-at-once v2 → v3 (after a rolling v1 → v2 measured the boot and
     const seen = load.timeline.find((t) => t.cls === maint);
     assert.ok(seen);
     const measured = seen.last - seen.first;
+    t.diagnostic(`all-at-once: planned ${planned} ms, users saw maintenance for ${measured} ms`);
     assert.ok(
       Math.abs(measured - planned) <= 0.2 * planned,
       `users saw maintenance for ${measured} ms; the plan said ${planned} ms`,
