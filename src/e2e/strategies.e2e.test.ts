@@ -228,3 +228,25 @@ describe('all-at-once v2 → v3 (after a rolling v1 → v2 measured the boot and
     assert.equal(status.services[0]?.currentRelease, 'v3');
   });
 });
+
+describe('hooks: a failing preDeploy aborts before any traffic moves', () => {
+  const root = tempDir();
+  const dataDir = join(root, 'data');
+  let up: Up | undefined;
+  after(() => cleanup(root, up));
+
+  test('preDeploy exit 7 for v2 fails the deploy naming it and nothing starts; v1 (hook passed) serves', async () => {
+    // The hook runs for the first deploy too (v1: it passes).
+    const extra = `    hooks: { preDeploy: { command: 'if [ "$NINES_RELEASE" = v2 ]; then echo migration broke >&2; exit 7; fi', timeout: 10s } }\n`;
+    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful'), extra }) });
+    assert.equal((await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v2')).code, 0);
+    const { value: dep, load } = await underLoad(`${up.info.proxyUrl}/`, () =>
+      cli(dataDir, 'deploy', 'web', 'v2'),
+    );
+    assert.equal(dep.code, 1, dep.stdout + dep.stderr);
+    assert.match(dep.stdout, /^failed: .*preDeploy hook `.*` exited with code 7: migration broke/m);
+    assert.doesNotMatch(dep.stdout, /instance\.starting/);
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.deepEqual(Object.keys(load.classes), ['v1']);
+  });
+});
