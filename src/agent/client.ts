@@ -41,6 +41,7 @@ export const desiredInstanceSchema = z.object({
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),
+  preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */

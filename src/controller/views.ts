@@ -48,6 +48,14 @@ export function hostDesiredState(
       health: healthSpec(r.spec),
       drainTimeoutMs: r.spec.drainTimeout,
       desired: i.desired,
+      ...(r.spec.hooks?.preStop
+        ? {
+            preStop: {
+              command: r.spec.hooks.preStop.command,
+              timeoutMs: r.spec.hooks.preStop.timeout ?? 30_000,
+            },
+          }
+        : {}),
     });
   }
   out.sort((a, b) => a.id.localeCompare(b.id));

@@ -54,6 +54,8 @@ export interface DesiredInstance {
   drainTimeoutMs: number;
   /** `running`: keep it up (restart on crash). `stopped`: SIGTERM, then SIGKILL after drainTimeoutMs. */
   desired: 'running' | 'stopped';
+  /** Run (`sh -c`, release dir, the instance's env) before the SIGTERM of a stop; killed after timeoutMs. */
+  preStop?: { command: string; timeoutMs: number };
 }
 
 export interface HostDesiredState {
