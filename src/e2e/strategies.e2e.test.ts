@@ -250,3 +250,67 @@ describe('hooks: a failing preDeploy aborts before any traffic moves', () => {
     assert.deepEqual(Object.keys(load.classes), ['v1']);
   });
 });
+
+describe('analysis without enough traffic is inconclusive: the deploy pauses for a person', () => {
+  const root = tempDir();
+  const dataDir = join(root, 'data');
+  let up: Up | undefined;
+  after(() => cleanup(root, up));
+
+  test('a canary analysis with no load pauses the deploy; resume goes on to the promotion', async () => {
+    const extra =
+      '    canary: { steps: [ { setWeight: 50 }, { analysis: { window: 1s } } ] }\n' +
+      '    analysis: { minRequests: 50 }\n';
+    up = await startUp({
+      dataDir,
+      config: serviceYaml({ source: fixture('graceful'), instances: 2, extra }),
+    });
+    const u = up;
+    assert.equal((await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v2')).code, 0);
+    assert.equal((await cli(dataDir, 'deploy', 'web', 'v2', '--strategy', 'canary', '--no-wait')).code, 0);
+    const id = (await latestDeploy(u)).id;
+    await waitDeploy(u, id, (d) => d.state === 'paused');
+    const { events } = await deployOf(u, id);
+    assert.ok(
+      events.some((e) => e.type === 'analysis.inconclusive'),
+      events.map((e) => e.type).join(),
+    );
+    const resumed = await cli(dataDir, 'deploy', 'resume', 'web');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const done = await waitDeploy(u, id, (d) => d.state === 'succeeded' || d.state === 'failed');
+    assert.equal(done.state, 'succeeded', done.reason ?? '');
+  });
+});
+
+describe('rolling with analysis after each batch, of a release that answers 5xx on 30 %', () => {
+  const root = tempDir();
+  const dataDir = join(root, 'data');
+  let up: Up | undefined;
+  after(() => cleanup(root, up));
+
+  test('the first batch is caught and reverted; only the bad release’s own answers failed', async () => {
+    const extra = '    analysis: { maxErrorPercent: 5, minRequests: 20, window: 2s, afterEachBatch: true }\n';
+    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful'), extra }) });
+    assert.equal((await cli(dataDir, 'release', 'web', fixture('flaky'), '--version', 'v2')).code, 0);
+    const rate = 800;
+    const { value: dep, load } = await underLoad(
+      `${up.info.proxyUrl}/`,
+      () => cli(dataDir, 'deploy', 'web', 'v2'),
+      {
+        rate,
+      },
+    );
+    assert.equal(dep.code, 1, dep.stdout + dep.stderr);
+    assert.match(dep.stdout, /^failed: .*analysis failed/m);
+    assert.equal(dep.stdout.split('instance.starting').length - 1, 1, 'one batch only');
+    const bad = load.classes['v2 error'] ?? 0;
+    assert.ok(bad > 0, describeLoad(load));
+    assert.equal(load.failed, bad, describeLoad(load));
+    // One of four instances for the window plus its reaction: a quarter of the load, 30 % of it.
+    const budget = Math.ceil(0.25 * rate * (2 + 3) * 0.3);
+    assert.ok(bad <= budget, `${bad} failed > budget ${budget}`);
+    const status = await up.client.get<StatusView>('/v1/status');
+    const web = status.instances.filter((i) => i.service === 'web');
+    assert.ok(web.length === 3 && web.every((i) => i.version === 'v1' && i.route === 'ready'));
+  });
+});
