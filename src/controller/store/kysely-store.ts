@@ -5,6 +5,7 @@ import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
+import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -88,6 +89,10 @@ export class KyselyStore implements Store {
       );
     }
     return this.kdb;
+  }
+
+  checks(): CheckStore {
+    return new KyselyCheckStore(this.db);
   }
 
   async migrate(): Promise<void> {
