@@ -756,7 +756,7 @@ joinTokens
 
 program
   .command('deploys [service]')
-  .description('deploy history: who, when, from, to, result, duration')
+  .description('deploy history: who, when, strategy, from, to, result, duration, failed requests')
   .addHelpText('after', '\nExample:\n  nines deploys hello')
   .action(
     action(async (out, o, service?: string) => {

@@ -1,5 +1,5 @@
 import { maintenanceEstimate } from '../../core/strategies.js';
-import type { DeployEventRecord, Store } from '../store/types.js';
+import type { DeployEventRecord, ServiceMode, ServiceModeOptions, Store } from '../store/types.js';
 import { allOrFirstError, type DeployRun, waitApplied } from './run.js';
 
 /** Durations between two events of the same instance, from a deploy's event list. */
@@ -42,8 +42,15 @@ export async function runAllAtOnce(run: DeployRun): Promise<void> {
   const { deploy, release, ctx, store } = run;
   const desired = release.spec.instances;
   const svc = await store.getService(deploy.service);
-  const prevMode = svc?.mode ?? 'live';
-  const prevOptions = svc?.modeOptions ?? null;
+  // Resumed after a controller restart: the service is in maintenance because of this deploy; the
+  // mode to restore is the one recorded when it went in.
+  const earlier = (await store.listDeployEvents(deploy.id)).find((e) => e.type === 'allatonce.maintenance');
+  const prevMode = earlier
+    ? ((earlier.data?.prevMode as ServiceMode | undefined) ?? 'live')
+    : (svc?.mode ?? 'live');
+  const prevOptions = earlier
+    ? ((earlier.data?.prevOptions as ServiceModeOptions | null | undefined) ?? null)
+    : (svc?.modeOptions ?? null);
   const times = await measuredTimes(store, deploy.service);
   const est = maintenanceEstimate(times.boot, times.stop, release.spec.healthyDeadline);
   await ctx.event(
@@ -58,13 +65,17 @@ export async function runAllAtOnce(run: DeployRun): Promise<void> {
     await waitApplied(run, await run.fleet.bumpRouting(), signal);
   };
   run.onRevert.push(() => setMode(prevMode, prevOptions));
+  // Recorded before the switch, so a controller restart in between still knows what to restore.
+  await ctx.event('allatonce.maintenance', `${deploy.service} goes into maintenance mode`, {
+    prevMode,
+    prevOptions,
+  });
   await setMode(
     'maintenance',
     { message: `${deploy.service} is being upgraded to ${release.version}` },
     ctx.signal,
   );
   const t0 = Date.now();
-  await ctx.event('allatonce.maintenance', `${deploy.service} is in maintenance mode`);
   const old = (await store.listInstances({ service: deploy.service })).filter((i) => i.desired === 'running');
   await allOrFirstError(old.map((i) => run.ops.stop(ctx, i)));
   const tasks: Promise<unknown>[] = [];
