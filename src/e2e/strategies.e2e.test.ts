@@ -314,3 +314,38 @@ describe('rolling with analysis after each batch, of a release that answers 5xx 
     assert.ok(web.length === 3 && web.every((i) => i.version === 'v1' && i.route === 'ready'));
   });
 });
+
+describe('progressDeadline', () => {
+  const root = tempDir();
+  const dataDir = join(root, 'data');
+  let up: Up | undefined;
+  after(() => cleanup(root, up));
+
+  test('a deploy that completes no step within it fails and reverts before the healthy deadline', async (t) => {
+    up = await startUp({
+      dataDir,
+      config: serviceYaml({
+        source: fixture('graceful'),
+        healthyDeadline: '60s',
+        extra: '    progressDeadline: 4s\n',
+      }),
+    });
+    assert.equal((await cli(dataDir, 'release', 'web', fixture('unhealthy'), '--version', 'v2')).code, 0);
+    const t0 = Date.now();
+    const { value: dep, load } = await underLoad(`${up.info.proxyUrl}/`, () =>
+      cli(dataDir, 'deploy', 'web', 'v2'),
+    );
+    const took = Date.now() - t0;
+    assert.equal(dep.code, 1, dep.stdout + dep.stderr);
+    assert.match(dep.stdout, /^failed: .*no progress within the progress deadline of 4000 ms/m);
+    const d = await latestDeploy(up);
+    const engineMs = (d.finishedAt ?? 0) - (d.startedAt ?? 0);
+    t.diagnostic(
+      `progressDeadline: failed after ${engineMs} ms in the engine, ${took} ms with the CLI and load`,
+    );
+    // Well before the 60 s healthy deadline (4 s + the revert; generous for a loaded machine).
+    assert.ok(engineMs < 30_000, `the deploy ran ${engineMs} ms`);
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.deepEqual(Object.keys(load.classes), ['v1']);
+  });
+});

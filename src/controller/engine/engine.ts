@@ -291,7 +291,7 @@ export class DeployEngine {
     const settings = deploySettings(release.spec, deploy.strategy);
     const progress = new AbortController();
     const event = (type: string, message: string, data?: Record<string, unknown>) => {
-      if (type === 'instance.routed' || type === 'instance.stopped') ctl.progressAt = Date.now();
+      if (PROGRESS.test(type)) ctl.progressAt = Date.now();
       return this.event(deploy.id, type, message, data);
     };
     const ctx: OpContext = {
@@ -310,7 +310,7 @@ export class DeployEngine {
       }
       ctx.signal.throwIfAborted();
     };
-    // progressDeadline: no instance routed or stopped for that long (time paused does not count).
+    // progressDeadline: no step done for that long (time paused for a person does not count).
     const watchdog = setInterval(() => {
       if (ctl.paused || ctl.promoteWake !== null) ctl.progressAt = Date.now();
       if (Date.now() - ctl.progressAt > settings.progressDeadline) {
@@ -663,6 +663,9 @@ export class DeployEngine {
     this.hub.signal(`deploy:${deployId}`);
   }
 }
+
+/** Events that count as progress for `progressDeadline`. */
+const PROGRESS = /^(instance\.routed|instance\.stopped|canary\.|analysis\.|bluegreen\.|allatonce\.|hook\.)/;
 
 function mustBe(d: DeployRecord, state: DeployRecord['state'], verb: string): void {
   if (d.state !== state) {
