@@ -49,6 +49,8 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_HAPROXY_UNREACHABLE: { status: 502, title: 'HAProxy Runtime API did not answer' },
+  NINES_E_DRILL_REFUSED: { status: 409, title: 'Drill target is outside the fleet nines manages' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
