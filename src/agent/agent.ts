@@ -11,6 +11,7 @@ import {
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { FaultRunner } from './faults.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
 import { planInstances } from './plan.js';
@@ -173,6 +174,15 @@ export class Agent {
         transport: this.client,
         logsDir: this.paths.logsDir,
         hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
+    this.loops.push(
+      new FaultRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        observed: () => this.observed(),
         logger: this.log,
         signal: this.abort.signal,
       }).run(),

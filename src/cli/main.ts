@@ -15,6 +15,7 @@ import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './ap
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { registerDrillCommands } from './drill.js';
 import { registerHaproxyCommand } from './haproxy.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
@@ -883,5 +884,6 @@ program
   );
 
 registerHaproxyCommand(program, { action, nodeToken, untilSignal });
+registerDrillCommands(program, { action, nodeToken, untilSignal });
 
 await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@ import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../co
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import type { ArtifactStore } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
+import { registerDrillRoutes } from './drills.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
@@ -125,6 +126,8 @@ export function buildApi(deps: ApiDeps) {
       auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
     }
   });
+
+  registerDrillRoutes(app, { store, hub });
 
   app.setErrorHandler((err, req, reply) => {
     if (isNinesError(err)) {

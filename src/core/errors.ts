@@ -51,6 +51,7 @@ export const errorRegistry = {
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
   NINES_E_HAPROXY_UNREACHABLE: { status: 502, title: 'HAProxy Runtime API did not answer' },
   NINES_E_DRILL_REFUSED: { status: 409, title: 'Drill target is outside the fleet nines manages' },
+  NINES_E_DRILL_NOT_FOUND: { status: 404, title: 'No such drill' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

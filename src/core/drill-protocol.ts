@@ -1,0 +1,44 @@
+import { z } from 'zod';
+
+/**
+ * How a drill's fault reaches an agent (`nines drill`, issue 8). Like `nines logs`, a channel of its own
+ * next to the desired state, so a fault is never cached or replayed after an agent restart:
+ *
+ *   agent → controller   GET  /v1/agent/faults?hostId&have&wait   → { faults: AgentFault[] } (long poll
+ *                                                                   until the set differs from `have`)
+ *   agent → controller   POST /v1/agent/faults/:id?hostId         AgentFaultResult → 204
+ *
+ * A fault names only an instance the controller placed on that host; the agent acts only on a process
+ * it supervises, so a drill cannot touch anything outside the fleet.
+ */
+
+export interface AgentFault {
+  id: string;
+  /** `kill-instance`: SIGKILL the instance's process — a crash; the agent's supervisor restarts it. */
+  kind: 'kill-instance';
+  instance: string;
+}
+
+export interface AgentFaultResult {
+  ok: boolean;
+  message: string;
+  /** The process that was killed. */
+  pid?: number;
+  /** When the agent acted (unix ms). */
+  at: number;
+}
+
+export const agentFaultSchema = z.object({
+  id: z.string().min(1),
+  kind: z.literal('kill-instance'),
+  instance: z.string().min(1),
+});
+
+export const agentFaultsAnswerSchema = z.object({ faults: z.array(agentFaultSchema) });
+
+export const agentFaultResultSchema = z.strictObject({
+  ok: z.boolean(),
+  message: z.string().max(2000),
+  pid: z.number().int().positive().optional(),
+  at: z.number().int().nonnegative(),
+});
