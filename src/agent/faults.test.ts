@@ -65,3 +65,25 @@ test('a fault for an instance this agent does not run touches nothing', () => {
   assert.match(notRunning.message, /no running process \(backoff\)/);
   assert.deepEqual(killed, []);
 });
+
+test('a host-loss fault hands over to the agent’s own simulation, or is refused without one', () => {
+  const calls: number[] = [];
+  const deps = {
+    transport: { faults: async () => [], faultDone: async () => {} },
+    hostId: () => 'h-1',
+    observed: () => [],
+    logger,
+    signal: new AbortController().signal,
+  };
+  const with_ = new FaultRunner({
+    ...deps,
+    hostLoss: (ms) => {
+      calls.push(ms);
+      return [101, 102];
+    },
+  });
+  const r = with_.inject({ id: 'f', kind: 'host-loss', durationMs: 20_000 });
+  assert.deepEqual([r.ok, r.pids, calls], [true, [101, 102], [20_000]]);
+  const without = new FaultRunner(deps).inject({ id: 'f', kind: 'host-loss', durationMs: 20_000 });
+  assert.equal(without.ok, false);
+});

@@ -14,6 +14,8 @@ export interface FaultRunnerDeps {
   observed: () => ObservedInstance[];
   logger: Logger;
   signal: AbortSignal;
+  /** `host-loss`: the agent's own simulation (Agent.simulateHostLoss); absent: refused. */
+  hostLoss?: (ms: number) => number[];
   /** For tests: how a process is killed. */
   kill?: (pid: number, signal: NodeJS.Signals) => void;
 }
@@ -62,6 +64,17 @@ export class FaultRunner {
 
   inject(f: AgentFault): AgentFaultResult {
     const at = Date.now();
+    if (f.kind === 'host-loss') {
+      if (this.d.hostLoss === undefined)
+        return { ok: false, message: 'this agent cannot simulate host loss', at };
+      const pids = this.d.hostLoss(f.durationMs);
+      return {
+        ok: true,
+        message: `host lost for ${f.durationMs} ms: ${pids.length} process(es) killed`,
+        pids,
+        at,
+      };
+    }
     const inst = this.d.observed().find((o) => o.id === f.instance);
     if (inst === undefined) return { ok: false, message: `instance ${f.instance} is not on this host`, at };
     if (inst.pid === undefined || inst.state !== 'running') {

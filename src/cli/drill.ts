@@ -52,9 +52,9 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
     )
     .option(
       '--outage <duration>',
-      'controller-loss: how long agents and proxies cannot reach the controller',
-      '5s',
+      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss: how long the host is gone (default 30s)',
     )
+    .option('--host <host>', 'host-loss: the host to lose (default: one running the service)')
     .addHelpText(
       'after',
       '\nExamples:\n  nines drill instance-kill --service web\n  nines drill deploy --service web --rate 200 --json\n' +
@@ -77,13 +77,14 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             maxFailed: string;
             maxP99?: string;
             version?: string;
-            outage: string;
+            outage?: string;
+            host?: string;
           },
         ) => {
           if (!(SCENARIOS as readonly string[]).includes(scenario)) {
             throw new NinesError(
               'NINES_E_VALIDATION',
-              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (host-loss, zone-outage and dependency-down are not implemented yet)`,
+              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (zone-outage and dependency-down are not implemented yet)`,
             );
           }
           const api = new Client(await resolveTarget(o));
@@ -99,7 +100,8 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             maxFailed: int(opts.maxFailed, '--max-failed'),
             ...(opts.maxP99 !== undefined ? { maxP99Ms: ms(opts.maxP99, '--max-p99') } : {}),
             ...(opts.version !== undefined ? { version: opts.version } : {}),
-            outageMs: ms(opts.outage, '--outage'),
+            ...(opts.outage !== undefined ? { outageMs: ms(opts.outage, '--outage') } : {}),
+            ...(opts.host !== undefined ? { host: opts.host } : {}),
             progress: (l) => out.line(l),
           });
           const rec = await api.post<DrillRecord>('/v1/drills', {

@@ -62,6 +62,11 @@ describe('drill API', () => {
       json: { kind: 'kill-instance', service: 'web', instance: 'db-primary' },
     });
     assert.equal(named.status, 409);
+    const host = await call('POST', '/v1/drills/faults', {
+      json: { kind: 'host-loss', service: 'web', durationMs: 20_000 },
+    });
+    assert.equal(host.status, 409);
+    assert.equal(host.body.error.code, 'NINES_E_DRILL_REFUSED');
     assert.equal((await store.listEvents()).length, events);
   });
 
@@ -70,6 +75,11 @@ describe('drill API', () => {
     assert.equal(r.status, 400);
     assert.equal(r.body.error.code, 'NINES_E_VALIDATION');
     assert.match(r.body.error.message, /kind/);
+    const short = await call('POST', '/v1/drills/faults', {
+      json: { kind: 'host-loss', service: 'web', durationMs: 5 },
+    });
+    assert.equal(short.status, 400);
+    assert.match(short.body.error.message, /durationMs/);
     const outage = await call('POST', '/v1/drills/controller-loss', { json: { durationMs: 10_000_000 } });
     assert.equal(outage.status, 400);
   });

@@ -77,11 +77,22 @@ export class DrillFaults {
   }
 }
 
-const faultBody = z.strictObject({
-  kind: z.literal('kill-instance'),
-  service: z.string().min(1).max(200),
-  instance: z.string().min(1).max(200).optional(),
-});
+const faultBody = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('kill-instance'),
+    service: z.string().min(1).max(200),
+    instance: z.string().min(1).max(200).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('host-loss'),
+    service: z.string().min(1).max(200),
+    /** The host to lose (id or name); default: the host of one of the service's instances. */
+    host: z.string().min(1).max(253).optional(),
+    durationMs: z.number().int().min(1000).max(MAX_OUTAGE_MS),
+  }),
+]);
+/** A host that reported this recently counts as live for choosing where a drill may fail over to. */
+const LIVE_MS = 5000;
 const outageBody = z.strictObject({ durationMs: z.number().int().min(100).max(MAX_OUTAGE_MS) });
 const drillBody = z.strictObject({
   id: z
@@ -162,6 +173,53 @@ export function registerDrillRoutes(
     if (!svc)
       throw new NinesError('NINES_E_DRILL_REFUSED', `no service named "${body.service}" is managed here`);
     const candidates = killable(hub, await store.listInstances({ service: body.service }));
+    if (body.kind === 'host-loss') {
+      const hosts = await store.listHosts();
+      const live = hosts.filter(
+        (h) => h.revokedAt === null && (hub.agents.get(h.id)?.at ?? 0) >= now() - LIVE_MS,
+      );
+      const mine = candidates.map((i) => i.hostId);
+      const options = live.filter(
+        (h) => mine.includes(h.id) && (body.host === undefined || h.id === body.host || h.name === body.host),
+      );
+      const host = options[Math.floor(Math.random() * options.length)];
+      if (!host) {
+        throw new NinesError(
+          'NINES_E_DRILL_REFUSED',
+          body.host !== undefined
+            ? `host "${body.host}" is not a live host running ${body.service}`
+            : `${body.service} has no running instance on a live host`,
+        );
+      }
+      if (!live.some((h) => h.id !== host.id)) {
+        throw new NinesError(
+          'NINES_E_DRILL_REFUSED',
+          `losing ${host.name} would leave no live host for ${body.service} to fail over to`,
+        );
+      }
+      const fault: AgentFault = {
+        id: `f-${randomBytes(6).toString('hex')}`,
+        kind: 'host-loss',
+        durationMs: body.durationMs,
+      };
+      const sentAt = now();
+      const result = await faults.inject(host.id, fault);
+      await store.appendEvent({
+        at: now(),
+        kind: 'drill.fault',
+        subject: body.service,
+        message: `drill: host-loss of ${host.name} for ${body.durationMs} ms — ${result.message}`,
+        data: { fault, hostId: host.id, result, by: who(req) },
+      });
+      return {
+        fault,
+        hostId: host.id,
+        host: host.name,
+        instances: candidates.filter((i) => i.hostId === host.id).map((i) => i.id),
+        sentAt,
+        result,
+      };
+    }
     let target: InstanceRecord | undefined;
     if (body.instance !== undefined) {
       target = candidates.find((i) => i.id === body.instance);

@@ -12,27 +12,42 @@ import { z } from 'zod';
  * it supervises, so a drill cannot touch anything outside the fleet.
  */
 
-export interface AgentFault {
-  id: string;
-  /** `kill-instance`: SIGKILL the instance's process — a crash; the agent's supervisor restarts it. */
-  kind: 'kill-instance';
-  instance: string;
-}
+export type AgentFault =
+  | {
+      id: string;
+      /** SIGKILL the instance's process — a crash; the agent's supervisor restarts it. */
+      kind: 'kill-instance';
+      instance: string;
+    }
+  | {
+      id: string;
+      /**
+       * The host is lost for `durationMs`: every instance process SIGKILLed, the agent silent and
+       * starting nothing; then it comes back like a rebooted host.
+       */
+      kind: 'host-loss';
+      durationMs: number;
+    };
 
 export interface AgentFaultResult {
   ok: boolean;
   message: string;
-  /** The process that was killed. */
+  /** The process that was killed (kill-instance). */
   pid?: number;
+  /** The processes that were killed (host-loss). */
+  pids?: number[];
   /** When the agent acted (unix ms). */
   at: number;
 }
 
-export const agentFaultSchema = z.object({
-  id: z.string().min(1),
-  kind: z.literal('kill-instance'),
-  instance: z.string().min(1),
-});
+export const agentFaultSchema = z.discriminatedUnion('kind', [
+  z.object({ id: z.string().min(1), kind: z.literal('kill-instance'), instance: z.string().min(1) }),
+  z.object({
+    id: z.string().min(1),
+    kind: z.literal('host-loss'),
+    durationMs: z.number().int().min(100).max(600_000),
+  }),
+]);
 
 export const agentFaultsAnswerSchema = z.object({ faults: z.array(agentFaultSchema) });
 
@@ -40,5 +55,6 @@ export const agentFaultResultSchema = z.strictObject({
   ok: z.boolean(),
   message: z.string().max(2000),
   pid: z.number().int().positive().optional(),
+  pids: z.array(z.number().int().positive()).max(10_000).optional(),
   at: z.number().int().nonnegative(),
 });

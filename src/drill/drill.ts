@@ -12,6 +12,10 @@ import { type LoadResult, startLoad } from './loadgen.js';
  *  - `instance-kill`: one routed instance's process gets SIGKILL from its agent (a crash). Detected when
  *    the controller sees it down, recovered when it runs healthy and routed again and the service has
  *    its instances back.
+ *  - `host-loss`: the agent of a host running the service kills every instance process on it and falls
+ *    silent for `--outage` (default 30 s), then comes back like a rebooted host. Detected when the
+ *    controller declares the host down, recovered when the service has its instances back (replaced on
+ *    the other hosts, or the host returned); the drill waits for the host to report again.
  *  - `deploy`: a rolling deploy to `--version` (default: the newest other stable release) and back
  *    to the current one — the platform's most frequent "fault". Recovered when both finished.
  *  - `controller-loss`: agents and proxies cannot reach the controller for `--outage` (the controller
@@ -19,7 +23,7 @@ import { type LoadResult, startLoad } from './loadgen.js';
  *    reports again.
  */
 
-export const SCENARIOS = ['instance-kill', 'deploy', 'controller-loss'] as const;
+export const SCENARIOS = ['instance-kill', 'host-loss', 'deploy', 'controller-loss'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** The controller API as the drill needs it (src/cli/client.ts `Client` fits). */
@@ -46,8 +50,10 @@ export interface DrillOptions {
   maxP99Ms?: number;
   /** `deploy`: the version to deploy (and come back from). */
   version?: string;
-  /** `controller-loss`: how long the controller is gone. */
+  /** `controller-loss`, `host-loss`: how long the controller / the host is gone. */
   outageMs?: number;
+  /** `host-loss`: which host (id or name); default: one running the service. */
+  host?: string;
   /** Progress lines for people (never in --json). */
   progress?: (line: string) => void;
 }
@@ -176,6 +182,8 @@ interface StatusInstance {
   route: string;
   state: string;
   healthy: boolean;
+  /** Every live proxy has it up. */
+  proxyUp: boolean;
   restarts: number;
 }
 interface StatusView {
@@ -191,6 +199,7 @@ interface HostRec {
   name: string;
   lastSeenAt: number;
   revokedAt: number | null;
+  up?: boolean;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -214,6 +223,7 @@ function serving(s: StatusView, service: string): StatusInstance[] {
       i.desired === 'running' &&
       i.route === 'ready' &&
       i.healthy &&
+      i.proxyUp &&
       i.state === 'running',
   );
 }
@@ -324,6 +334,65 @@ async function instanceKill(api: DrillApi, o: DrillOptions, svc: ServiceRec): Pr
   return { fault: r, detectedAt, recoveredAt, injectedAt, error: null };
 }
 
+async function hostLoss(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promise<FaultOutcome> {
+  const outage = o.outageMs ?? 30_000;
+  const before = await api.get<StatusView>('/v1/status');
+  const want = Math.max(serving(before, o.service).length, 1);
+  const r = await api.post<{
+    hostId: string;
+    host: string;
+    instances: string[];
+    result: { ok: boolean; message: string; at: number };
+  }>('/v1/drills/faults', {
+    kind: 'host-loss',
+    service: svc.name,
+    durationMs: outage,
+    ...(o.host !== undefined ? { host: o.host } : {}),
+  });
+  const injectedAt = r.result.at;
+  o.progress?.(`fault: ${r.host}: ${r.result.message}`);
+  if (!r.result.ok) {
+    return {
+      fault: r,
+      detectedAt: null,
+      recoveredAt: null,
+      injectedAt,
+      error: `fault not injected: ${r.result.message}`,
+    };
+  }
+  const hostUp = async () =>
+    (await api.get<{ hosts: HostRec[] }>('/v1/hosts')).hosts.find((h) => h.id === r.hostId);
+  let detectedAt: number | null = null;
+  const recoveredAt =
+    (await until(
+      o.recoverTimeoutMs,
+      async () => {
+        const h = await hostUp();
+        if (detectedAt === null && h?.up === false) {
+          detectedAt = Date.now();
+          o.progress?.(`detected: ${r.host} down after ${detectedAt - injectedAt} ms`);
+        }
+        // Recovered: the loss was noticed (or the host is back) and the service serves at full strength.
+        const back = h !== undefined && h.lastSeenAt > injectedAt + outage;
+        if (detectedAt === null && !back) return undefined;
+        return serving(await api.get<StatusView>('/v1/status'), o.service).length >= want
+          ? Date.now()
+          : undefined;
+      },
+      100,
+    )) ?? null;
+  // Restore: the host is back (it reports again) before the after phase.
+  await until(
+    Math.max(0, injectedAt + outage - Date.now()) + 30_000,
+    async () => {
+      const h = await hostUp();
+      return h !== undefined && h.lastSeenAt > injectedAt + outage ? true : undefined;
+    },
+    200,
+  );
+  return { fault: r, detectedAt, recoveredAt, injectedAt, error: null };
+}
+
 async function deployAndBack(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promise<FaultOutcome> {
   const original = svc.currentRelease;
   if (original === null) throw new NinesError('NINES_E_DRILL_REFUSED', `${svc.name} has no current release`);
@@ -423,6 +492,7 @@ export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillRep
   let outcome: FaultOutcome;
   try {
     if (o.scenario === 'instance-kill') outcome = await instanceKill(api, o, svc);
+    else if (o.scenario === 'host-loss') outcome = await hostLoss(api, o, svc);
     else if (o.scenario === 'deploy') outcome = await deployAndBack(api, o, svc);
     else outcome = await controllerLoss(api, o);
   } catch (err) {
