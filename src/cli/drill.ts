@@ -52,9 +52,10 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
     )
     .option(
       '--outage <duration>',
-      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss: how long the host is gone (default 30s)',
+      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss, zone-outage: how long the hosts are gone (default 30s)',
     )
     .option('--host <host>', 'host-loss: the host to lose (default: one running the service)')
+    .option('--zone <zone>', 'zone-outage: the zone to lose (default: one running the service)')
     .addHelpText(
       'after',
       '\nExamples:\n  nines drill instance-kill --service web\n  nines drill deploy --service web --rate 200 --json\n' +
@@ -79,12 +80,13 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             version?: string;
             outage?: string;
             host?: string;
+            zone?: string;
           },
         ) => {
           if (!(SCENARIOS as readonly string[]).includes(scenario)) {
             throw new NinesError(
               'NINES_E_VALIDATION',
-              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (zone-outage and dependency-down are not implemented yet)`,
+              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (dependency-down is not implemented yet)`,
             );
           }
           const api = new Client(await resolveTarget(o));
@@ -102,6 +104,7 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             ...(opts.version !== undefined ? { version: opts.version } : {}),
             ...(opts.outage !== undefined ? { outageMs: ms(opts.outage, '--outage') } : {}),
             ...(opts.host !== undefined ? { host: opts.host } : {}),
+            ...(opts.zone !== undefined ? { zone: opts.zone } : {}),
             progress: (l) => out.line(l),
           });
           const rec = await api.post<DrillRecord>('/v1/drills', {

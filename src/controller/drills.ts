@@ -84,6 +84,13 @@ const faultBody = z.discriminatedUnion('kind', [
     instance: z.string().min(1).max(200).optional(),
   }),
   z.strictObject({
+    kind: z.literal('zone-outage'),
+    service: z.string().min(1).max(200),
+    /** The zone to lose; default: the zone of one of the service's instances. */
+    zone: z.string().min(1).max(63).optional(),
+    durationMs: z.number().int().min(1000).max(MAX_OUTAGE_MS),
+  }),
+  z.strictObject({
     kind: z.literal('host-loss'),
     service: z.string().min(1).max(200),
     /** The host to lose (id or name); default: the host of one of the service's instances. */
@@ -173,51 +180,87 @@ export function registerDrillRoutes(
     if (!svc)
       throw new NinesError('NINES_E_DRILL_REFUSED', `no service named "${body.service}" is managed here`);
     const candidates = killable(hub, await store.listInstances({ service: body.service }));
-    if (body.kind === 'host-loss') {
+    if (body.kind === 'host-loss' || body.kind === 'zone-outage') {
       const hosts = await store.listHosts();
       const live = hosts.filter(
         (h) => h.revokedAt === null && (hub.agents.get(h.id)?.at ?? 0) >= now() - LIVE_MS,
       );
-      const mine = candidates.map((i) => i.hostId);
-      const options = live.filter(
-        (h) => mine.includes(h.id) && (body.host === undefined || h.id === body.host || h.name === body.host),
-      );
-      const host = options[Math.floor(Math.random() * options.length)];
-      if (!host) {
+      const mine = live.filter((h) => candidates.some((i) => i.hostId === h.id));
+      let targets: typeof hosts;
+      let what: string;
+      if (body.kind === 'host-loss') {
+        const options = mine.filter(
+          (h) => body.host === undefined || h.id === body.host || h.name === body.host,
+        );
+        const host = options[Math.floor(Math.random() * options.length)];
+        if (!host) {
+          throw new NinesError(
+            'NINES_E_DRILL_REFUSED',
+            body.host !== undefined
+              ? `host "${body.host}" is not a live host running ${body.service}`
+              : `${body.service} has no running instance on a live host`,
+          );
+        }
+        targets = [host];
+        what = `host-loss of ${host.name}`;
+      } else {
+        const zone = body.zone ?? mine[Math.floor(Math.random() * mine.length)]?.zone;
+        targets = live.filter((h) => h.zone === zone);
+        if (zone === undefined || !targets.some((h) => mine.includes(h))) {
+          throw new NinesError(
+            'NINES_E_DRILL_REFUSED',
+            body.zone !== undefined
+              ? `zone "${body.zone}" has no live host running ${body.service}`
+              : `${body.service} has no running instance on a live host`,
+          );
+        }
+        what = `zone-outage of ${zone} (${targets.map((h) => h.name).join(', ')})`;
+      }
+      const lost = new Set(targets.map((h) => h.id));
+      if (candidates.every((i) => lost.has(i.hostId))) {
         throw new NinesError(
           'NINES_E_DRILL_REFUSED',
-          body.host !== undefined
-            ? `host "${body.host}" is not a live host running ${body.service}`
-            : `${body.service} has no running instance on a live host`,
+          `${what} would take every running instance of ${body.service} down at once — an outage, not a drill`,
         );
       }
-      if (!live.some((h) => h.id !== host.id)) {
+      if (!live.some((h) => !lost.has(h.id))) {
         throw new NinesError(
           'NINES_E_DRILL_REFUSED',
-          `losing ${host.name} would leave no live host for ${body.service} to fail over to`,
+          `${what} would leave no live host for ${body.service} to fail over to`,
         );
       }
-      const fault: AgentFault = {
-        id: `f-${randomBytes(6).toString('hex')}`,
-        kind: 'host-loss',
-        durationMs: body.durationMs,
-      };
       const sentAt = now();
-      const result = await faults.inject(host.id, fault);
+      const results = await Promise.all(
+        targets.map(async (h) => {
+          const fault: AgentFault = {
+            id: `f-${randomBytes(6).toString('hex')}`,
+            kind: 'host-loss',
+            durationMs: body.durationMs,
+          };
+          return { hostId: h.id, host: h.name, fault, result: await faults.inject(h.id, fault) };
+        }),
+      );
       await store.appendEvent({
         at: now(),
         kind: 'drill.fault',
         subject: body.service,
-        message: `drill: host-loss of ${host.name} for ${body.durationMs} ms — ${result.message}`,
-        data: { fault, hostId: host.id, result, by: who(req) },
+        message: `drill: ${what} for ${body.durationMs} ms — ${results.map((r) => `${r.host}: ${r.result.message}`).join('; ')}`,
+        data: { hosts: results, by: who(req) },
       });
+      const first = results[0]!;
       return {
-        fault,
-        hostId: host.id,
-        host: host.name,
-        instances: candidates.filter((i) => i.hostId === host.id).map((i) => i.id),
+        kind: body.kind,
+        ...(body.kind === 'zone-outage' ? { zone: targets[0]?.zone } : {}),
+        hosts: results,
+        hostId: first.hostId,
+        host: first.host,
+        instances: candidates.filter((i) => lost.has(i.hostId)).map((i) => i.id),
         sentAt,
-        result,
+        result: {
+          ok: results.every((r) => r.result.ok),
+          message: results.map((r) => `${r.host}: ${r.result.message}`).join('; '),
+          at: Math.min(...results.map((r) => r.result.at)),
+        },
       };
     }
     let target: InstanceRecord | undefined;

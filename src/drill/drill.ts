@@ -16,6 +16,7 @@ import { type LoadResult, startLoad } from './loadgen.js';
  *    silent for `--outage` (default 30 s), then comes back like a rebooted host. Detected when the
  *    controller declares the host down, recovered when the service has its instances back (replaced on
  *    the other hosts, or the host returned); the drill waits for the host to report again.
+ *  - `zone-outage`: the same for every live host of a zone (`--zone`, default: one running the service).
  *  - `deploy`: a rolling deploy to `--version` (default: the newest other stable release) and back
  *    to the current one — the platform's most frequent "fault". Recovered when both finished.
  *  - `controller-loss`: agents and proxies cannot reach the controller for `--outage` (the controller
@@ -23,7 +24,7 @@ import { type LoadResult, startLoad } from './loadgen.js';
  *    reports again.
  */
 
-export const SCENARIOS = ['instance-kill', 'host-loss', 'deploy', 'controller-loss'] as const;
+export const SCENARIOS = ['instance-kill', 'host-loss', 'zone-outage', 'deploy', 'controller-loss'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** The controller API as the drill needs it (src/cli/client.ts `Client` fits). */
@@ -54,6 +55,8 @@ export interface DrillOptions {
   outageMs?: number;
   /** `host-loss`: which host (id or name); default: one running the service. */
   host?: string;
+  /** `zone-outage`: which zone; default: the zone of a host running the service. */
+  zone?: string;
   /** Progress lines for people (never in --json). */
   progress?: (line: string) => void;
 }
@@ -334,23 +337,25 @@ async function instanceKill(api: DrillApi, o: DrillOptions, svc: ServiceRec): Pr
   return { fault: r, detectedAt, recoveredAt, injectedAt, error: null };
 }
 
+/** `host-loss` and `zone-outage`: the agents of the lost hosts kill their instances and fall silent. */
 async function hostLoss(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promise<FaultOutcome> {
   const outage = o.outageMs ?? 30_000;
   const before = await api.get<StatusView>('/v1/status');
   const want = Math.max(serving(before, o.service).length, 1);
   const r = await api.post<{
-    hostId: string;
-    host: string;
+    hosts: Array<{ hostId: string; host: string }>;
     instances: string[];
     result: { ok: boolean; message: string; at: number };
   }>('/v1/drills/faults', {
-    kind: 'host-loss',
+    kind: o.scenario,
     service: svc.name,
     durationMs: outage,
-    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.scenario === 'host-loss' && o.host !== undefined ? { host: o.host } : {}),
+    ...(o.scenario === 'zone-outage' && o.zone !== undefined ? { zone: o.zone } : {}),
   });
   const injectedAt = r.result.at;
-  o.progress?.(`fault: ${r.host}: ${r.result.message}`);
+  const names = r.hosts.map((h) => h.host).join(', ');
+  o.progress?.(`fault: ${r.result.message}`);
   if (!r.result.ok) {
     return {
       fault: r,
@@ -360,34 +365,34 @@ async function hostLoss(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promis
       error: `fault not injected: ${r.result.message}`,
     };
   }
-  const hostUp = async () =>
-    (await api.get<{ hosts: HostRec[] }>('/v1/hosts')).hosts.find((h) => h.id === r.hostId);
+  const lostHosts = async () => {
+    const { hosts } = await api.get<{ hosts: HostRec[] }>('/v1/hosts');
+    return r.hosts.map((l) => hosts.find((h) => h.id === l.hostId));
+  };
+  const allBack = (hs: Array<HostRec | undefined>) =>
+    hs.every((h) => h !== undefined && h.lastSeenAt > injectedAt + outage);
   let detectedAt: number | null = null;
   const recoveredAt =
     (await until(
       o.recoverTimeoutMs,
       async () => {
-        const h = await hostUp();
-        if (detectedAt === null && h?.up === false) {
+        const hs = await lostHosts();
+        if (detectedAt === null && hs.every((h) => h?.up === false)) {
           detectedAt = Date.now();
-          o.progress?.(`detected: ${r.host} down after ${detectedAt - injectedAt} ms`);
+          o.progress?.(`detected: ${names} down after ${detectedAt - injectedAt} ms`);
         }
-        // Recovered: the loss was noticed (or the host is back) and the service serves at full strength.
-        const back = h !== undefined && h.lastSeenAt > injectedAt + outage;
-        if (detectedAt === null && !back) return undefined;
+        // Recovered: the loss was noticed (or the hosts are back) and the service serves at full strength.
+        if (detectedAt === null && !allBack(hs)) return undefined;
         return serving(await api.get<StatusView>('/v1/status'), o.service).length >= want
           ? Date.now()
           : undefined;
       },
       100,
     )) ?? null;
-  // Restore: the host is back (it reports again) before the after phase.
+  // Restore: the hosts are back (they report again) before the after phase.
   await until(
     Math.max(0, injectedAt + outage - Date.now()) + 30_000,
-    async () => {
-      const h = await hostUp();
-      return h !== undefined && h.lastSeenAt > injectedAt + outage ? true : undefined;
-    },
+    async () => (allBack(await lostHosts()) ? true : undefined),
     200,
   );
   return { fault: r, detectedAt, recoveredAt, injectedAt, error: null };
@@ -492,7 +497,8 @@ export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillRep
   let outcome: FaultOutcome;
   try {
     if (o.scenario === 'instance-kill') outcome = await instanceKill(api, o, svc);
-    else if (o.scenario === 'host-loss') outcome = await hostLoss(api, o, svc);
+    else if (o.scenario === 'host-loss' || o.scenario === 'zone-outage')
+      outcome = await hostLoss(api, o, svc);
     else if (o.scenario === 'deploy') outcome = await deployAndBack(api, o, svc);
     else outcome = await controllerLoss(api, o);
   } catch (err) {

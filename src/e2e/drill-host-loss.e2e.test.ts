@@ -11,8 +11,9 @@ import { cleanup, cli, fixture, freePort, type Proc, spawnCli, tempDir } from '.
  * Issue 8, `nines drill host-loss`: two hosts (zones a and b) behind one proxy; the agent of one host
  * kills every instance process on it and falls silent, the controller declares the host down and
  * replaces its instances on the other host, the host comes back — and the load never sees an error.
+ * Then the same for a whole zone, and the refusal of a loss that would take every instance down.
  */
-describe('nines drill host-loss', () => {
+describe('nines drill host-loss and zone-outage', () => {
   const root = tempDir();
   const ctlDir = join(root, 'controller');
   const procs: Proc[] = [];
@@ -64,8 +65,10 @@ describe('nines drill host-loss', () => {
       drainTimeout: 5000,
       healthyDeadline: 15_000,
     });
-    const r = await cli(ctlDir, 'release', 'web', fixture('graceful'), '--version', 'v1');
-    assert.equal(r.code, 0, r.stderr);
+    for (const v of ['v1', 'v2']) {
+      const r = await cli(ctlDir, 'release', 'web', fixture('graceful'), '--version', v);
+      assert.equal(r.code, 0, r.stderr);
+    }
     const d = await cli(ctlDir, 'deploy', 'web', 'v1');
     assert.equal(d.code, 0, d.stdout + d.stderr);
   });
@@ -126,5 +129,58 @@ describe('nines drill host-loss', () => {
       hosts.every((h) => h.up),
       `host-b is back: ${JSON.stringify(hosts)}`,
     );
+  });
+
+  test('zone-outage of zone b after a redeploy spread the instances again: 0 failed; losing the last zone is refused', async () => {
+    const d = await cli(ctlDir, 'deploy', 'web', 'v2');
+    assert.equal(d.code, 0, d.stdout + d.stderr);
+    const before = await client.get<StatusView>('/v1/status');
+    assert.ok(
+      before.instances.some((i) => i.host === 'host-b'),
+      'instances on host-b again',
+    );
+    const r = await cli(
+      ctlDir,
+      'drill',
+      'zone-outage',
+      '--service',
+      'web',
+      '--zone',
+      'b',
+      '--outage',
+      '20s',
+      '--proxy',
+      proxyUrl,
+      '--rate',
+      '100',
+      '--before',
+      '500ms',
+      '--after',
+      '500ms',
+      '--json',
+    );
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const rep = JSON.parse(r.stdout) as DrillReport;
+    assert.equal(rep.failed, 0, JSON.stringify(rep.phases));
+    assert.deepEqual(
+      (rep.fault as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host),
+      ['host-b'],
+    );
+    assert.ok(rep.timeToDetectMs !== null && rep.timeToRecoverMs !== null, JSON.stringify(rep));
+
+    // Every instance now runs in zone a: losing it would be an outage, not a drill.
+    const refused = await cli(
+      ctlDir,
+      'drill',
+      'zone-outage',
+      '--service',
+      'web',
+      '--zone',
+      'a',
+      '--proxy',
+      proxyUrl,
+    );
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /NINES_E_DRILL_REFUSED.*every running instance of web/);
   });
 });
