@@ -180,7 +180,12 @@ export class UpstreamPool {
   /** @internal the server announced `Keep-Alive: timeout=N`: close idle ones a second earlier. */
   hint(seconds: number): void {
     const ms = Math.max(500, seconds * 1000 - 1000);
-    if (ms < this.keepAliveMs) this.keepAliveMs = ms;
+    if (ms >= this.keepAliveMs) return;
+    this.keepAliveMs = ms;
+    if (this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
   }
 
   /** @internal */
