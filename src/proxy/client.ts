@@ -96,6 +96,35 @@ enum Chunk {
   Trailer,
 }
 
+/**
+ * Case-insensitive equality of a header name with `lower` (lower-case letters and `-` only), without
+ * allocating a lower-cased copy. `c | 32` maps only A-Z onto a-z here (and CR onto `-`, which a parsed
+ * header name cannot contain).
+ */
+export function eqi(name: string, lower: string): boolean {
+  const len = lower.length;
+  if (name.length !== len) return false;
+  for (let i = 0; i < len; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    if (c !== l && (c | 32) !== l) return false;
+  }
+  return true;
+}
+
+/** A non-negative decimal integer, or -1. */
+function parseLength(v: string): number {
+  const len = v.length;
+  if (len === 0 || len > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
 const kConn = Symbol('nines.upstreamConn');
 type BodyStream = IncomingMessage & { [kConn]?: UpstreamConn | null };
 
@@ -112,6 +141,7 @@ export class UpstreamPool {
   private readonly idle: UpstreamConn[] = [];
   private readonly conns = new Set<UpstreamConn>();
   private keepAliveMs: number;
+  private lastHint = '';
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private closeResolve: (() => void) | null = null;
@@ -178,8 +208,12 @@ export class UpstreamPool {
   }
 
   /** @internal the server announced `Keep-Alive: timeout=N`: close idle ones a second earlier. */
-  hint(seconds: number): void {
-    const ms = Math.max(500, seconds * 1000 - 1000);
+  hint(value: string): void {
+    if (value === this.lastHint) return;
+    this.lastHint = value;
+    const m = /timeout=(\d+)/i.exec(value);
+    if (m === null) return;
+    const ms = Math.max(500, Number(m[1]) * 1000 - 1000);
     if (ms >= this.keepAliveMs) return;
     this.keepAliveMs = ms;
     if (this.sweepTimer !== null) {
@@ -328,8 +362,8 @@ export class UpstreamConn {
     let hasLength = false;
     for (let i = 0; i < h.length; i += 2) {
       const name = h[i]!;
-      if (name.length === 4 && (name === 'host' || name.toLowerCase() === 'host')) hasHost = true;
-      else if (name.length === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+      if (name.length === 4 && eqi(name, 'host')) hasHost = true;
+      else if (name.length === 14 && eqi(name, 'content-length')) hasLength = true;
       head += `${name}: ${h[i + 1]}\r\n`;
     }
     if (!hasHost) head += `host: ${this.pool.hostHeader}\r\n`;
@@ -501,19 +535,17 @@ export class UpstreamConn {
       const value = text.slice(vs, ve);
       switch (name.length) {
         case 10:
-          if (name.toLowerCase() === 'connection') {
+          if (eqi(name, 'connection')) {
+            if (value === 'keep-alive') break;
             const v = value.toLowerCase();
             if (v.includes('close')) keepAlive = false;
             else if (v.includes('keep-alive')) keepAlive = true;
-          } else if (name.toLowerCase() === 'keep-alive') {
-            const m = /timeout=(\d+)/i.exec(value);
-            if (m !== null) this.pool.hint(Number(m[1]));
-          }
+          } else if (eqi(name, 'keep-alive')) this.pool.hint(value);
           break;
         case 14:
-          if (name.toLowerCase() === 'content-length') {
-            const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
-            if (Number.isNaN(n) || (length !== -1 && length !== n)) {
+          if (eqi(name, 'content-length')) {
+            const n = parseLength(value);
+            if (n === -1 || (length !== -1 && length !== n)) {
               this.abort(new ClientError(ClientCode.BadResponse, 'bad upstream content-length'));
               return -1;
             }
@@ -521,7 +553,7 @@ export class UpstreamConn {
           }
           break;
         case 17:
-          if (name.toLowerCase() === 'transfer-encoding') {
+          if (eqi(name, 'transfer-encoding')) {
             const v = value.toLowerCase();
             if (v.endsWith('chunked')) chunked = true;
             else keepAlive = false; // another coding last: the body ends with the connection

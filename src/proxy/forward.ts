@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ClientCode, type Exchange, type UpstreamConn } from './client.js';
+import { ClientCode, type Exchange, eqi, type UpstreamConn } from './client.js';
 import { type ProxyErrorCode, sendError } from './errors.js';
 import { classIndex } from './metrics.js';
 import type { Route } from './routing.js';
@@ -37,13 +37,7 @@ class LimitError extends Error {
 const BODY_TOO_LARGE = new LimitError('request body too large');
 const TOTAL_TIMEOUT = new LimitError('total request timeout');
 
-/**
- * Lower-case equality for a header name whose length already matched. Most clients send canonical
- * case, so the cheap comparison usually decides.
- */
-export function eqi(name: string, lower: string): boolean {
-  return name === lower || name.toLowerCase() === lower;
-}
+export { eqi } from './client.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus `Proxy-*`; compared without allocating in the common case. */
 export function isHopByHop(name: string): boolean {
