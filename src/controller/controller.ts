@@ -5,11 +5,14 @@ import type { Logger } from 'pino';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
+import { Signals } from './signals/signals.js';
 import type { Store } from './store/types.js';
 import { registerWeb } from './web.js';
 
@@ -29,6 +32,9 @@ export interface ControllerOptions {
 export class Controller {
   readonly store: Store;
   readonly hub: Hub;
+  readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
@@ -42,7 +48,8 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.signals = new Signals();
+    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger, signals: this.signals });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -69,6 +76,18 @@ export class Controller {
       logger: opts.logger,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
   }
 
   get url(): string {
@@ -93,10 +112,12 @@ export class Controller {
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.checks.start();
   }
 
   async close(): Promise<void> {
     await this.reconciler.stop();
+    await this.checks.stop();
     await this.engine.close();
     await this.app.close();
   }

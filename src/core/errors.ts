@@ -49,6 +49,7 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
