@@ -100,7 +100,7 @@ type ClientSocket = Socket & { [kClient]?: ClientInfo };
 const HEALTH_BODY = Buffer.from('{"status":"ok"}');
 
 /**
- * The data plane: an HTTP/1.1 + WebSocket reverse proxy on node:http with one undici Pool per instance.
+ * The data plane: an HTTP/1.1 + WebSocket reverse proxy on node:http with one keep-alive `UpstreamPool` (client.ts) per instance.
  * It routes by host (exact or `*.` wildcard) and path prefix, balances (least-connections by default,
  * round-robin, weighted; slow start), checks health actively (HTTP or TCP) and passively (ejection
  * with a growing time, capped share, optional fail-open panic), retries what is safe within a budget,
