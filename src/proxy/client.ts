@@ -150,7 +150,8 @@ export class UpstreamPool {
   constructor(opts: PoolOptions) {
     this.opts = opts;
     this.keepAliveMs = opts.keepAliveMs ?? 4000;
-    this.host = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    const h = opts.host.startsWith('[') ? opts.host.slice(1, -1) : opts.host;
+    this.host = h.includes(':') ? `[${h}]:${opts.port}` : `${h}:${opts.port}`;
   }
 
   /** Host header value for requests that came without one. */
