@@ -111,6 +111,7 @@ export async function runAgent(o: {
   address: string;
   logger: Logger;
   ca?: string;
+  metricsListen?: { host: string; port: number };
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -122,6 +123,7 @@ export async function runAgent(o: {
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
     ...(o.ca ? { ca: o.ca } : {}),
+    ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
   });
   await agent.start();
   return {

@@ -140,6 +140,9 @@ export function allowed(p: Principal, method: string, url: string): boolean {
   }
   // A proxy's own token: its part of the protocol only (registering again takes a join token).
   if (p.role === 'proxy') return url.startsWith('/v1/proxy/') && !url.startsWith('/v1/proxy/register');
+  // A Prometheus scraper's token: /metrics and nothing else.
+  if (p.role === 'metrics')
+    return (method === 'GET' || method === 'HEAD') && url.split('?')[0] === '/metrics';
   if (p.role === 'node') return isProtocol || isArtifact;
   return (method === 'GET' || method === 'HEAD') && !isProtocol;
 }

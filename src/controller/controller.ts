@@ -1,10 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-
 import type { Logger } from 'pino';
+import { AlertRuntime } from './alerting/runtime.js';
+import { AlertScheduler } from './alerting/scheduler.js';
+import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { AlertStore } from './alerting/store.js';
+import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
@@ -14,6 +22,8 @@ import { registerProxyRoutes } from './proxies.js';
 import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
+import { Signals } from './signals/signals.js';
+import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
 import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
@@ -30,6 +40,8 @@ export interface ControllerOptions {
   s3?: S3Options;
   /** Serve the API over HTTPS. */
   tls?: TlsFiles;
+  /** Alert evaluation period (default 1 s). */
+  alertIntervalMs?: number;
 }
 
 /**
@@ -40,12 +52,20 @@ export interface ControllerOptions {
 export class Controller {
   readonly store: Store;
   readonly hub: Hub;
+  readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
   readonly secrets: Secrets;
+  /** Alerting (docs/alerting.md): evaluated by `alertScheduler` — to be run on the leader only. */
+  readonly alerts: AlertStore;
+  readonly alertRuntime: AlertRuntime;
+  readonly alertScheduler: AlertScheduler;
+  private ackSecret = '';
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -54,7 +74,8 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.signals = new Signals();
+    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger, signals: this.signals });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -95,6 +116,39 @@ export class Controller {
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
+    if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
+    this.alerts = new AlertStore(this.store.kysely);
+    this.alertRuntime = new AlertRuntime({
+      alerts: this.alerts,
+      store: this.store,
+      sources: [new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs })],
+      requests: new RequestSignals(this.hub),
+      controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      ackSecret: () => this.ackSecret,
+      baseUrl: () => this.url,
+      logger: opts.logger.child({ part: 'alerting' }),
+    });
+    this.alertScheduler = new AlertScheduler(this.alertRuntime, {
+      logger: opts.logger.child({ part: 'alerting' }),
+      ...(opts.alertIntervalMs === undefined ? {} : { intervalMs: opts.alertIntervalMs }),
+    });
+    registerAlertsApi(this.app, {
+      runtime: this.alertRuntime,
+      alerts: this.alerts,
+      ackSecret: () => this.ackSecret,
+    });
   }
 
   get url(): string {
@@ -116,14 +170,19 @@ export class Controller {
   async start(): Promise<void> {
     await this.secrets.init();
     await this.engine.recover();
+    this.ackSecret = await this.alerts.ackSecret(Date.now());
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.checks.start();
+    this.alertScheduler.start();
   }
 
   async close(): Promise<void> {
+    await this.alertScheduler.stop();
     await this.reconciler.stop();
+    await this.checks.stop();
     await this.engine.close();
     await this.app.close();
     this.artifacts.remote?.close();

@@ -58,6 +58,9 @@ export const errorRegistry = {
     status: 502,
     title: 'Object storage (S3) refused or failed an artifact operation',
   },
+  NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
+  NINES_E_CHANNEL_NOT_FOUND: { status: 404, title: 'No such notification channel' },
+  NINES_E_SILENCE_NOT_FOUND: { status: 404, title: 'No such silence (or it already ended)' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

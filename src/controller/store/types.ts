@@ -1,6 +1,7 @@
 import type { ServiceSpec } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { CheckStore } from '../checks/store.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -123,8 +124,9 @@ export interface EventRecord {
 }
 
 /** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
- *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy';
+ *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform;
+ *  `metrics` only scrapes /metrics. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics' | 'proxy';
 
 export interface TokenRecord {
   id: string;
@@ -161,6 +163,8 @@ export interface Store {
   close(): Promise<void>;
   /** Run `fn` in one transaction; the store passed to `fn` must be used for every call inside. */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  /** Black-box checks and uptime (migration 0005_checks; src/controller/checks/store.ts). */
+  checks(): CheckStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;
