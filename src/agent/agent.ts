@@ -37,6 +37,7 @@ import {
   writeJsonAtomic,
 } from './state.js';
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
   controllerUrl: string;
@@ -221,6 +222,14 @@ export class Agent {
         observed: () => this.observed(),
       });
     }
+    this.loops.push(
+      new TaskRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**

@@ -19,6 +19,7 @@ import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
 import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { registerProxiesCommands } from './proxies.js';
@@ -158,6 +159,7 @@ const controllerCommand = program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
   .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
@@ -166,11 +168,16 @@ const controllerCommand = program
       const s3 = s3Options(opts);
       const tls = await tlsFiles(opts);
       const { logger } = await fileLogger(dataDir, opts.logLevel);
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
       const ctl = await runController({
         dataDir,
         host: opts.host,
         port: Number(opts.port),
         logger,
+        hostDownAfterMs,
         environment: opts.environment,
         ...(s3 ? { s3 } : {}),
         ...(tls ? { tls } : {}),
@@ -200,6 +207,7 @@ addTlsOptions(controllerCommand);
 
 interface ControllerFlags {
   host: string;
+  hostDownAfter: string;
   port: string;
   logLevel: string;
   environment: string;
@@ -228,6 +236,7 @@ program
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
   .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -249,6 +258,7 @@ program
           address: string;
           metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
         const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
@@ -257,6 +267,11 @@ program
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -269,8 +284,8 @@ program
           labels,
           address: opts.address,
           logger,
-          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
           ...(metricsListen ? { metricsListen } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
         if (agent.agent.metricsPort !== undefined) {
@@ -759,6 +774,8 @@ hosts
     }),
   );
 
+registerFleetCommands(program, hosts, { action, client });
+
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens
   .command('create')
@@ -972,9 +989,9 @@ program
     }),
   );
 
+addCheckCommands(program, { client, action });
 registerSecretsCommands(program, { action, client });
 registerProxiesCommands(program, { action, client });
-addCheckCommands(program, { client, action });
 
 await program.parseAsync(process.argv);
 

@@ -37,6 +37,7 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  hostDownAfterMs?: number;
   environment?: string;
   s3?: S3Options;
   tls?: TlsFiles;
@@ -49,6 +50,7 @@ export async function runController(o: {
     logger: o.logger.child({ plane: 'controller' }),
     host: o.host,
     port: o.port,
+    ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
     ...(o.environment ? { environment: o.environment } : {}),
     ...(o.s3 ? { s3: o.s3 } : {}),
     ...(o.tls ? { tls: o.tls } : {}),
@@ -110,8 +112,8 @@ export async function runAgent(o: {
   labels: Record<string, string>;
   address: string;
   logger: Logger;
-  ca?: string;
   metricsListen?: { host: string; port: number };
+  ca?: string;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -122,8 +124,8 @@ export async function runAgent(o: {
     labels: o.labels,
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
-    ...(o.ca ? { ca: o.ca } : {}),
     ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
+    ...(o.ca ? { ca: o.ca } : {}),
   });
   await agent.start();
   return {

@@ -138,9 +138,9 @@ export function allowed(p: Principal, method: string, url: string): boolean {
   if (p.role === 'join') {
     return method === 'POST' && (url === '/v1/agent/register' || url === '/v1/proxy/register');
   }
-  // A proxy's own token: its part of the protocol only (registering again takes a join token).
+  // A proxy own token: its part of the protocol only (registering again takes a join token).
   if (p.role === 'proxy') return url.startsWith('/v1/proxy/') && !url.startsWith('/v1/proxy/register');
-  // A Prometheus scraper's token: /metrics and nothing else.
+  // A Prometheus scraper token: /metrics and nothing else.
   if (p.role === 'metrics')
     return (method === 'GET' || method === 'HEAD') && url.split('?')[0] === '/metrics';
   if (p.role === 'node') return isProtocol || isArtifact;

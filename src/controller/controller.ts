@@ -13,10 +13,13 @@ import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
 import { registerCheckRoutes } from './checks/routes.js';
 import { CheckService } from './checks/service.js';
+import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
+import { registerFleetApi } from './fleet-api.js';
+import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
 import { registerProxyRoutes } from './proxies.js';
 import { S3Artifacts, type S3Options } from './s3.js';
@@ -25,6 +28,7 @@ import { registerSecretRoutes } from './secrets/routes.js';
 import { Signals } from './signals/signals.js';
 import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
+import { HostTasks } from './tasks.js';
 import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
 
@@ -34,14 +38,16 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** Alert evaluation period (default 1 s). */
+  alertIntervalMs?: number;
+  /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
+  hostDownAfterMs?: number;
   /** The environment whose secrets and variables this controller's instances get (default production). */
   environment?: string;
   /** Release artifacts also in S3-compatible object storage; agents download from it. */
   s3?: S3Options;
   /** Serve the API over HTTPS. */
   tls?: TlsFiles;
-  /** Alert evaluation period (default 1 s). */
-  alertIntervalMs?: number;
 }
 
 /**
@@ -60,12 +66,15 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
-  readonly secrets: Secrets;
   /** Alerting (docs/alerting.md): evaluated by `alertScheduler` — to be run on the leader only. */
   readonly alerts: AlertStore;
   readonly alertRuntime: AlertRuntime;
   readonly alertScheduler: AlertScheduler;
   private ackSecret = '';
+  readonly tasks: HostTasks;
+  readonly hostOps: HostOps;
+  readonly autoscaler: Autoscaler;
+  readonly secrets: Secrets;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -75,7 +84,13 @@ export class Controller {
     this.store = opts.store;
     this.hub = new Hub();
     this.signals = new Signals();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger, signals: this.signals });
+    this.fleet = new Fleet({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger,
+      signals: this.signals,
+      ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
+    });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -149,6 +164,20 @@ export class Controller {
       alerts: this.alerts,
       ackSecret: () => this.ackSecret,
     });
+    this.tasks = new HostTasks(this.hub);
+    this.hostOps = new HostOps({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      tasks: this.tasks,
+      logger: opts.logger.child({ part: 'hostops' }),
+    });
+    registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.autoscaler = new Autoscaler({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'autoscaler' }),
+    });
   }
 
   get url(): string {
@@ -177,9 +206,12 @@ export class Controller {
     this.reconciler.start();
     this.checks.start();
     this.alertScheduler.start();
+    this.autoscaler.start();
   }
 
   async close(): Promise<void> {
+    this.hostOps.close();
+    await this.autoscaler.stop();
     await this.alertScheduler.stop();
     await this.reconciler.stop();
     await this.checks.stop();

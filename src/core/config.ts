@@ -15,6 +15,7 @@ import {
 import { checksSchema } from './checks.js';
 import { duration } from './duration.js';
 import { NinesError } from './errors.js';
+import { instancesOutOfRange, placementSchema, restartPolicySchema, scalingSchema } from './fleet-config.js';
 
 /**
  * `nines.yaml`: the one source of truth for what runs. This zod schema is the definition; the
@@ -77,6 +78,10 @@ export const serviceSchema = z.strictObject({
   rolling: rollingSchema.default(rollingSchema.parse({})),
   /** Availability objective over 30 days with burn-rate alerts (docs/alerting.md). */
   slo: sloSchema.optional(),
+  /** Fleet fields (`src/core/fleet-config.ts`); absent means the defaults. */
+  placement: placementSchema.optional(),
+  restart: restartPolicySchema.optional(),
+  scaling: scalingSchema.optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceSpecInput = z.input<typeof serviceSchema>;
@@ -100,6 +105,9 @@ export const configSchema = z
             message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
           });
         }
+        const svc = services[name];
+        const range = svc && instancesOutOfRange(svc.instances, svc.scaling);
+        if (range) ctx.addIssue({ code: 'custom', path: [name, 'instances'], message: range });
       }
     }),
     /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */

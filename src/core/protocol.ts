@@ -68,6 +68,8 @@ export interface DesiredInstance {
   drainTimeoutMs: number;
   /** `running`: keep it up (restart on crash). `stopped`: SIGTERM, then SIGKILL after drainTimeoutMs. */
   desired: 'running' | 'stopped';
+  /** Restart policy: more than `attempts` crashes within `intervalMs` and the instance is `failed`. */
+  restart?: { attempts: number; intervalMs: number };
 }
 
 export interface HostDesiredState {

@@ -648,6 +648,42 @@ export class KyselyStore implements Store {
     return r.numUpdatedRows > 0n;
   }
 
+  // ---- fleet meta (0007) ----------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<unknown> {
+    const row = await this.db
+      .selectFrom('fleet_meta')
+      .select('value')
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    const v = JSON.stringify(value);
+    const at = this.now();
+    await this.db
+      .insertInto('fleet_meta')
+      .values({ key, value: v, updated_at: at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: v, updated_at: at }))
+      .execute();
+  }
+
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.deleteFrom('fleet_meta').where('key', '=', key).execute();
+  }
+
+  async listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>> {
+    const rows = await this.db
+      .selectFrom('fleet_meta')
+      .select(['key', 'value'])
+      .where('key', '>=', prefix)
+      .where('key', '<', `${prefix}\uffff`)
+      .orderBy('key')
+      .execute();
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
+  }
+
   // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
 
   putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {

@@ -120,6 +120,13 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0007: operational fleet state by key (`host:<id>`, `zone:<name>`): JSON values. */
+export interface FleetMetaTable {
+  key: string;
+  value: string;
+  updated_at: Int8;
+}
+
 export interface SecretsTable {
   service: string;
   environment: string;
@@ -141,5 +148,6 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  fleet_meta: FleetMetaTable;
   secrets: SecretsTable;
 }

@@ -126,7 +126,7 @@ export interface EventRecord {
 /** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
  *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform;
  *  `metrics` only scrapes /metrics. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics' | 'proxy';
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -224,6 +224,11 @@ export interface Store {
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
 
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
   /** Creates (version 1) or replaces (version + 1) a secret or variable; returns the stored record. */
   putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord>;
   /** Replaces a sealed value without a new version (key rotation). */
