@@ -48,6 +48,7 @@ export const desiredInstanceSchema = z.object({
   restart: z
     .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
     .optional(),
+  preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */

@@ -310,6 +310,20 @@ const secrets: Migration = {
   },
 };
 
+/** Deploy strategies: a service's traffic split, a deploy's own options (auto-revert). */
+const deployStrategies: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('services').addColumn('traffic', 'text').execute();
+    await db.schema.alterTable('deploys').addColumn('options', 'text').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').dropColumn('options').execute();
+    await db.schema.alterTable('services').dropColumn('traffic').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
@@ -320,6 +334,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0006_alerts': alertsMigration,
   '0007_fleet': fleet,
   '0008_secrets': secrets,
+  '0010_deploy_strategies': deployStrategies,
 };
 
 export const migrationProvider: MigrationProvider = {
