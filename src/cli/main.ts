@@ -11,6 +11,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
@@ -835,6 +836,7 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
       const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
@@ -872,6 +874,8 @@ program
       return EXIT.ok;
     }),
   );
+
+registerAlertCommands(program, { action, client });
 
 program
   .command('completion <shell>')

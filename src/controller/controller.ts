@@ -1,7 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-
 import type { Logger } from 'pino';
+import { AlertRuntime } from './alerting/runtime.js';
+import { AlertScheduler } from './alerting/scheduler.js';
+import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { AlertStore } from './alerting/store.js';
+import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
@@ -13,6 +19,8 @@ import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
 import { Signals } from './signals/signals.js';
+import { signalsSource } from './signals/source.js';
+import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
 import { registerWeb } from './web.js';
 
@@ -22,6 +30,8 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** Alert evaluation period (default 1 s). */
+  alertIntervalMs?: number;
 }
 
 /**
@@ -40,6 +50,11 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  /** Alerting (docs/alerting.md): evaluated by `alertScheduler` — to be run on the leader only. */
+  readonly alerts: AlertStore;
+  readonly alertRuntime: AlertRuntime;
+  readonly alertScheduler: AlertScheduler;
+  private ackSecret = '';
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -87,6 +102,33 @@ export class Controller {
       hub: this.hub,
       signals: this.signals,
       checks: this.checks,
+      // The alerting configuration's maintenance windows (read at request time).
+      maintenanceWindows: () => this.alertRuntime.current.maintenance,
+    });
+    if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
+    this.alerts = new AlertStore(this.store.kysely);
+    this.alertRuntime = new AlertRuntime({
+      alerts: this.alerts,
+      store: this.store,
+      sources: [
+        new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
+        // Host metrics, service states and checks; the fleet source already has these two.
+        signalsSource(this.signals, ['host_up', 'instance_healthy']),
+      ],
+      requests: new RequestSignals(this.hub),
+      controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      ackSecret: () => this.ackSecret,
+      baseUrl: () => this.url,
+      logger: opts.logger.child({ part: 'alerting' }),
+    });
+    this.alertScheduler = new AlertScheduler(this.alertRuntime, {
+      logger: opts.logger.child({ part: 'alerting' }),
+      ...(opts.alertIntervalMs === undefined ? {} : { intervalMs: opts.alertIntervalMs }),
+    });
+    registerAlertsApi(this.app, {
+      runtime: this.alertRuntime,
+      alerts: this.alerts,
+      ackSecret: () => this.ackSecret,
     });
   }
 
@@ -108,14 +150,17 @@ export class Controller {
 
   async start(): Promise<void> {
     await this.engine.recover();
+    this.ackSecret = await this.alerts.ackSecret(Date.now());
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
     this.checks.start();
+    this.alertScheduler.start();
   }
 
   async close(): Promise<void> {
+    await this.alertScheduler.stop();
     await this.reconciler.stop();
     await this.checks.stop();
     await this.engine.close();

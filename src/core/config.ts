@@ -1,6 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import {
+  alertingConfigOf,
+  alertingSettingsSchema,
+  alertsSchema,
+  channelsSchema,
+  checkAlertingRefs,
+  escalationsSchema,
+  maintenanceWindowsSchema,
+  schedulesSchema,
+  sloSchema,
+} from './alerting-config.js';
 import { checksSchema } from './checks.js';
 import { duration } from './duration.js';
 import { NinesError } from './errors.js';
@@ -64,26 +75,37 @@ export const serviceSchema = z.strictObject({
   /** A new instance that is not healthy within this time fails the deploy. */
   healthyDeadline: duration.default(60_000),
   rolling: rollingSchema.default(rollingSchema.parse({})),
+  /** Availability objective over 30 days with burn-rate alerts (docs/alerting.md). */
+  slo: sloSchema.optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceSpecInput = z.input<typeof serviceSchema>;
 
-export const configSchema = z.strictObject({
-  version: z.literal(1).default(1),
-  services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
-    for (const name of Object.keys(services)) {
-      if (!SERVICE_NAME.test(name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [name],
-          message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
-        });
+export const configSchema = z
+  .strictObject({
+    version: z.literal(1).default(1),
+    // Alerting (docs/alerting.md): rules, channels, on-call; cross-references checked below.
+    alerts: alertsSchema.optional(),
+    channels: channelsSchema.optional(),
+    schedules: schedulesSchema.optional(),
+    escalations: escalationsSchema.optional(),
+    maintenance: maintenanceWindowsSchema.optional(),
+    alerting: alertingSettingsSchema.optional(),
+    services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
+      for (const name of Object.keys(services)) {
+        if (!SERVICE_NAME.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
+          });
+        }
       }
-    }
-  }),
-  /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
-  checks: checksSchema.default({}),
-});
+    }),
+    /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
+    checks: checksSchema.default({}),
+  })
+  .superRefine((c, ctx) => checkAlertingRefs(alertingConfigOf(c), ctx));
 export type NinesConfig = z.infer<typeof configSchema>;
 
 export interface ConfigIssue {

@@ -50,6 +50,8 @@ export const errorRegistry = {
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
   NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
+  NINES_E_CHANNEL_NOT_FOUND: { status: 404, title: 'No such notification channel' },
+  NINES_E_SILENCE_NOT_FOUND: { status: 404, title: 'No such silence (or it already ended)' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

@@ -93,6 +93,11 @@ export class KyselyStore implements Store {
     return new KyselyCheckStore(this.db);
   }
 
+  /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
+  get kysely(): Kysely<Database> {
+    return this.kdb;
+  }
+
   async migrate(): Promise<void> {
     await this.migrateReport();
   }

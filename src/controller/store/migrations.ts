@@ -1,4 +1,5 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { alertsMigration } from '../alerting/store.js';
 
 /**
  * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
@@ -269,6 +270,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003_service_modes': serviceModes,
   '0004_deploy_counts': deployCounts,
   '0005_checks': checks,
+  '0006_alerts': alertsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
