@@ -67,8 +67,26 @@ async function contract(store: Store): Promise<void> {
     { subject: 'db', minute: 60_000, ok: 5, failed: 1, latencySumMs: 50, latencyMaxMs: 20 },
     { subject: 'db', minute: 120_000, ok: 1, failed: 0, latencySumMs: 50, latencyMaxMs: 50 },
   ]);
-  assert.deepEqual(await cs.prune(120_000, 2000), { minutes: 1, transitions: 1 });
-  assert.equal((await cs.listMinutes('db', 0)).length, 1);
+  // Compaction: minutes → one row per hour (sums, max of maxima); running it again changes nothing.
+  const H = 3_600_000;
+  await cs.addMinutes([
+    { subject: 'db', minute: H + 60_000, ok: 1, failed: 1, latencySumMs: 5, latencyMaxMs: 5 },
+    { subject: 'db', minute: H + 120_000, ok: 2, failed: 0, latencySumMs: 6, latencyMaxMs: 4 },
+    { subject: 'db', minute: 2 * H, ok: 9, failed: 9, latencySumMs: 9, latencyMaxMs: 9 },
+  ]);
+  assert.equal(
+    await cs.compact(0, 2 * H, H),
+    2,
+    'two hours of 2 rows each become 1 row each; 2 h is outside',
+  );
+  assert.equal(await cs.compact(0, 2 * H, H), 0);
+  assert.deepEqual(await cs.listMinutes('db', 0), [
+    { subject: 'db', minute: 0, ok: 6, failed: 1, latencySumMs: 100, latencyMaxMs: 50 },
+    { subject: 'db', minute: H, ok: 3, failed: 1, latencySumMs: 11, latencyMaxMs: 5 },
+    { subject: 'db', minute: 2 * H, ok: 9, failed: 9, latencySumMs: 9, latencyMaxMs: 9 },
+  ]);
+  assert.deepEqual(await cs.prune(H, 2000), { minutes: 1, transitions: 1 });
+  assert.equal((await cs.listMinutes('db', 0)).length, 2);
 
   assert.equal(await cs.deleteCheck('db'), true);
   assert.equal(await cs.deleteCheck('db'), false);
