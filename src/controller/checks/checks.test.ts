@@ -248,6 +248,28 @@ describe('checks on a real controller', () => {
   });
 
   test('/metrics needs a token (a metrics token reads only it) and passes promtool check metrics', async (t) => {
+    // Two reports of a proxy on the real protocol: per-service rate, 5xx and latency reach /metrics.
+    const le = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    const counts = (n: number) => le.map((_, i) => (i === 4 ? n : 0)).concat([0]);
+    for (const n of [0, 40]) {
+      const r = await call('POST', '/v1/proxy/report', {
+        token: node,
+        json: {
+          proxyId: 'px-1',
+          appliedVersion: 0,
+          instances: [],
+          services: [
+            {
+              name: 'web',
+              requests: n,
+              failed: n / 10,
+              latency: { le, counts: counts(n), sumSeconds: n * 0.02, count: n },
+            },
+          ],
+        },
+      });
+      assert.equal(r.status, 204);
+    }
     assert.equal((await call('GET', '/metrics')).status, 401);
     const created = await call('POST', '/v1/metrics-tokens', { token: admin, json: { name: 'prom' } });
     assert.equal(created.status, 201);
@@ -258,6 +280,11 @@ describe('checks on a real controller', () => {
     assert.match(m.text, /^nines_check_up\{check="payments",type="http",dependency="true"\} 1$/m);
     assert.match(m.text, /^nines_check_results_received_total \d+$/m);
     assert.match(m.text, /^process_resident_memory_bytes \d+$/m);
+    assert.match(m.text, /^nines_service_requests_total\{service="web"\} 40$/m);
+    assert.match(m.text, /^nines_service_failed_requests_total\{service="web"\} 4$/m);
+    assert.match(m.text, /^nines_service_error_ratio\{service="web"\} 0\.1$/m);
+    // All 40 answers in (10 ms, 25 ms]: the median interpolates to the bucket's middle.
+    assert.match(m.text, /^nines_service_latency_p50_seconds\{service="web"\} 0\.0175$/m);
     assert.match(m.text, /^node_load1\{host="h-[0-9a-f]+",hostname="delta"\} /m);
     if (spawnSync('sh', ['-c', 'command -v promtool']).status !== 0) {
       t.skip('promtool not found: apt-get install prometheus');
