@@ -80,6 +80,8 @@ export class Route {
   /** Answers instances gave, per service (the per-instance histograms go when instances go). */
   readonly servedLatency = new Histogram();
   readonly held = new Set<Held>();
+  /** The blue-green preview group: requests with `X-Nines-Preview` go here instead (set per snapshot). */
+  preview: Route | null = null;
 
   private readonly logger: Logger;
 
