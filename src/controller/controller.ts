@@ -146,6 +146,8 @@ export class Controller {
       checks: this.checks,
       // The alerting configuration's maintenance windows (read at request time).
       maintenanceWindows: () => this.alertRuntime.current.maintenance,
+      // One status page per environment (one controller serves one environment).
+      statusTitle: opts.environment ?? 'production',
     });
     if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
     this.alerts = new AlertStore(this.store.kysely);

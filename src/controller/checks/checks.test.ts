@@ -231,6 +231,7 @@ describe('checks on a real controller', () => {
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(page.text, /payments/);
+    assert.match(page.text, /<h1>Status: production<\/h1>/, 'the environment the controller serves');
     assert.match(page.text, /\(third party\)/);
     assert.doesNotMatch(
       page.text,
