@@ -201,3 +201,18 @@ test('latency: histogram quantiles (hand-computed) over a window, summed over pr
   );
   assert.ok(s.query('service_latency_p99_seconds', { service: 'web' }).length === 1);
 });
+
+test('signals: history keeps one point per step per series, the latest value last', () => {
+  let now = 0;
+  const s = new Signals({ now: () => now, historyStepMs: 30_000, historyMs: 3_600_000 });
+  for (let i = 0; i <= 24; i++) {
+    now = i * 5000;
+    s.record('x', { a: '1' }, i, now);
+  }
+  const pts = s.range('x', { a: '1' }, 0)[0]?.points ?? [];
+  assert.deepEqual(
+    pts.map((p) => p.at),
+    [0, 25_000, 50_000, 75_000, 100_000, 120_000],
+  );
+  assert.equal(pts[pts.length - 1]?.value, 24);
+});

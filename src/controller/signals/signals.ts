@@ -42,6 +42,8 @@ export interface SignalsOptions {
   now?: () => number;
   /** History kept per series (default 1 h). */
   historyMs?: number;
+  /** At most one history point per series per this many ms (default 30 s). */
+  historyStepMs?: number;
   /** Per-service request counts kept (default 6 h: the longest page window of the burn-rate table). */
   serviceHistoryMs?: number;
   /** A host that has not reported for this long is down (default 15 s, as the fleet's). */
@@ -125,6 +127,7 @@ function seriesKey(signal: string, labels: SignalLabels): string {
 export class Signals {
   private readonly now: () => number;
   private readonly historyMs: number;
+  private readonly historyStepMs: number;
   private readonly serviceHistoryMs: number;
   readonly hostDownAfterMs: number;
   private readonly hosts = new Map<string, HostEntry>();
@@ -135,6 +138,7 @@ export class Signals {
   constructor(o: SignalsOptions = {}) {
     this.now = o.now ?? Date.now;
     this.historyMs = o.historyMs ?? 3_600_000;
+    this.historyStepMs = o.historyStepMs ?? 30_000;
     this.serviceHistoryMs = o.serviceHistoryMs ?? 6 * 3_600_000;
     this.hostDownAfterMs = o.hostDownAfterMs ?? 15_000;
   }
@@ -237,7 +241,13 @@ export class Signals {
       s = { signal, labels, points: [] };
       this.history.set(key, s);
     }
-    s.points.push({ at, value });
+    // One point per historyStepMs per series (the latest value wins): 1,000 hosts × 30 series stay
+    // at a few MB rather than growing with the report rate.
+    const last = s.points[s.points.length - 1];
+    if (last && s.points.length > 1 && at - (s.points[s.points.length - 2]?.at ?? 0) < this.historyStepMs) {
+      last.at = at;
+      last.value = value;
+    } else s.points.push({ at, value });
     const cutoff = at - this.historyMs;
     let drop = 0;
     while (drop < s.points.length && (s.points[drop]?.at ?? at) < cutoff) drop++;
