@@ -11,7 +11,9 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
+import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
@@ -200,6 +202,7 @@ program
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
   .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
@@ -220,10 +223,12 @@ program
           zone: string;
           label: string[];
           address: string;
+          metricsListen?: string;
           logLevel: string;
           slots?: string;
         },
       ) => {
+        const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
         const labels: Record<string, string> = {};
         for (const kv of opts.label) {
           const i = kv.indexOf('=');
@@ -246,8 +251,12 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(metricsListen ? { metricsListen } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        if (agent.agent.metricsPort !== undefined) {
+          out.line(`metrics: http://${metricsListen?.host}:${agent.agent.metricsPort}/metrics`);
+        }
         out.line(
           `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
         );
@@ -848,10 +857,12 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
+      const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys },
+        { plan, applied: r.applied, deploys: r.deploys, checks },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );
@@ -885,6 +896,8 @@ program
     }),
   );
 
+registerAlertCommands(program, { action, client });
+
 program
   .command('completion <shell>')
   .description('print a completion script for bash or zsh')
@@ -902,4 +915,16 @@ program
     }),
   );
 
+addCheckCommands(program, { client, action });
+
 await program.parseAsync(process.argv);
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}

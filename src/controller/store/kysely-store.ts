@@ -4,6 +4,7 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -85,6 +86,15 @@ export class KyselyStore implements Store {
         'store used inside its own transaction(): use the tx store passed to the callback for every call',
       );
     }
+    return this.kdb;
+  }
+
+  checks(): CheckStore {
+    return new KyselyCheckStore(this.db);
+  }
+
+  /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
+  get kysely(): Kysely<Database> {
     return this.kdb;
   }
 
