@@ -284,6 +284,11 @@ program
     'processes sharing the listener (node:cluster); SIGHUP hands over to new ones',
     '1',
   )
+  .option(
+    '--connect-timeout <ms>',
+    'give up connecting to an instance after this long and retry on another (single process)',
+    '3000',
+  )
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -303,9 +308,14 @@ program
           id?: string;
           logLevel: string;
           workers: string;
+          connectTimeout: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const connectTimeoutMs = Number(opts.connectTimeout);
+        if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 10) {
+          throw new NinesError('NINES_E_VALIDATION', '--connect-timeout: milliseconds ≥ 10');
+        }
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
           throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
@@ -331,6 +341,7 @@ program
           port: Number(opts.port),
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
+          connectTimeoutMs,
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);

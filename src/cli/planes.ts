@@ -60,6 +60,7 @@ export async function runProxy(o: {
   port: number;
   logger: Logger;
   proxyId?: string;
+  connectTimeoutMs?: number;
 }): Promise<Running & { port: number }> {
   const logger = o.logger.child({ plane: 'proxy' });
   const proxy = new NinesProxy({
@@ -67,6 +68,7 @@ export async function runProxy(o: {
     port: o.port,
     proxyId: o.proxyId ?? `${hostname()}-proxy`,
     logger,
+    ...(o.connectTimeoutMs !== undefined ? { upstreamConnectTimeoutMs: o.connectTimeoutMs } : {}),
     snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
   });
   const { port } = await proxy.listen();

@@ -135,6 +135,9 @@ describe('fleet across network namespaces', { skip }, () => {
       join(ctlDir, 'node-token'),
       '--port',
       '0',
+      // A cut host answers nothing: give up connecting soon and retry on another instance.
+      '--connect-timeout',
+      '500',
     ]);
     proxyUrl = proxy.ready;
     await client.put('/v1/services/web', {

@@ -187,6 +187,12 @@ export class Upstream {
     this.maybeClose();
   }
 
+  /** @internal moves the requests waiting on this instance elsewhere, if it is still down. */
+  abandonWaiting(): void {
+    if (this.up) return;
+    for (const f of [...this.waiting]) f.abandon();
+  }
+
   track(f: Abandonable): void {
     this.waiting.add(f);
   }
@@ -319,10 +325,10 @@ export class Upstream {
     if (up !== this.up) {
       this.up = up;
       this.owner.upstreamChanged();
-      if (!up && this.waiting.size > 0) {
-        // Down: what waits for its answer would wait for a dead host; move it (idempotent only).
-        for (const f of [...this.waiting]) f.abandon();
-      }
+      // Down: what waits for its answer would wait for a dead host; move it (idempotent only). Not
+      // from inside the undici callback that brought us here: aborting other sockets of the same pool
+      // re-entrantly leaves the pool wedged.
+      if (!up && this.waiting.size > 0) setImmediate(abandonWaiting, this);
     }
   }
 
@@ -459,6 +465,10 @@ function weightOf(inst: RouteInstance): number {
 
 function errCode(err: Error): string {
   return (err as { code?: string }).code ?? err.message;
+}
+
+function abandonWaiting(u: Upstream): void {
+  u.abandonWaiting();
 }
 
 function runCheck(u: Upstream): void {
