@@ -4,11 +4,14 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
+import * as secretsSql from '../secrets/sql.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
   DeploysTable,
+  DrillsTable,
   EventsTable,
   HostsTable,
   InstancesTable,
@@ -19,12 +22,15 @@ import type {
 import type {
   DeployEventRecord,
   DeployKind,
+  DeployOptions,
   DeployRecord,
+  DrillRecord,
   EventRecord,
   HostRecord,
   InstanceRecord,
   InstanceRouteState,
   ReleaseRecord,
+  SecretRecord,
   ServiceMode,
   ServiceModeOptions,
   ServiceRecord,
@@ -209,6 +215,15 @@ export class KyselyStore implements Store {
     if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
   }
 
+  async setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void> {
+    const r = await this.db
+      .updateTable('services')
+      .set({ traffic: traffic === null ? null : JSON.stringify(traffic), updated_at: this.now() })
+      .where('name', '=', service)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
+  }
+
   async acquireDeployLock(
     service: string,
     deployId: string,
@@ -355,6 +370,7 @@ export class KyselyStore implements Store {
           last_event_seq: 0,
           requests: d.requests,
           failed_requests: d.failedRequests,
+          options: d.options ? JSON.stringify(d.options) : null,
         })
         .execute();
     });
@@ -597,6 +613,39 @@ export class KyselyStore implements Store {
     return (await q.execute()).map(toEvent);
   }
 
+  // ---- drills ---------------------------------------------------------------------------------------
+
+  async insertDrill(d: DrillRecord): Promise<void> {
+    await this.db
+      .insertInto('drills')
+      .values({
+        id: d.id,
+        service: d.service,
+        scenario: d.scenario,
+        outcome: d.outcome,
+        created_by: d.createdBy,
+        started_at: d.startedAt,
+        finished_at: d.finishedAt,
+        result: JSON.stringify(d.result),
+      })
+      .execute();
+  }
+
+  async getDrill(id: string): Promise<DrillRecord | undefined> {
+    const row = await this.db.selectFrom('drills').selectAll().where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : toDrill(row);
+  }
+
+  async listDrills(opts: { service?: string; limit?: number } = {}): Promise<DrillRecord[]> {
+    let q = this.db.selectFrom('drills').selectAll();
+    if (opts.service !== undefined) q = q.where('service', '=', opts.service);
+    q = q
+      .orderBy('started_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(opts.limit ?? 100);
+    return (await q.execute()).map(toDrill);
+  }
+
   // ---- tokens ---------------------------------------------------------------------------------------
 
   async insertToken(t: TokenRecord): Promise<void> {
@@ -680,6 +729,24 @@ export class KyselyStore implements Store {
       .orderBy('key')
       .execute();
     return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
+  }
+
+  // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
+
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {
+    return secretsSql.putSecret(this.db, r);
+  }
+
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void> {
+    return secretsSql.rewrapSecret(this.db, service, environment, name, value);
+  }
+
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]> {
+    return secretsSql.listSecrets(this.db, filter);
+  }
+
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean> {
+    return secretsSql.deleteSecret(this.db, service, environment, name);
   }
 
   // ---- counters -------------------------------------------------------------------------------------
@@ -767,6 +834,7 @@ function toService(row: Selectable<ServicesTable>): ServiceRecord {
     updatedAt: num(row.updated_at),
     mode: row.mode as ServiceMode,
     modeOptions: row.mode_options === null ? null : (JSON.parse(row.mode_options) as ServiceModeOptions),
+    ...(row.traffic ? { traffic: JSON.parse(row.traffic) as TrafficSplit } : {}),
   };
 }
 
@@ -800,6 +868,7 @@ function toDeploy(row: Selectable<DeploysTable>): DeployRecord {
     finishedAt: numOrNull(row.finished_at),
     requests: numOrNull(row.requests),
     failedRequests: numOrNull(row.failed_requests),
+    ...(row.options ? { options: JSON.parse(row.options) as DeployOptions } : {}),
   };
 }
 
@@ -829,6 +898,19 @@ function toHost(row: Selectable<HostsTable>): HostRecord {
     lastSeenAt: num(row.last_seen_at),
     key: row.auth_key,
     revokedAt: numOrNull(row.revoked_at),
+  };
+}
+
+function toDrill(row: Selectable<DrillsTable>): DrillRecord {
+  return {
+    id: row.id,
+    service: row.service,
+    scenario: row.scenario,
+    outcome: row.outcome as DrillRecord['outcome'],
+    createdBy: row.created_by,
+    startedAt: num(row.started_at),
+    finishedAt: num(row.finished_at),
+    result: parseJsonOrNull<Record<string, unknown>>(row.result) ?? {},
   };
 }
 
