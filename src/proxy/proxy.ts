@@ -41,7 +41,7 @@ export interface ProxyOptions {
   accessLog?: boolean;
   /** One JSON line per request to this file (its own asynchronous pino destination); implies accessLog. */
   accessLogFile?: string;
-  /** Default 1000 (a LAN connect takes well under 1 ms; a dead host must not hold a request for long). A connect failure ejects the instance and retries elsewhere. */
+  /** Default 1000 (`nines proxy --connect-timeout`). A connect failure ejects the instance and retries elsewhere. */
   upstreamConnectTimeoutMs?: number;
   /** Time for an instance to send response headers; then 504 NINES_E_UPSTREAM_TIMEOUT. Default 60000. */
   upstreamHeadersTimeoutMs?: number;
