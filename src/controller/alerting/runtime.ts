@@ -73,6 +73,9 @@ export class AlertRuntime {
   private modelAt = -1;
   private readonly inflight = new Set<Promise<void>>();
   private readonly deployInstances = new Map<string, Set<string>>();
+  /** `dedupKey@firedAt` of resolved episodes → whether their firing was sent (stable once resolved). */
+  private readonly firingSent = new Map<string, boolean>();
+  private lastPrune = 0;
 
   constructor(deps: AlertRuntimeDeps) {
     this.d = deps;
@@ -243,6 +246,11 @@ export class AlertRuntime {
       }
     }
 
+    if (now - this.lastPrune >= MINUTE) {
+      this.lastPrune = now;
+      await this.d.alerts.pruneAlerts(now, HOUR, 7 * 24 * HOUR);
+      if (this.firingSent.size > 10_000) this.firingSent.clear();
+    }
     await this.notifyGroups(m, rules, all, now);
     await this.escalate(m, rules, all, now);
     await this.retryFailed(m, rules, now);
@@ -374,7 +382,13 @@ export class AlertRuntime {
       let ok = a.state === 'firing' && a.suppressed === null;
       if (a.state === 'resolved' && a.resolvedAt !== undefined && now - a.resolvedAt < HOUR) {
         const tag = `firing@${a.firedAt}`;
-        ok = (await this.d.alerts.listDeliveries(a.dedupKey)).some((d) => d.transition === tag);
+        const memo = `${a.dedupKey}@${a.firedAt}`;
+        let sent = this.firingSent.get(memo);
+        if (sent === undefined) {
+          sent = (await this.d.alerts.listDeliveries(a.dedupKey)).some((d) => d.transition === tag);
+          this.firingSent.set(memo, sent);
+        }
+        ok = sent;
       }
       if (!ok) continue;
       const route = [...channels].sort().join(',');

@@ -341,6 +341,24 @@ export class AlertStore {
   }
 
   /**
+   * Forget alerts that ended long ago: inactive ones (a pending that cleared) after `inactiveMs`,
+   * resolved ones after `resolvedMs`. Their history (events, deliveries) stays; a new episode of the
+   * same series starts a fresh row with the same dedup key.
+   */
+  async pruneAlerts(now: Millis, inactiveMs: Millis, resolvedMs: Millis): Promise<number> {
+    const r = await this.db
+      .deleteFrom('alerts')
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('state', '=', 'inactive'), eb('updated_at', '<', now - inactiveMs)]),
+          eb.and([eb('state', '=', 'resolved'), eb('updated_at', '<', now - resolvedMs)]),
+        ]),
+      )
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /**
    * Acknowledge a firing alert: one conditional UPDATE, so two people (or controllers) acking at once
    * record only the first. Returns false when it was not firing or already acknowledged.
    */
