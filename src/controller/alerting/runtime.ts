@@ -149,7 +149,12 @@ export class AlertRuntime {
   async tick(): Promise<void> {
     const now = this.now();
     const m = await this.refreshModel();
+    const rules = this.rulesOf(m);
+    const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
+    // Request counters are folded in every tick, so SLO windows are complete once an SLO is set.
     this.d.requests?.sample(now);
+    // Nothing configured and nothing left to resolve: no work (and no deploy silences to write).
+    if (rules.length === 0 && stored.size === 0) return;
     const samples: Sample[] = [];
     for (const s of this.d.sources) {
       try {
@@ -159,8 +164,6 @@ export class AlertRuntime {
       }
     }
     samples.push(...this.sloSamples(m, now));
-    const rules = this.rulesOf(m);
-    const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
     const seen = new Set<string>();
 
     const apply = async (rule: RoutedRule, ev: Evaluation, value: number | undefined) => {
