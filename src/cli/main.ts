@@ -11,7 +11,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
-import { applyAlerting, registerAlertCommands } from './alerts.js';
+import { alertingDrift, applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
@@ -811,8 +811,11 @@ program
   .action(
     action(async (out, o, opts: { file: string }) => {
       const { config } = loadForPlan(opts.file);
-      const plan = await livePlan(await client(o), config);
+      const c = await client(o);
+      const plan = await livePlan(c, config);
       out.result(plan, renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      const alerting = await alertingDrift(c, config);
+      if (alerting) out.line(alerting);
       return EXIT.ok;
     }),
   );
@@ -851,7 +854,9 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.result(plan, await renderDrift(c, plan));
-      return plan.changes.length === 0 ? EXIT.ok : EXIT.failed;
+      const alerting = await alertingDrift(c, config);
+      if (alerting) out.line(alerting);
+      return plan.changes.length === 0 && !alerting ? EXIT.ok : EXIT.failed;
     }),
   );
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
@@ -286,6 +287,16 @@ alerting:
     const oc = await cli(dataDir, 'oncall');
     assert.equal(oc.code, 0, oc.stderr);
     assert.match(oc.stdout, /escalation ops \(repeat 0\):\n {2}1\. channel:slack/);
+
+    // Config as code covers alerting: no drift after up; a changed section shows in plan and diff.
+    const file = join(root, readdirSync(root).find((f) => /^nines-\d+\.yaml$/.test(f)) ?? 'missing');
+    const clean = await cli(dataDir, 'diff', '-f', file);
+    assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+    const changed = join(root, 'changed.yaml');
+    writeFileSync(changed, readFileSync(file, 'utf8').replace('groupWait: 0s', 'groupWait: 5s'));
+    const drift = await cli(dataDir, 'diff', '-f', changed);
+    assert.equal(drift.code, 1);
+    assert.match(drift.stdout, /^~ alerting: alerting differ/m);
 
     const ackUnknown = await cli(dataDir, 'alerts', 'ack', 'ffffffffffff');
     assert.equal(ackUnknown.code, 2);
