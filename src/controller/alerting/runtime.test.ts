@@ -58,7 +58,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
   async function configure(c: AlertingConfigInput) {
     await alerts.putConfig(alertingConfigSchema.parse(c), 'test', clock);
   }
-  function runtime(id = 'c1', sources: SignalSource[] = [signals]) {
+  function runtime(id = 'c1', sources: SignalSource[] = [signals], skewMs = 0) {
     return new AlertRuntime({
       alerts,
       store,
@@ -68,7 +68,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
       ackSecret: () => 'ack-secret',
       baseUrl: () => 'http://nines.test',
       logger: pino({ level: 'silent' }),
-      now: () => clock,
+      now: () => clock + skewMs,
     });
   }
   async function tick(rt: AlertRuntime, advanceMs = 0) {
@@ -160,8 +160,10 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
 
   it('two controllers evaluating the same alert send each notification once', async () => {
     await configure({ ...base(), alerts: { host_down: { signal: 'host_up', condition: '== 0' } } });
+    // Their clocks differ by 150 ms, so each would see the alert fire at a different time: only the
+    // first transition written counts (compare-and-set), and the other controller adopts it.
     const a = runtime('c1');
-    const b = runtime('c2');
+    const b = runtime('c2', [signals], 150);
     signals.set('host_up', { host: 'h1' }, 0);
     await Promise.all([a.tick(), b.tick()]);
     await Promise.all([a.settle(), b.settle()]);
@@ -169,6 +171,22 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     await Promise.all([a.settle(), b.settle()]);
     assert.equal(hooks.on('/hook').length, 1);
     assert.equal(hooks.on('/pd').length, 1);
+    signals.set('host_up', { host: 'h1' }, 1);
+    for (let i = 0; i < 2; i++) {
+      clock += SECOND;
+      await Promise.all([a.tick(), b.tick()]);
+      await Promise.all([a.settle(), b.settle()]);
+    }
+    assert.deepEqual(
+      bodies('/pd').map((e) => e.event_action),
+      ['trigger', 'resolve'],
+    );
+    const [row] = await alerts.listAlerts();
+    assert.deepEqual(
+      (await alerts.listEvents(row?.dedupKey ?? '')).map((e) => e.type),
+      ['firing', 'resolved'],
+      'one history, not one per controller',
+    );
   });
 
   it('a down host inhibits its instances’ alerts; silences and maintenance withhold, and their end releases', async () => {

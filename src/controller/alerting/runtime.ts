@@ -190,9 +190,18 @@ export class AlertRuntime {
         ev.transition !== undefined ||
         prev.lastValue !== next.lastValue ||
         prev.summary !== next.summary;
+      if (!changed) {
+        stored.set(ev.dedupKey, next);
+        return;
+      }
+      if (!(await this.d.alerts.casAlert(next, prev))) {
+        // Someone else changed it since this tick read it (an ack, another controller): theirs stands.
+        const fresh = await this.d.alerts.getAlert(ev.dedupKey);
+        if (fresh) stored.set(ev.dedupKey, fresh);
+        else stored.delete(ev.dedupKey);
+        return;
+      }
       stored.set(ev.dedupKey, next);
-      if (!changed) return;
-      await this.d.alerts.putAlert(next);
       if (ev.transition !== undefined)
         await this.d.alerts.appendEvent(ev.dedupKey, now, ev.transition, null, {
           value: next.lastValue ?? null,
@@ -245,7 +254,7 @@ export class AlertRuntime {
           : a.suppressed;
       if (why !== a.suppressed) {
         a.suppressed = why;
-        await this.d.alerts.putAlert(a);
+        await this.d.alerts.setSuppressed(a.dedupKey, why);
       }
     }
 
