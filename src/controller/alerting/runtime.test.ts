@@ -383,7 +383,13 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
       route: 'ready',
       observed: unhealthy('api-1'),
     });
-    const rt = runtime('c1', [new FleetSignals({ store, hostDownAfterMs: 15 * SECOND })]);
+    const fleet = new FleetSignals({ store, hostDownAfterMs: 15 * SECOND });
+    const rt = runtime('c1', [fleet]);
+    // A controller that just started does not call a host down for a stale lastSeenAt (it was away).
+    assert.equal(
+      (await fleet.collect(clock - 15 * SECOND)).find((x) => x.labels.host === 'vm2')?.value,
+      undefined,
+    );
     await tick(rt);
     const by = new Map((await alerts.listAlerts()).map((a) => [a.labels.instance ?? a.labels.host, a]));
     assert.equal(by.get('web-new')?.suppressed, 'silence:deploy:d1', 'the deploy’s own blip');

@@ -29,11 +29,16 @@ export const BUILTIN_SIGNALS: Readonly<Record<string, string>> = {
 export class FleetSignals implements SignalSource {
   readonly name = 'fleet';
   private readonly restarts = new Map<string, { at: Millis; restarts: number }[]>();
+  private startedAt: Millis | undefined;
 
   constructor(private readonly deps: { store: Store; hostDownAfterMs: number }) {}
 
   async collect(now: Millis): Promise<Sample[]> {
     const out: Sample[] = [];
+    this.startedAt ??= now;
+    // Right after this controller started, a stale lastSeenAt says the controller was away, not the
+    // host: no data until the agents had a heartbeat interval's chance to report.
+    const warmingUp = now - this.startedAt < this.deps.hostDownAfterMs;
     const hosts = await this.deps.store.listHosts();
     const byId = new Map(hosts.map((h) => [h.id, h]));
     for (const h of hosts) {
@@ -41,7 +46,7 @@ export class FleetSignals implements SignalSource {
       out.push({
         signal: 'host_up',
         labels: { host: h.name, zone: h.zone },
-        value: now - h.lastSeenAt <= this.deps.hostDownAfterMs ? 1 : 0,
+        value: now - h.lastSeenAt <= this.deps.hostDownAfterMs ? 1 : warmingUp ? undefined : 0,
       });
     }
     const seen = new Set<string>();
