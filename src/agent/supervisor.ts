@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import { type InstanceState, instanceLifecycle, isTerminal, transition } from '../core/lifecycle.js';
 import type { DesiredInstance, ObservedInstance } from '../core/protocol.js';
 import { describeProvisionError, isRetryableProvisionError, isSafeSegment } from './artifacts.js';
-import { attemptAfterCrash, restartDelayMs } from './backoff.js';
+import { attemptAfterCrash, restartBudget, restartDelayMs } from './backoff.js';
 import { type HealthState, initialHealth, nextHealth } from './health.js';
 import { probeHttp } from './probe.js';
 import { isProcessAlive, processStartTime, signalGroup } from './procfs.js';
@@ -61,6 +61,8 @@ export class InstanceSupervisor {
   private health: HealthState = initialHealth;
   private healthySince: number | undefined;
   private attempt = 0;
+  /** Times of recent crashes, for the restart policy. */
+  private crashes: number[] = [];
   private timers = new Set<NodeJS.Timeout>();
   private watchTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
@@ -357,6 +359,16 @@ export class InstanceSupervisor {
       this.log.info({ pid, code, signal }, 'instance stopped');
       this.to('stopped');
       this.releasePort();
+      return;
+    }
+    const budget = restartBudget([...this.crashes, Date.now()], Date.now(), this.spec.restart);
+    this.crashes = budget.recent;
+    if (budget.exceeded && this.spec.restart) {
+      const how = code !== null ? `exit code ${code}` : signal ? `signal ${signal}` : 'unknown status';
+      this.fail(
+        `${reason ?? `exited (${how})`}; ${budget.recent.length} crashes within ` +
+          `${this.spec.restart.intervalMs} ms exceed the restart policy (${this.spec.restart.attempts} attempts)`,
+      );
       return;
     }
     this.attempt = attemptAfterCrash(this.attempt, healthyRunMs);

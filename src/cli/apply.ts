@@ -3,6 +3,7 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { loadConfigFile, type NinesConfig, type ServiceSpec } from '../core/config.js';
 import { type ConfigPlan, planServices, renderPlan } from '../core/config-diff.js';
 import { applyAlerting } from './alerts.js';
+import { applyChecks } from './checks.js';
 import type { Client } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
 import type { Out } from './output.js';
@@ -69,6 +70,7 @@ export async function applyConfig(
   await applyAlerting(client, config);
   const plan = await livePlan(client, config);
   await applyPlan(client, plan, baseDir, out);
+  await applyChecks(client, config, out);
   for (const name of plan.unchanged) {
     const spec = config.services[name];
     if (spec) await deployFirstRelease(client, name, spec, baseDir, out);

@@ -13,9 +13,11 @@ import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
 import { alertingDrift, applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
+import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
@@ -147,12 +149,23 @@ program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+    action(async (out, o, opts: { host: string; port: string; logLevel: string; hostDownAfter: string }) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
       const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        hostDownAfterMs,
+      });
       const info = {
         pid: process.pid,
         apiUrl: ctl.controller.url,
@@ -189,6 +202,8 @@ program
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -208,14 +223,22 @@ program
           zone: string;
           label: string[];
           address: string;
+          metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
+        const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
         const labels: Record<string, string> = {};
         for (const kv of opts.label) {
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -228,8 +251,12 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(metricsListen ? { metricsListen } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        if (agent.agent.metricsPort !== undefined) {
+          out.line(`metrics: http://${metricsListen?.host}:${agent.agent.metricsPort}/metrics`);
+        }
         out.line(
           `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
         );
@@ -673,6 +700,8 @@ hosts
     }),
   );
 
+registerFleetCommands(program, hosts, { action, client });
+
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens
   .command('create')
@@ -833,9 +862,10 @@ program
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
       await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
+      const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys },
+        { plan, applied: r.applied, deploys: r.deploys, checks },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );
@@ -890,4 +920,16 @@ program
     }),
   );
 
+addCheckCommands(program, { client, action });
+
 await program.parseAsync(process.argv);
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}

@@ -28,6 +28,7 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  hostDownAfterMs?: number;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -37,6 +38,7 @@ export async function runController(o: {
     logger: o.logger.child({ plane: 'controller' }),
     host: o.host,
     port: o.port,
+    ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -88,6 +90,7 @@ export async function runAgent(o: {
   labels: Record<string, string>;
   address: string;
   logger: Logger;
+  metricsListen?: { host: string; port: number };
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -98,6 +101,7 @@ export async function runAgent(o: {
     labels: o.labels,
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
+    ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
   });
   await agent.start();
   return {

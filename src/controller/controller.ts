@@ -11,13 +11,20 @@ import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
+import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
+import { registerFleetApi } from './fleet-api.js';
+import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
+import { Signals } from './signals/signals.js';
 import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
+import { HostTasks } from './tasks.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -28,6 +35,8 @@ export interface ControllerOptions {
   port: number;
   /** Alert evaluation period (default 1 s). */
   alertIntervalMs?: number;
+  /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
+  hostDownAfterMs?: number;
 }
 
 /**
@@ -38,6 +47,9 @@ export interface ControllerOptions {
 export class Controller {
   readonly store: Store;
   readonly hub: Hub;
+  readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
@@ -48,6 +60,9 @@ export class Controller {
   readonly alertRuntime: AlertRuntime;
   readonly alertScheduler: AlertScheduler;
   private ackSecret = '';
+  readonly tasks: HostTasks;
+  readonly hostOps: HostOps;
+  readonly autoscaler: Autoscaler;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -56,7 +71,14 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.signals = new Signals();
+    this.fleet = new Fleet({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger,
+      signals: this.signals,
+      ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
+    });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -83,6 +105,18 @@ export class Controller {
       logger: opts.logger,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
     if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
     this.alerts = new AlertStore(this.store.kysely);
     this.alertRuntime = new AlertRuntime({
@@ -103,6 +137,20 @@ export class Controller {
       runtime: this.alertRuntime,
       alerts: this.alerts,
       ackSecret: () => this.ackSecret,
+    });
+    this.tasks = new HostTasks(this.hub);
+    this.hostOps = new HostOps({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      tasks: this.tasks,
+      logger: opts.logger.child({ part: 'hostops' }),
+    });
+    registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.autoscaler = new Autoscaler({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'autoscaler' }),
     });
   }
 
@@ -129,12 +177,17 @@ export class Controller {
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.checks.start();
     this.alertScheduler.start();
+    this.autoscaler.start();
   }
 
   async close(): Promise<void> {
+    this.hostOps.close();
+    await this.autoscaler.stop();
     await this.alertScheduler.stop();
     await this.reconciler.stop();
+    await this.checks.stop();
     await this.engine.close();
     await this.app.close();
   }

@@ -49,8 +49,15 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
   NINES_E_CHANNEL_NOT_FOUND: { status: 404, title: 'No such notification channel' },
   NINES_E_SILENCE_NOT_FOUND: { status: 404, title: 'No such silence (or it already ended)' },
+  NINES_E_NO_CAPACITY: { status: 409, title: 'No host can take the instance' },
+  NINES_E_DISRUPTION_BUDGET: { status: 409, title: 'Would break the disruption budget (minAvailable)' },
+  NINES_E_ZONE_NOT_FOUND: { status: 404, title: 'No such zone' },
+  NINES_E_HOST_TASK_FAILED: { status: 502, title: 'A command run on a host through its agent failed' },
+  NINES_E_HOST_DOWN: { status: 409, title: 'Host is down (no heartbeat)' },
+  NINES_E_PATCH_NOT_FOUND: { status: 404, title: 'No such host patch' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

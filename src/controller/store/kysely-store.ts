@@ -4,6 +4,7 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -86,6 +87,10 @@ export class KyselyStore implements Store {
       );
     }
     return this.kdb;
+  }
+
+  checks(): CheckStore {
+    return new KyselyCheckStore(this.db);
   }
 
   /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
@@ -639,6 +644,42 @@ export class KyselyStore implements Store {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return r.numUpdatedRows > 0n;
+  }
+
+  // ---- fleet meta (0007) ----------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<unknown> {
+    const row = await this.db
+      .selectFrom('fleet_meta')
+      .select('value')
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    const v = JSON.stringify(value);
+    const at = this.now();
+    await this.db
+      .insertInto('fleet_meta')
+      .values({ key, value: v, updated_at: at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: v, updated_at: at }))
+      .execute();
+  }
+
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.deleteFrom('fleet_meta').where('key', '=', key).execute();
+  }
+
+  async listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>> {
+    const rows = await this.db
+      .selectFrom('fleet_meta')
+      .select(['key', 'value'])
+      .where('key', '>=', prefix)
+      .where('key', '<', `${prefix}\uffff`)
+      .orderBy('key')
+      .execute();
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
   }
 
   // ---- counters -------------------------------------------------------------------------------------

@@ -120,6 +120,13 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0007: operational fleet state by key (`host:<id>`, `zone:<name>`): JSON values. */
+export interface FleetMetaTable {
+  key: string;
+  value: string;
+  updated_at: Int8;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -130,4 +137,5 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  fleet_meta: FleetMetaTable;
 }

@@ -1,6 +1,7 @@
 import type { ServiceSpec } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { CheckStore } from '../checks/store.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -124,7 +125,7 @@ export interface EventRecord {
 
 /** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
  *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join';
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -144,6 +145,8 @@ export interface Store {
   close(): Promise<void>;
   /** Run `fn` in one transaction; the store passed to `fn` must be used for every call inside. */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  /** Black-box checks and uptime (migration 0005_checks; src/controller/checks/store.ts). */
+  checks(): CheckStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;
@@ -202,6 +205,12 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
+
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
