@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlertRuntime } from './alerting/runtime.js';
 import { AlertScheduler } from './alerting/scheduler.js';
-import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { FleetSignals, ModuleSignals, RequestSignals } from './alerting/sources.js';
 import { AlertStore } from './alerting/store.js';
 import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
@@ -122,7 +122,10 @@ export class Controller {
     this.alertRuntime = new AlertRuntime({
       alerts: this.alerts,
       store: this.store,
-      sources: [new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs })],
+      sources: [
+        new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
+        new ModuleSignals(this.signals),
+      ],
       requests: new RequestSignals(this.hub),
       controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       ackSecret: () => this.ackSecret,

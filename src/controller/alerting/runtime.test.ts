@@ -10,7 +10,13 @@ import { verifyAckToken } from './channels/ack.js';
 import { verifyWebhookSignature } from './channels/webhook.js';
 import type { Sample } from './lifecycle.js';
 import { AlertRuntime } from './runtime.js';
-import { FleetSignals, RequestSignals, type SignalSource } from './sources.js';
+import {
+  FleetSignals,
+  ModuleSignals,
+  RequestSignals,
+  type SignalSource,
+  type SignalsModule,
+} from './sources.js';
 import { AlertStore } from './store.js';
 import { MINUTE, SECOND } from './types.js';
 
@@ -415,5 +421,43 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     assert.deepEqual(told(), ['api-1', 'vm2', 'web-old']);
     await later(20 * SECOND);
     assert.deepEqual(told(), ['api-1', 'vm2', 'web-new', 'web-old']);
+  });
+
+  it('host metrics and check states from the signals module alert too; a down host inhibits its disk alert', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        disk_full: { signal: 'node_filesystem_avail_ratio', where: { mountpoint: '/' }, condition: '< 0.1' },
+        api_check: { signal: 'check_up', condition: '== 0', severity: 'critical' },
+        host_down: { signal: 'host_up', condition: '== 0' },
+      },
+      alerting: { notify: ['hook'], groupWait: 0, groupInterval: 0 },
+    });
+    const current: ReturnType<SignalsModule['current']>[number][] = [
+      {
+        signal: 'node_filesystem_avail_ratio',
+        labels: { host: 'h-1', hostname: 'vm1', mountpoint: '/' },
+        value: 0.05,
+      },
+      {
+        signal: 'node_filesystem_avail_ratio',
+        labels: { host: 'h-2', hostname: 'vm2', mountpoint: '/' },
+        value: 0.02,
+      },
+      { signal: 'check_up', labels: { check: 'payments-api' }, value: 0 },
+      { signal: 'host_up', labels: { host: 'h-1', hostname: 'vm1' }, value: 1 },
+    ];
+    const module: SignalsModule = { current: () => current };
+    signals.set('host_up', { host: 'vm2' }, 0);
+    await tick(runtime('c1', [signals, new ModuleSignals(module)]));
+    const told = bodies('/hook').map(
+      (b) =>
+        `${b.rule}:${(b.labels as Record<string, string>).host ?? (b.labels as Record<string, string>).check}`,
+    );
+    assert.deepEqual(told.sort(), ['api_check:payments-api', 'disk_full:vm1', 'host_down:vm2']);
+    const vm2disk = (await alerts.listAlerts()).find(
+      (a) => a.ruleId === 'disk_full' && a.labels.host === 'vm2',
+    );
+    assert.match(vm2disk?.suppressed ?? '', /^inhibited:/);
   });
 });

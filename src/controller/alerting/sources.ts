@@ -23,6 +23,7 @@ export const BUILTIN_SIGNALS: Readonly<Record<string, string>> = {
   instance_restarts_10m: 'restarts of the instance in the last 10 minutes',
   service_requests_5m: 'answers the proxies gave for the service in the last 5 minutes (label service)',
   service_error_ratio_5m: 'share of 5xx answers in the last 5 minutes (0 with no traffic)',
+  'node_* / check_* / service_state …': 'every signal of the signals module (ModuleSignals)',
 };
 
 /** Host liveness and instance health/restarts from the store and the agents' latest reports. */
@@ -168,6 +169,40 @@ export class RequestSignals implements SignalSource {
         signal: 'service_error_ratio_5m',
         labels: { service },
         value: c.total === 0 ? 0 : (c.total - c.good) / c.total,
+      });
+    }
+    return out;
+  }
+}
+
+/** The controller's signals module (host metrics, check states, service rates), as `current()` gives them. */
+export interface SignalsModule {
+  current(): readonly { signal: string; labels: Readonly<Record<string, string>>; value: number }[];
+}
+
+/**
+ * Host metrics (`node_load1`, `node_filesystem_avail_ratio`, `node_cpu_utilization` …), black-box check
+ * states (`check_up`, `check_state`, `check_cert_days_left` …), service states and rates from the
+ * signals module. Series that FleetSignals already gives (from the store, deploy-aware) are left out,
+ * and `host` is the host's name everywhere, so a host-down alert inhibits that host's metric alerts too.
+ */
+export class ModuleSignals implements SignalSource {
+  readonly name = 'signals';
+
+  constructor(
+    private readonly signals: SignalsModule,
+    private readonly skip: ReadonlySet<string> = new Set(['host_up', 'instance_healthy']),
+  ) {}
+
+  collect(): Sample[] {
+    const out: Sample[] = [];
+    for (const s of this.signals.current()) {
+      if (this.skip.has(s.signal)) continue;
+      const { hostname, ...rest } = s.labels;
+      out.push({
+        signal: s.signal,
+        labels: hostname === undefined ? rest : { ...rest, host: hostname },
+        value: s.value,
       });
     }
     return out;
