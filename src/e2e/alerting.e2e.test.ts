@@ -174,6 +174,31 @@ alerting:
       ['trigger', 'resolve'],
     );
     assert.deepEqual((pd()[1] as Record<string, unknown>).dedup_key, key);
+    // The delivery log: one row per transition and channel, each with its attempts.
+    const detail = await up.client.get<{
+      events: { type: string }[];
+      deliveries: {
+        transition: string;
+        channel: string;
+        state: string;
+        attempts: { status: number | null }[];
+      }[];
+    }>(`/v1/alerts/${key}`);
+    // (A pending may precede: instances are unhealthy for a moment while they start.)
+    assert.deepEqual(
+      detail.events.map((e) => e.type).slice(-3),
+      ['pending', 'firing', 'resolved'],
+    );
+    const rows = detail.deliveries.map((d) => `${d.transition.split('@')[0]}→${d.channel}:${d.state}`).sort();
+    assert.deepEqual(rows, [
+      'escalation:0.0→slack:sent',
+      'escalation:0.1→mail:sent',
+      'firing→hook:sent',
+      'firing→pd:sent',
+      'resolved→hook:sent',
+      'resolved→pd:sent',
+    ]);
+    assert.ok(detail.deliveries.every((d) => d.attempts.length >= 1));
 
     // ── episode 2: fire again, acknowledge through the signed link, no more escalation ──────────────
     const slackBefore = slack().length;
