@@ -101,7 +101,7 @@ escalations:
   ops:
     levels:
       - notify: [channel:slack]
-        after: 4s
+        after: 6s
       - notify: [channel:mail]
         after: 4s
 alerting:
@@ -153,7 +153,7 @@ alerting:
     const s1 = await until('Slack (escalation level 1)', 5000, () => slack()[0]);
     assert.match(s1.text, /^\[FIRING\] /);
     assert.ok(Array.isArray(s1.blocks) && s1.blocks.length >= 2);
-    const mail = await until('email (escalation level 2, after 4 s without ack)', 15_000, () => mails[0]);
+    const mail = await until('email (escalation level 2, after 6 s without ack)', 15_000, () => mails[0]);
     assert.deepEqual(mail.to, ['oncall@example.com']);
     assert.match(mail.raw, /Subject: \[FIRING\]/);
 
@@ -185,10 +185,7 @@ alerting:
       }[];
     }>(`/v1/alerts/${key}`);
     // (A pending may precede: instances are unhealthy for a moment while they start.)
-    assert.deepEqual(
-      detail.events.map((e) => e.type).slice(-3),
-      ['pending', 'firing', 'resolved'],
-    );
+    assert.deepEqual(detail.events.map((e) => e.type).slice(-3), ['pending', 'firing', 'resolved']);
     const rows = detail.deliveries.map((d) => `${d.transition.split('@')[0]}→${d.channel}:${d.state}`).sort();
     assert.deepEqual(rows, [
       'escalation:0.0→slack:sent',
@@ -237,9 +234,9 @@ alerting:
     assert.equal(mine?.acknowledged, true);
     assert.equal(mine?.acknowledgedBy, 'signed link');
 
-    // Level 2 would have come 4 s after the firing; wait past it: no level-2 mail. Slack (level 1, who
+    // Level 2 would have come 6 s after the firing; wait past it: no level-2 mail. Slack (level 1, who
     // was paged) hears that it was acknowledged.
-    await sleep(6000);
+    await sleep(7000);
     assert.equal(mails.length, mailsBefore, 'no level-2 page after the ack');
     assert.deepEqual(
       slack()
