@@ -37,15 +37,18 @@ export const desiredInstanceSchema = z.object({
     sha256: z.string().min(1),
     size: z.number().nonnegative(),
     url: z.string().startsWith('/'),
+    downloadUrl: z.string().url().optional(),
   }),
   command: z.string().min(1),
   env: z.record(z.string(), z.string()),
+  secrets: z.record(z.string(), z.string()).optional(),
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),
   restart: z
     .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
     .optional(),
+  preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */
@@ -74,11 +77,13 @@ export class ControllerClient {
   constructor(
     controllerUrl: string,
     private readonly token: string,
+    /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
+    ca?: string,
   ) {
     this.base = controllerUrl.replace(/\/+$/, '');
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
-      connect: { timeout: 5_000 },
+      connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
       headersTimeout: 45_000,
       bodyTimeout: 60_000,
       keepAliveTimeout: 20_000,

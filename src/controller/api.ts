@@ -2,21 +2,24 @@ import { PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { duration, serviceSchema, zodIssues } from '../core/config.js';
+import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import { isAlertAckPath } from './alerts-api.js';
-import type { ArtifactStore } from './artifacts.js';
+import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import { isPublicStatusPath } from './checks/routes.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
+import { mayReportAs } from './proxies.js';
+import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
+import { httpsServerFactory, type TlsFiles } from './tls.js';
 import { isPublicWebPath } from './web.js';
 
 declare module 'fastify' {
@@ -35,6 +38,10 @@ export interface ApiDeps {
   artifacts: ArtifactStore;
   auth: Authenticator;
   logger: Logger;
+  /** Variables and secrets merged into desired states (secrets only for the host's own signed poll). */
+  secrets?: Secrets;
+  /** Serve HTTPS with these (controller/tls.ts); plain HTTP without. */
+  tls?: TlsFiles;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -63,7 +70,11 @@ function sameIds(open: { id: string }[], have: string): boolean {
   return open.length === known.length && open.every((r) => known.includes(r.id));
 }
 const releaseParams = z.object({ name: z.string().min(1), version: z.string().min(1) });
-const deployBody = z.strictObject({ version: z.string().regex(VERSION_RE) });
+const deployBody = z.strictObject({
+  version: z.string().regex(VERSION_RE),
+  strategy: z.enum(STRATEGIES).optional(),
+  autoRevert: z.boolean().optional(),
+});
 const rollbackBody = z.strictObject({ to: z.string().regex(VERSION_RE).optional() }).default({});
 const pollQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
@@ -92,6 +103,7 @@ export function buildApi(deps: ApiDeps) {
     bodyLimit: 1024 * 1024,
     // Long polls hold requests for up to MAX_WAIT_S; keep connections open a little longer than that.
     keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
+    ...(deps.tls ? { serverFactory: httpsServerFactory(deps.tls) } : {}),
   });
   app.decorateRequest('principal', null);
   app.decorateRequest('pendingSignature', null);
@@ -261,7 +273,7 @@ export function buildApi(deps: ApiDeps) {
     );
     let release: Awaited<ReturnType<Store['insertRelease']>>;
     try {
-      await artifacts.commit(got.tmp, name, version);
+      await artifacts.commit(got.tmp, name, version, got.sha256);
       release = await store.insertRelease({
         service: name,
         version,
@@ -300,8 +312,12 @@ export function buildApi(deps: ApiDeps) {
 
   app.post('/v1/services/:name/deploys', async (req, reply) => {
     const { name } = parse(nameParams, req.params, 'path');
-    const { version } = parse(deployBody, req.body, 'deploy request');
-    const deploy = await engine.create(name, version, { createdBy: who(req) });
+    const { version, strategy, autoRevert } = parse(deployBody, req.body, 'deploy request');
+    const deploy = await engine.create(name, version, {
+      createdBy: who(req),
+      ...(strategy ? { strategy } : {}),
+      ...(autoRevert !== undefined ? { autoRevert } : {}),
+    });
     return reply.status(202).send({ deploy });
   });
 
@@ -328,7 +344,7 @@ export function buildApi(deps: ApiDeps) {
   });
 
   // Deploy controls: pause holds at the next step boundary, resume continues, abort reverts.
-  for (const action of ['pause', 'resume', 'abort'] as const) {
+  for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
     app.post(`/v1/deploys/:id/${action}`, async (req) => {
       const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
       const deploy = await engine[action](id, who(req));
@@ -440,7 +456,8 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    return fleet.desiredFor(q.hostId);
+    const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
+    return deps.secrets ? deps.secrets.forHost(desired, req.principal?.hostId) : desired;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {
@@ -525,7 +542,14 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.post('/v1/proxy/report', async (req, reply) => {
-    fleet.proxyReport(parse(proxyReportSchema, req.body, 'proxy report'));
+    const report = parse(proxyReportSchema, req.body, 'proxy report');
+    if (!mayReportAs(req.principal, report.proxyId)) {
+      throw new NinesError(
+        'NINES_E_FORBIDDEN',
+        `proxy ${req.principal?.name} may not report as ${report.proxyId}`,
+      );
+    }
+    fleet.proxyReport(report);
     return reply.status(204).send();
   });
 

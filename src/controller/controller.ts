@@ -21,10 +21,15 @@ import { Fleet } from './fleet.js';
 import { registerFleetApi } from './fleet-api.js';
 import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
+import { registerProxyRoutes } from './proxies.js';
+import { S3Artifacts, type S3Options } from './s3.js';
+import { Secrets } from './secrets/index.js';
+import { registerSecretRoutes } from './secrets/routes.js';
 import { Signals } from './signals/signals.js';
 import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
 import { HostTasks } from './tasks.js';
+import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -37,6 +42,12 @@ export interface ControllerOptions {
   alertIntervalMs?: number;
   /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
   hostDownAfterMs?: number;
+  /** The environment whose secrets and variables this controller's instances get (default production). */
+  environment?: string;
+  /** Release artifacts also in S3-compatible object storage; agents download from it. */
+  s3?: S3Options;
+  /** Serve the API over HTTPS. */
+  tls?: TlsFiles;
 }
 
 /**
@@ -63,6 +74,7 @@ export class Controller {
   readonly tasks: HostTasks;
   readonly hostOps: HostOps;
   readonly autoscaler: Autoscaler;
+  readonly secrets: Secrets;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -86,6 +98,7 @@ export class Controller {
       fleet: this.fleet,
       ops: this.ops,
       logger: opts.logger,
+      artifactPath: (service, version) => this.artifacts.path(service, version),
     });
     this.reconciler = new Reconciler({
       store: this.store,
@@ -94,7 +107,17 @@ export class Controller {
       ops: this.ops,
       logger: opts.logger.child({ part: 'reconciler' }),
     });
-    this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.artifacts = new ArtifactStore({
+      dir: join(opts.dataDir, 'artifacts'),
+      ...(opts.s3 ? { remote: new S3Artifacts(opts.s3) } : {}),
+    });
+    this.secrets = new Secrets({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'secrets' }),
+      dataDir: opts.dataDir,
+      ...(opts.environment ? { environment: opts.environment } : {}),
+    });
     this.app = buildApi({
       store: this.store,
       hub: this.hub,
@@ -103,7 +126,11 @@ export class Controller {
       artifacts: this.artifacts,
       auth: new Authenticator(this.store),
       logger: opts.logger,
+      secrets: this.secrets,
+      ...(opts.tls ? { tls: opts.tls } : {}),
     });
+    registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
+    registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
     registerWeb(this.app, { store: this.store, hub: this.hub });
     this.checks = new CheckService({
       store: this.store,
@@ -158,7 +185,7 @@ export class Controller {
   }
 
   get url(): string {
-    return `http://${this.opts.host}:${this.boundPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.host}:${this.boundPort}`;
   }
 
   get adminTokenFile(): string {
@@ -174,6 +201,7 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    await this.secrets.init();
     await this.engine.recover();
     this.ackSecret = await this.alerts.ackSecret(Date.now());
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
@@ -193,6 +221,7 @@ export class Controller {
     await this.checks.stop();
     await this.engine.close();
     await this.app.close();
+    this.artifacts.remote?.close();
   }
 
   private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {

@@ -58,6 +58,15 @@ export const errorRegistry = {
   NINES_E_HOST_TASK_FAILED: { status: 502, title: 'A command run on a host through its agent failed' },
   NINES_E_HOST_DOWN: { status: 409, title: 'Host is down (no heartbeat)' },
   NINES_E_PATCH_NOT_FOUND: { status: 404, title: 'No such host patch' },
+  NINES_E_SECRET_NOT_FOUND: { status: 404, title: 'No such secret or variable' },
+  NINES_E_SECRETS_KEY: {
+    status: 500,
+    title: 'Secrets key missing, unreadable or not the one the secrets were sealed with',
+  },
+  NINES_E_ARTIFACT_STORAGE: {
+    status: 502,
+    title: 'Object storage (S3) refused or failed an artifact operation',
+  },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

@@ -21,10 +21,11 @@ import {
 
 const env = testEnv;
 
+/** The instance's routing status in a report (its traffic counters are checked on their own). */
 function inst(r: ProxyReport, id: string) {
   const s = r.instances.find((i) => i.id === id);
   assert.ok(s, `instance ${id} in report`);
-  return s;
+  return { id: s.id, up: s.up, inflight: s.inflight, drained: s.drained };
 }
 
 /** Raw HTTP/1.1 over a socket: full control of the request bytes; reads until the server closes. */

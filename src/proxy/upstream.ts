@@ -118,7 +118,17 @@ export class Upstream {
   }
 
   status(): ProxyInstanceStatus {
-    return { id: this.id, up: this.up, inflight: this.inflight, drained: this.drained };
+    const c = this.byClass;
+    return {
+      id: this.id,
+      up: this.up,
+      inflight: this.inflight,
+      drained: this.drained,
+      // What the deploy analysis compares releases by (requests, 5xx, latency buckets).
+      requests: c[0]! + c[1]! + c[2]! + c[3]! + c[4]!,
+      failed: c[4]!,
+      latency: Array.from(this.latency.counts),
+    };
   }
 
   /** Slow start of a new instance: called once its route is known. */

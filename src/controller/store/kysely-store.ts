@@ -4,7 +4,9 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
+import * as secretsSql from '../secrets/sql.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -19,12 +21,14 @@ import type {
 import type {
   DeployEventRecord,
   DeployKind,
+  DeployOptions,
   DeployRecord,
   EventRecord,
   HostRecord,
   InstanceRecord,
   InstanceRouteState,
   ReleaseRecord,
+  SecretRecord,
   ServiceMode,
   ServiceModeOptions,
   ServiceRecord,
@@ -209,6 +213,15 @@ export class KyselyStore implements Store {
     if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
   }
 
+  async setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void> {
+    const r = await this.db
+      .updateTable('services')
+      .set({ traffic: traffic === null ? null : JSON.stringify(traffic), updated_at: this.now() })
+      .where('name', '=', service)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
+  }
+
   async acquireDeployLock(
     service: string,
     deployId: string,
@@ -355,6 +368,7 @@ export class KyselyStore implements Store {
           last_event_seq: 0,
           requests: d.requests,
           failed_requests: d.failedRequests,
+          options: d.options ? JSON.stringify(d.options) : null,
         })
         .execute();
     });
@@ -682,6 +696,24 @@ export class KyselyStore implements Store {
     return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
   }
 
+  // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
+
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {
+    return secretsSql.putSecret(this.db, r);
+  }
+
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void> {
+    return secretsSql.rewrapSecret(this.db, service, environment, name, value);
+  }
+
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]> {
+    return secretsSql.listSecrets(this.db, filter);
+  }
+
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean> {
+    return secretsSql.deleteSecret(this.db, service, environment, name);
+  }
+
   // ---- counters -------------------------------------------------------------------------------------
 
   async nextCounter(name: string): Promise<number> {
@@ -767,6 +799,7 @@ function toService(row: Selectable<ServicesTable>): ServiceRecord {
     updatedAt: num(row.updated_at),
     mode: row.mode as ServiceMode,
     modeOptions: row.mode_options === null ? null : (JSON.parse(row.mode_options) as ServiceModeOptions),
+    ...(row.traffic ? { traffic: JSON.parse(row.traffic) as TrafficSplit } : {}),
   };
 }
 
@@ -800,6 +833,7 @@ function toDeploy(row: Selectable<DeploysTable>): DeployRecord {
     finishedAt: numOrNull(row.finished_at),
     requests: numOrNull(row.requests),
     failedRequests: numOrNull(row.failed_requests),
+    ...(row.options ? { options: JSON.parse(row.options) as DeployOptions } : {}),
   };
 }
 
