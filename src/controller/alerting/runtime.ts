@@ -456,6 +456,10 @@ export class AlertRuntime {
       const policy = policyId === undefined ? undefined : m.policies.get(policyId);
       if (policy === undefined) continue;
       const plan = escalationDue(policy, { triggeredAt: a.firedAt }, now, m.schedules);
+      if (plan.due.length === 0) continue;
+      // An ack may have landed since this tick read the alert: page nobody after it.
+      const fresh = await this.d.alerts.getAlert(a.dedupKey);
+      if (fresh === undefined || fresh.state !== 'firing' || fresh.acknowledged) continue;
       for (const step of plan.due) {
         const channels = new Set(step.channels);
         for (const u of step.users) for (const c of m.users.get(u) ?? []) channels.add(c);
