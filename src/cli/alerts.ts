@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { StoredAlert } from '../controller/alerting/store.js';
-import { alertingConfigOf } from '../core/alerting-config.js';
+import { type AlertingConfig, alertingConfigOf, alertingConfigSchema } from '../core/alerting-config.js';
 import type { NinesConfig } from '../core/config.js';
 import { NinesError } from '../core/errors.js';
 import type { Client } from './client.js';
@@ -17,6 +17,30 @@ export interface CliDeps<O> {
 /** `nines up` / `nines apply`: the alerting part of nines.yaml goes to the controller as a whole. */
 export async function applyAlerting(client: Client, config: NinesConfig): Promise<void> {
   await client.put('/v1/alerting/config', alertingConfigOf(config));
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/**
+ * `nines plan` / `nines diff`: which alerting sections of the file differ from what the controller
+ * runs (apply sends the alerting part whole), or undefined when they match.
+ */
+export async function alertingDrift(client: Client, config: NinesConfig): Promise<string | undefined> {
+  const local = alertingConfigSchema.parse(JSON.parse(JSON.stringify(alertingConfigOf(config))));
+  const { config: remote } = await client.get<{ config: AlertingConfig }>('/v1/alerting/config');
+  const keys = (Object.keys(local) as (keyof AlertingConfig)[]).filter(
+    (k) => canonical(local[k]) !== canonical(remote?.[k] ?? alertingConfigSchema.parse({})[k]),
+  );
+  if (keys.length === 0) return undefined;
+  return `~ alerting: ${keys.map((k) => (k === 'slos' ? 'services.*.slo' : k)).join(', ')} differ (apply sends the alerting section whole)`;
 }
 
 const iso = (t: number | undefined | null) =>

@@ -12,7 +12,7 @@ import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
 import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
-import { applyAlerting, registerAlertCommands } from './alerts.js';
+import { alertingDrift, applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
@@ -939,8 +939,11 @@ program
   .action(
     action(async (out, o, opts: { file: string }) => {
       const { config } = loadForPlan(opts.file);
-      const plan = await livePlan(await client(o), config);
+      const c = await client(o);
+      const plan = await livePlan(c, config);
       out.result(plan, renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      const alerting = await alertingDrift(c, config);
+      if (alerting) out.line(alerting);
       return EXIT.ok;
     }),
   );
@@ -980,7 +983,9 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.result(plan, await renderDrift(c, plan));
-      return plan.changes.length === 0 ? EXIT.ok : EXIT.failed;
+      const alerting = await alertingDrift(c, config);
+      if (alerting) out.line(alerting);
+      return plan.changes.length === 0 && !alerting ? EXIT.ok : EXIT.failed;
     }),
   );
 

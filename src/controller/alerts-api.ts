@@ -158,7 +158,21 @@ export function registerAlertsApi(app: ReturnType<typeof buildApi>, deps: Alerts
     const { key } = parse(keyParams, req.params, 'path');
     const a = await alerts.getAlert(key);
     if (!a) throw new NinesError('NINES_E_ALERT_NOT_FOUND', `no alert ${key}`);
-    const deliveries = await alerts.listDeliveries(key);
+    const deliveries = await Promise.all(
+      (await alerts.listDeliveries(key)).map(async (d) => ({
+        ...d,
+        attempts: (await alerts.listAttempts(d.key)).map((x) => ({
+          delivery: Number(x.delivery),
+          n: Number(x.n),
+          startedAt: Number(x.started_at),
+          durationMs: Number(x.duration_ms),
+          status: x.status,
+          error: x.error,
+          retryInMs: x.retry_in_ms === null ? null : Number(x.retry_in_ms),
+          controller: x.controller,
+        })),
+      })),
+    );
     return { alert: a, events: await alerts.listEvents(key), deliveries };
   });
 

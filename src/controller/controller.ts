@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlertRuntime } from './alerting/runtime.js';
 import { AlertScheduler } from './alerting/scheduler.js';
-import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { FleetSignals, ModuleSignals, RequestSignals } from './alerting/sources.js';
 import { AlertStore } from './alerting/store.js';
 import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
@@ -26,7 +26,6 @@ import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
 import { Signals } from './signals/signals.js';
-import { signalsSource } from './signals/source.js';
 import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
 import { HostTasks } from './tasks.js';
@@ -156,8 +155,7 @@ export class Controller {
       store: this.store,
       sources: [
         new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
-        // Host metrics, service states and checks; the fleet source already has these two.
-        signalsSource(this.signals, ['host_up', 'instance_healthy']),
+        new ModuleSignals(this.signals),
       ],
       requests: new RequestSignals(this.hub),
       controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
@@ -100,7 +101,7 @@ escalations:
   ops:
     levels:
       - notify: [channel:slack]
-        after: 4s
+        after: 6s
       - notify: [channel:mail]
         after: 4s
 alerting:
@@ -152,7 +153,7 @@ alerting:
     const s1 = await until('Slack (escalation level 1)', 5000, () => slack()[0]);
     assert.match(s1.text, /^\[FIRING\] /);
     assert.ok(Array.isArray(s1.blocks) && s1.blocks.length >= 2);
-    const mail = await until('email (escalation level 2, after 4 s without ack)', 15_000, () => mails[0]);
+    const mail = await until('email (escalation level 2, after 6 s without ack)', 15_000, () => mails[0]);
     assert.deepEqual(mail.to, ['oncall@example.com']);
     assert.match(mail.raw, /Subject: \[FIRING\]/);
 
@@ -173,6 +174,28 @@ alerting:
       ['trigger', 'resolve'],
     );
     assert.deepEqual((pd()[1] as Record<string, unknown>).dedup_key, key);
+    // The delivery log: one row per transition and channel, each with its attempts.
+    const detail = await up.client.get<{
+      events: { type: string }[];
+      deliveries: {
+        transition: string;
+        channel: string;
+        state: string;
+        attempts: { status: number | null }[];
+      }[];
+    }>(`/v1/alerts/${key}`);
+    // (A pending may precede: instances are unhealthy for a moment while they start.)
+    assert.deepEqual(detail.events.map((e) => e.type).slice(-3), ['pending', 'firing', 'resolved']);
+    const rows = detail.deliveries.map((d) => `${d.transition.split('@')[0]}→${d.channel}:${d.state}`).sort();
+    assert.deepEqual(rows, [
+      'escalation:0.0→slack:sent',
+      'escalation:0.1→mail:sent',
+      'firing→hook:sent',
+      'firing→pd:sent',
+      'resolved→hook:sent',
+      'resolved→pd:sent',
+    ]);
+    assert.ok(detail.deliveries.every((d) => d.attempts.length >= 1));
 
     // ── episode 2: fire again, acknowledge through the signed link, no more escalation ──────────────
     const slackBefore = slack().length;
@@ -211,9 +234,9 @@ alerting:
     assert.equal(mine?.acknowledged, true);
     assert.equal(mine?.acknowledgedBy, 'signed link');
 
-    // Level 2 would have come 4 s after the firing; wait past it: no level-2 mail. Slack (level 1, who
+    // Level 2 would have come 6 s after the firing; wait past it: no level-2 mail. Slack (level 1, who
     // was paged) hears that it was acknowledged.
-    await sleep(6000);
+    await sleep(7000);
     assert.equal(mails.length, mailsBefore, 'no level-2 page after the ack');
     assert.deepEqual(
       slack()
@@ -286,6 +309,16 @@ alerting:
     const oc = await cli(dataDir, 'oncall');
     assert.equal(oc.code, 0, oc.stderr);
     assert.match(oc.stdout, /escalation ops \(repeat 0\):\n {2}1\. channel:slack/);
+
+    // Config as code covers alerting: no drift after up; a changed section shows in plan and diff.
+    const file = join(root, readdirSync(root).find((f) => /^nines-\d+\.yaml$/.test(f)) ?? 'missing');
+    const clean = await cli(dataDir, 'diff', '-f', file);
+    assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+    const changed = join(root, 'changed.yaml');
+    writeFileSync(changed, readFileSync(file, 'utf8').replace('groupWait: 0s', 'groupWait: 5s'));
+    const drift = await cli(dataDir, 'diff', '-f', changed);
+    assert.equal(drift.code, 1);
+    assert.match(drift.stdout, /^~ alerting: alerting differ/m);
 
     const ackUnknown = await cli(dataDir, 'alerts', 'ack', 'ffffffffffff');
     assert.equal(ackUnknown.code, 2);

@@ -110,7 +110,16 @@ describe('nines completion', () => {
       return r.stdout.trim().split('\n').filter(Boolean);
     };
     assert.deepEqual(probe(['nines', 'sca']), ['scale']);
-    assert.deepEqual(probe(['nines', 'hosts', '']).sort(), ['--help', 'list', 'revoke']);
+    assert.deepEqual(probe(['nines', 'hosts', '']).sort(), [
+      '--help',
+      'cordon',
+      'drain',
+      'list',
+      'patch',
+      'revoke',
+      'states',
+      'uncordon',
+    ]);
     assert.ok(probe(['nines', 'deploy', '--n']).includes('--no-wait'));
     assert.ok(probe(['nines', 'plan', '--']).includes('--file'));
   });

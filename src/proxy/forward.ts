@@ -39,6 +39,8 @@ class UpstreamLostError extends Error {
 }
 /** The instance went down (health checks, ejection) while this request waited for its answer. */
 const UPSTREAM_LOST = new UpstreamLostError('instance went down before answering');
+/** Extra attempts for a connect failure (nothing sent), as HAProxy's `retries` + `option redispatch`. */
+const CONNECT_REDISPATCH = 2;
 const BODY_TOO_LARGE = new LimitError('request body too large');
 const TOTAL_TIMEOUT = new LimitError('total request timeout');
 
@@ -284,7 +286,9 @@ export class Forward implements Exchange {
       ((kind === FailKind.Connect && !this.hasBody) || (kind === FailKind.Reset && this.retryable)) &&
       // A request whose instance died is not a retry storm: the budget guards against re-sending
       // what overloaded instances failed, not against moving off a dead one (still once at most).
-      (lost ? this.attempts <= this.route.retryAttempts : this.route.mayRetry(this.attempts))
+      (lost
+        ? this.attempts <= this.route.retryAttempts
+        : this.route.mayRetry(this.attempts, kind === FailKind.Connect ? CONNECT_REDISPATCH : 0))
     ) {
       const next = this.route.pick(failed);
       if (next !== null && next.pool !== null) {

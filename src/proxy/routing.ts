@@ -131,9 +131,14 @@ export class Route {
     return c === 47 /* / */ || c === 63 /* ? */;
   }
 
-  /** May a request that failed retry now? Bounded per request and by the service's retry budget. */
-  mayRetry(attempts: number): boolean {
-    if (attempts > this.retryAttempts) return false;
+  /**
+   * May a request that failed retry now? Bounded per request and by the service's retry budget.
+   * `extra` attempts are allowed on top for failures that sent nothing (connect failures): the failed
+   * instance is ejected at once, so each goes to another one — several instances lost together (a host,
+   * a zone) must not fail a request just because its one retry met the second dead instance.
+   */
+  mayRetry(attempts: number, extra = 0): boolean {
+    if (attempts > this.retryAttempts + extra) return false;
     const budget = Math.max(this.retryMinConcurrent, (this.active * this.retryBudgetPercent) / 100);
     if (this.activeRetries >= budget) {
       this.retriesDenied++;

@@ -10,7 +10,13 @@ import { verifyAckToken } from './channels/ack.js';
 import { verifyWebhookSignature } from './channels/webhook.js';
 import type { Sample } from './lifecycle.js';
 import { AlertRuntime } from './runtime.js';
-import { FleetSignals, RequestSignals, type SignalSource } from './sources.js';
+import {
+  FleetSignals,
+  ModuleSignals,
+  RequestSignals,
+  type SignalSource,
+  type SignalsModule,
+} from './sources.js';
 import { AlertStore } from './store.js';
 import { MINUTE, SECOND } from './types.js';
 
@@ -58,7 +64,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
   async function configure(c: AlertingConfigInput) {
     await alerts.putConfig(alertingConfigSchema.parse(c), 'test', clock);
   }
-  function runtime(id = 'c1', sources: SignalSource[] = [signals]) {
+  function runtime(id = 'c1', sources: SignalSource[] = [signals], skewMs = 0) {
     return new AlertRuntime({
       alerts,
       store,
@@ -68,7 +74,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
       ackSecret: () => 'ack-secret',
       baseUrl: () => 'http://nines.test',
       logger: pino({ level: 'silent' }),
-      now: () => clock,
+      now: () => clock + skewMs,
     });
   }
   async function tick(rt: AlertRuntime, advanceMs = 0) {
@@ -160,8 +166,10 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
 
   it('two controllers evaluating the same alert send each notification once', async () => {
     await configure({ ...base(), alerts: { host_down: { signal: 'host_up', condition: '== 0' } } });
+    // Their clocks differ by 150 ms, so each would see the alert fire at a different time: only the
+    // first transition written counts (compare-and-set), and the other controller adopts it.
     const a = runtime('c1');
-    const b = runtime('c2');
+    const b = runtime('c2', [signals], 150);
     signals.set('host_up', { host: 'h1' }, 0);
     await Promise.all([a.tick(), b.tick()]);
     await Promise.all([a.settle(), b.settle()]);
@@ -169,6 +177,22 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     await Promise.all([a.settle(), b.settle()]);
     assert.equal(hooks.on('/hook').length, 1);
     assert.equal(hooks.on('/pd').length, 1);
+    signals.set('host_up', { host: 'h1' }, 1);
+    for (let i = 0; i < 2; i++) {
+      clock += SECOND;
+      await Promise.all([a.tick(), b.tick()]);
+      await Promise.all([a.settle(), b.settle()]);
+    }
+    assert.deepEqual(
+      bodies('/pd').map((e) => e.event_action),
+      ['trigger', 'resolve'],
+    );
+    const [row] = await alerts.listAlerts();
+    assert.deepEqual(
+      (await alerts.listEvents(row?.dedupKey ?? '')).map((e) => e.type),
+      ['firing', 'resolved'],
+      'one history, not one per controller',
+    );
   });
 
   it('a down host inhibits its instances’ alerts; silences and maintenance withhold, and their end releases', async () => {
@@ -365,7 +389,13 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
       route: 'ready',
       observed: unhealthy('api-1'),
     });
-    const rt = runtime('c1', [new FleetSignals({ store, hostDownAfterMs: 15 * SECOND })]);
+    const fleet = new FleetSignals({ store, hostDownAfterMs: 15 * SECOND });
+    const rt = runtime('c1', [fleet]);
+    // A controller that just started does not call a host down for a stale lastSeenAt (it was away).
+    assert.equal(
+      (await fleet.collect(clock - 15 * SECOND)).find((x) => x.labels.host === 'vm2')?.value,
+      undefined,
+    );
     await tick(rt);
     const by = new Map((await alerts.listAlerts()).map((a) => [a.labels.instance ?? a.labels.host, a]));
     assert.equal(by.get('web-new')?.suppressed, 'silence:deploy:d1', 'the deploy’s own blip');
@@ -391,5 +421,43 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     assert.deepEqual(told(), ['api-1', 'vm2', 'web-old']);
     await later(20 * SECOND);
     assert.deepEqual(told(), ['api-1', 'vm2', 'web-new', 'web-old']);
+  });
+
+  it('host metrics and check states from the signals module alert too; a down host inhibits its disk alert', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        disk_full: { signal: 'node_filesystem_avail_ratio', where: { mountpoint: '/' }, condition: '< 0.1' },
+        api_check: { signal: 'check_up', condition: '== 0', severity: 'critical' },
+        host_down: { signal: 'host_up', condition: '== 0' },
+      },
+      alerting: { notify: ['hook'], groupWait: 0, groupInterval: 0 },
+    });
+    const current: ReturnType<SignalsModule['current']>[number][] = [
+      {
+        signal: 'node_filesystem_avail_ratio',
+        labels: { host: 'h-1', hostname: 'vm1', mountpoint: '/' },
+        value: 0.05,
+      },
+      {
+        signal: 'node_filesystem_avail_ratio',
+        labels: { host: 'h-2', hostname: 'vm2', mountpoint: '/' },
+        value: 0.02,
+      },
+      { signal: 'check_up', labels: { check: 'payments-api' }, value: 0 },
+      { signal: 'host_up', labels: { host: 'h-1', hostname: 'vm1' }, value: 1 },
+    ];
+    const module: SignalsModule = { current: () => current };
+    signals.set('host_up', { host: 'vm2' }, 0);
+    await tick(runtime('c1', [signals, new ModuleSignals(module)]));
+    const told = bodies('/hook').map(
+      (b) =>
+        `${b.rule}:${(b.labels as Record<string, string>).host ?? (b.labels as Record<string, string>).check}`,
+    );
+    assert.deepEqual(told.sort(), ['api_check:payments-api', 'disk_full:vm1', 'host_down:vm2']);
+    const vm2disk = (await alerts.listAlerts()).find(
+      (a) => a.ruleId === 'disk_full' && a.labels.host === 'vm2',
+    );
+    assert.match(vm2disk?.suppressed ?? '', /^inhibited:/);
   });
 });

@@ -73,6 +73,9 @@ export class AlertRuntime {
   private modelAt = -1;
   private readonly inflight = new Set<Promise<void>>();
   private readonly deployInstances = new Map<string, Set<string>>();
+  /** `dedupKey@firedAt` of resolved episodes → whether their firing was sent (stable once resolved). */
+  private readonly firingSent = new Map<string, boolean>();
+  private lastPrune = 0;
 
   constructor(deps: AlertRuntimeDeps) {
     this.d = deps;
@@ -146,7 +149,12 @@ export class AlertRuntime {
   async tick(): Promise<void> {
     const now = this.now();
     const m = await this.refreshModel();
+    const rules = this.rulesOf(m);
+    const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
+    // Request counters are folded in every tick, so SLO windows are complete once an SLO is set.
     this.d.requests?.sample(now);
+    // Nothing configured and nothing left to resolve: no work (and no deploy silences to write).
+    if (rules.length === 0 && stored.size === 0) return;
     const samples: Sample[] = [];
     for (const s of this.d.sources) {
       try {
@@ -156,8 +164,6 @@ export class AlertRuntime {
       }
     }
     samples.push(...this.sloSamples(m, now));
-    const rules = this.rulesOf(m);
-    const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
     const seen = new Set<string>();
 
     const apply = async (rule: RoutedRule, ev: Evaluation, value: number | undefined) => {
@@ -184,9 +190,18 @@ export class AlertRuntime {
         ev.transition !== undefined ||
         prev.lastValue !== next.lastValue ||
         prev.summary !== next.summary;
+      if (!changed) {
+        stored.set(ev.dedupKey, next);
+        return;
+      }
+      if (!(await this.d.alerts.casAlert(next, prev))) {
+        // Someone else changed it since this tick read it (an ack, another controller): theirs stands.
+        const fresh = await this.d.alerts.getAlert(ev.dedupKey);
+        if (fresh) stored.set(ev.dedupKey, fresh);
+        else stored.delete(ev.dedupKey);
+        return;
+      }
       stored.set(ev.dedupKey, next);
-      if (!changed) return;
-      await this.d.alerts.putAlert(next);
       if (ev.transition !== undefined)
         await this.d.alerts.appendEvent(ev.dedupKey, now, ev.transition, null, {
           value: next.lastValue ?? null,
@@ -239,10 +254,15 @@ export class AlertRuntime {
           : a.suppressed;
       if (why !== a.suppressed) {
         a.suppressed = why;
-        await this.d.alerts.putAlert(a);
+        await this.d.alerts.setSuppressed(a.dedupKey, why);
       }
     }
 
+    if (now - this.lastPrune >= MINUTE) {
+      this.lastPrune = now;
+      await this.d.alerts.pruneAlerts(now, HOUR, 7 * 24 * HOUR);
+      if (this.firingSent.size > 10_000) this.firingSent.clear();
+    }
     await this.notifyGroups(m, rules, all, now);
     await this.escalate(m, rules, all, now);
     await this.retryFailed(m, rules, now);
@@ -374,7 +394,13 @@ export class AlertRuntime {
       let ok = a.state === 'firing' && a.suppressed === null;
       if (a.state === 'resolved' && a.resolvedAt !== undefined && now - a.resolvedAt < HOUR) {
         const tag = `firing@${a.firedAt}`;
-        ok = (await this.d.alerts.listDeliveries(a.dedupKey)).some((d) => d.transition === tag);
+        const memo = `${a.dedupKey}@${a.firedAt}`;
+        let sent = this.firingSent.get(memo);
+        if (sent === undefined) {
+          sent = (await this.d.alerts.listDeliveries(a.dedupKey)).some((d) => d.transition === tag);
+          this.firingSent.set(memo, sent);
+        }
+        ok = sent;
       }
       if (!ok) continue;
       const route = [...channels].sort().join(',');
@@ -430,6 +456,10 @@ export class AlertRuntime {
       const policy = policyId === undefined ? undefined : m.policies.get(policyId);
       if (policy === undefined) continue;
       const plan = escalationDue(policy, { triggeredAt: a.firedAt }, now, m.schedules);
+      if (plan.due.length === 0) continue;
+      // An ack may have landed since this tick read the alert: page nobody after it.
+      const fresh = await this.d.alerts.getAlert(a.dedupKey);
+      if (fresh === undefined || fresh.state !== 'firing' || fresh.acknowledged) continue;
       for (const step of plan.due) {
         const channels = new Set(step.channels);
         for (const u of step.users) for (const c of m.users.get(u) ?? []) channels.add(c);

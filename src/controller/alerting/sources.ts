@@ -23,17 +23,23 @@ export const BUILTIN_SIGNALS: Readonly<Record<string, string>> = {
   instance_restarts_10m: 'restarts of the instance in the last 10 minutes',
   service_requests_5m: 'answers the proxies gave for the service in the last 5 minutes (label service)',
   service_error_ratio_5m: 'share of 5xx answers in the last 5 minutes (0 with no traffic)',
+  'node_* / check_* / service_state …': 'every signal of the signals module (ModuleSignals)',
 };
 
 /** Host liveness and instance health/restarts from the store and the agents' latest reports. */
 export class FleetSignals implements SignalSource {
   readonly name = 'fleet';
   private readonly restarts = new Map<string, { at: Millis; restarts: number }[]>();
+  private startedAt: Millis | undefined;
 
   constructor(private readonly deps: { store: Store; hostDownAfterMs: number }) {}
 
   async collect(now: Millis): Promise<Sample[]> {
     const out: Sample[] = [];
+    this.startedAt ??= now;
+    // Right after this controller started, a stale lastSeenAt says the controller was away, not the
+    // host: no data until the agents had a heartbeat interval's chance to report.
+    const warmingUp = now - this.startedAt < this.deps.hostDownAfterMs;
     const hosts = await this.deps.store.listHosts();
     const byId = new Map(hosts.map((h) => [h.id, h]));
     for (const h of hosts) {
@@ -41,7 +47,7 @@ export class FleetSignals implements SignalSource {
       out.push({
         signal: 'host_up',
         labels: { host: h.name, zone: h.zone },
-        value: now - h.lastSeenAt <= this.deps.hostDownAfterMs ? 1 : 0,
+        value: now - h.lastSeenAt <= this.deps.hostDownAfterMs ? 1 : warmingUp ? undefined : 0,
       });
     }
     const seen = new Set<string>();
@@ -163,6 +169,40 @@ export class RequestSignals implements SignalSource {
         signal: 'service_error_ratio_5m',
         labels: { service },
         value: c.total === 0 ? 0 : (c.total - c.good) / c.total,
+      });
+    }
+    return out;
+  }
+}
+
+/** The controller's signals module (host metrics, check states, service rates), as `current()` gives them. */
+export interface SignalsModule {
+  current(): readonly { signal: string; labels: Readonly<Record<string, string>>; value: number }[];
+}
+
+/**
+ * Host metrics (`node_load1`, `node_filesystem_avail_ratio`, `node_cpu_utilization` …), black-box check
+ * states (`check_up`, `check_state`, `check_cert_days_left` …), service states and rates from the
+ * signals module. Series that FleetSignals already gives (from the store, deploy-aware) are left out,
+ * and `host` is the host's name everywhere, so a host-down alert inhibits that host's metric alerts too.
+ */
+export class ModuleSignals implements SignalSource {
+  readonly name = 'signals';
+
+  constructor(
+    private readonly signals: SignalsModule,
+    private readonly skip: ReadonlySet<string> = new Set(['host_up', 'instance_healthy']),
+  ) {}
+
+  collect(): Sample[] {
+    const out: Sample[] = [];
+    for (const s of this.signals.current()) {
+      if (this.skip.has(s.signal)) continue;
+      const { hostname, ...rest } = s.labels;
+      out.push({
+        signal: s.signal,
+        labels: hostname === undefined ? rest : { ...rest, host: hostname },
+        value: s.value,
       });
     }
     return out;

@@ -115,6 +115,19 @@ function suite(name: string, open: () => Promise<{ stores: KyselyStore[]; close:
         assert.equal(await a.expireSilence('s', 61), false);
         assert.equal((await a.listSilences(61)).length, 0);
         assert.equal(await a.ackSecret(1), await a.ackSecret(2), 'the ack key is made once');
+        await a.putAlert({ ...base, dedupKey: 'c'.repeat(32), state: 'inactive', updatedAt: 10 });
+        await a.putAlert({ ...base, dedupKey: 'd'.repeat(32), state: 'resolved', updatedAt: 10 });
+        assert.equal(
+          await a.pruneAlerts(100, 50, 1000),
+          1,
+          'the old inactive row goes, the resolved one stays',
+        );
+        assert.equal(await a.pruneAlerts(2000, 50, 1000), 1);
+        assert.deepEqual(
+          (await a.listAlerts()).map((x) => x.dedupKey),
+          [base.dedupKey],
+          'the firing alert is never pruned',
+        );
       } finally {
         await close();
       }

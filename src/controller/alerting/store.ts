@@ -341,6 +341,77 @@ export class AlertStore {
   }
 
   /**
+   * Write an evaluation's result only if the row is still what the evaluation started from (same state,
+   * same last change, same ack): an ack that landed meanwhile, or another controller that already moved
+   * the alert, wins, and this write is dropped (false). A new alert is inserted unless one appeared.
+   */
+  async casAlert(
+    a: StoredAlert,
+    prev: Pick<StoredAlert, 'state' | 'updatedAt' | 'acknowledged' | 'acknowledgedAt'> | undefined,
+  ): Promise<boolean> {
+    const row = {
+      dedup_key: a.dedupKey,
+      rule_id: a.ruleId,
+      labels: JSON.stringify(a.labels),
+      severity: a.severity,
+      summary: a.summary,
+      state: a.state,
+      active_since: a.activeSince ?? null,
+      fired_at: a.firedAt ?? null,
+      resolved_at: a.resolvedAt ?? null,
+      acked_at: a.acknowledged ? (a.acknowledgedAt ?? null) : null,
+      acked_by: a.acknowledged ? (a.acknowledgedBy ?? null) : null,
+      last_value: a.lastValue ?? null,
+      suppressed: a.suppressed,
+      updated_at: a.updatedAt,
+    };
+    if (prev === undefined) {
+      const r = await this.db
+        .insertInto('alerts')
+        .values(row)
+        .onConflict((oc) => oc.column('dedup_key').doNothing())
+        .returning('dedup_key')
+        .executeTakeFirst();
+      return r !== undefined;
+    }
+    const { dedup_key: _k, ...rest } = row;
+    let q = this.db
+      .updateTable('alerts')
+      .set(rest)
+      .where('dedup_key', '=', a.dedupKey)
+      .where('state', '=', prev.state)
+      .where('updated_at', '=', prev.updatedAt);
+    q =
+      prev.acknowledged && prev.acknowledgedAt !== undefined
+        ? q.where('acked_at', '=', prev.acknowledgedAt)
+        : q.where('acked_at', 'is', null);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async setSuppressed(dedupKey: string, suppressed: string | null): Promise<void> {
+    await this.db.updateTable('alerts').set({ suppressed }).where('dedup_key', '=', dedupKey).execute();
+  }
+
+  /**
+   * Forget alerts that ended long ago: inactive ones (a pending that cleared) after `inactiveMs`,
+   * resolved ones after `resolvedMs`. Their history (events, deliveries) stays; a new episode of the
+   * same series starts a fresh row with the same dedup key.
+   */
+  async pruneAlerts(now: Millis, inactiveMs: Millis, resolvedMs: Millis): Promise<number> {
+    const r = await this.db
+      .deleteFrom('alerts')
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('state', '=', 'inactive'), eb('updated_at', '<', now - inactiveMs)]),
+          eb.and([eb('state', '=', 'resolved'), eb('updated_at', '<', now - resolvedMs)]),
+        ]),
+      )
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /**
    * Acknowledge a firing alert: one conditional UPDATE, so two people (or controllers) acking at once
    * record only the first. Returns false when it was not firing or already acknowledged.
    */
