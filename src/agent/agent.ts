@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
@@ -18,13 +19,15 @@ import {
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { FaultRunner } from './faults.js';
 import { readHostSignals } from './hostmetrics.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
 import { startAgentMetrics } from './metrics-server.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
-import { isProcessAlive } from './procfs.js';
+import { isProcessAlive, signalGroup } from './procfs.js';
+import { removeSecretsFile } from './secrets.js';
 import {
   type AgentPaths,
   agentPaths,
@@ -35,6 +38,7 @@ import {
   writeJsonAtomic,
 } from './state.js';
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
   controllerUrl: string;
@@ -46,6 +50,8 @@ export interface AgentOptions {
   /** Address the instances listen on and the proxy reaches them at, e.g. 127.0.0.1. */
   address: string;
   logger: Logger;
+  /** PEM CA bundle for an https controller URL signed by a private CA. */
+  ca?: string;
   /** Long-poll wait in seconds (default 25). */
   pollWaitS?: number;
   /** Heartbeat report interval in ms (default 1000). */
@@ -97,12 +103,14 @@ export class Agent {
   /** Host signals read since the last report that carried them. */
   private pendingHost: HostSignals | undefined;
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
+  /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
+  private lostUntil = 0;
 
   constructor(o: AgentOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'agent', agent: o.name });
     this.paths = agentPaths(o.dataDir);
-    this.client = new ControllerClient(o.controllerUrl, o.token);
+    this.client = new ControllerClient(o.controllerUrl, o.token, o.ca);
     this.probeHttp = new HttpAgent({ connect: { timeout: 5_000 }, pipelining: 0 });
     this.artifacts = new ArtifactCache(
       this.paths.releasesDir,
@@ -200,6 +208,16 @@ export class Agent {
         signal: this.abort.signal,
       }).run(),
     );
+    this.loops.push(
+      new FaultRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        observed: () => this.observed(),
+        hostLoss: (ms) => this.simulateHostLoss(ms),
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
     this.loops.push(this.rotateLoop());
     if ((this.o.hostSignalsMs ?? 5000) > 0) this.loops.push(this.hostSignalsLoop());
     this.loops.push(
@@ -217,6 +235,14 @@ export class Agent {
         observed: () => this.observed(),
       });
     }
+    this.loops.push(
+      new TaskRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**
@@ -252,6 +278,7 @@ export class Agent {
       logger: this.o.logger.child({ agent: this.o.name }),
       address: this.o.address,
       logsDir: this.paths.logsDir,
+      secretsDir: join(this.o.dataDir, 'secrets'),
       hostId: () => this._hostId ?? this.desired?.hostId,
       provision: (spec: DesiredInstance) => this.artifacts.ensure(spec.service, spec.release),
       allocatePort: async () => {
@@ -274,9 +301,38 @@ export class Agent {
     };
   }
 
+  /**
+   * Drill `host-loss` (src/agent/faults.ts): every instance process of this host gets SIGKILL (its whole
+   * process group), supervision ends, and for `ms` the agent says nothing to the controller and starts
+   * nothing — the controller and the proxies see a lost host. Then it comes back like a rebooted host:
+   * it reports and starts what the controller still wants here. Returns the killed pids.
+   */
+  simulateHostLoss(ms: number): number[] {
+    this.lostUntil = Date.now() + ms;
+    const killed: number[] = [];
+    for (const [id, sup] of this.sups) {
+      const pid = sup.observed().pid;
+      sup.detach();
+      this.sups.delete(id);
+      this.forgetting.delete(id);
+      if (pid !== undefined && signalGroup(pid, 'SIGKILL')) killed.push(pid);
+    }
+    this.ports.clear();
+    this.persistInstances();
+    const back = setTimeout(() => {
+      this.lostUntil = 0;
+      this.log.warn('drill: host-loss over, host back');
+      this.reconcile();
+      this.scheduleReport();
+    }, ms);
+    back.unref();
+    this.log.warn({ ms, killed }, 'drill: host-loss — instances killed, silent');
+    return killed;
+  }
+
   private reconcile(): void {
     const desired = this.desired;
-    if (!desired || this.stopping) return;
+    if (!desired || this.stopping || Date.now() < this.lostUntil) return;
     const current = [...this.sups.values()].map((s) => ({
       id: s.id,
       state: s.state,
@@ -461,6 +517,10 @@ export class Agent {
   private async flushReport(): Promise<void> {
     const hostId = this._hostId;
     if (this.stopping || this.reporting || !hostId) return;
+    if (Date.now() < this.lostUntil) {
+      this.armHeartbeat();
+      return;
+    }
     this.reporting = true;
     this.reportDirty = false;
     const body = this.buildReport(hostId);
@@ -475,6 +535,7 @@ export class Agent {
         if (sup && this.forgetting.has(id) && isTerminal(instanceLifecycle, sup.state)) {
           this.sups.delete(id);
           this.forgetting.delete(id);
+          removeSecretsFile(join(this.o.dataDir, 'secrets'), id);
           this.log.info({ instance: id }, 'instance forgotten');
         }
       }

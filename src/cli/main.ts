@@ -11,13 +11,21 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { registerDrillCommands } from './drill.js';
+import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
+import { registerFleetCommands } from './fleet-commands.js';
+import { registerHaproxyCommand } from './haproxy.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { registerProxiesCommands } from './proxies.js';
+import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
 
 interface Common {
@@ -25,6 +33,7 @@ interface Common {
   url?: string;
   token?: string;
   dataDir?: string;
+  caFile?: string;
 }
 
 const program = new Command('nines')
@@ -36,6 +45,11 @@ const program = new Command('nines')
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
       .env('NINES_DATA_DIR')
       .default('.nines'),
+  )
+  .addOption(
+    new Option('--ca-file <file>', 'PEM CA bundle for an https controller signed by a private CA').env(
+      'NINES_CA_FILE',
+    ),
   )
   .option('--json', 'machine-readable output');
 
@@ -141,18 +155,35 @@ async function nodeToken(opts: { token?: string; tokenFile?: string }): Promise<
   return token;
 }
 
-program
+const controllerCommand = program
   .command('controller')
   .description('run the controller alone (API + store + deploy engine + reconciler)')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
+  .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+    action(async (out, o, opts: ControllerFlags) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
+      const s3 = s3Options(opts);
+      const tls = await tlsFiles(opts);
       const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        hostDownAfterMs,
+        environment: opts.environment,
+        ...(s3 ? { s3 } : {}),
+        ...(tls ? { tls } : {}),
+      });
       const info = {
         pid: process.pid,
         apiUrl: ctl.controller.url,
@@ -173,6 +204,23 @@ program
     }),
   );
 
+addS3Options(controllerCommand);
+addTlsOptions(controllerCommand);
+
+interface ControllerFlags {
+  host: string;
+  hostDownAfter: string;
+  port: string;
+  logLevel: string;
+  environment: string;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3Prefix?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
 program
   .command('agent')
   .description("run the host agent: start, probe, restart and stop this host's instances")
@@ -190,6 +238,7 @@ program
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
   .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -211,6 +260,7 @@ program
           address: string;
           metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
         const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
@@ -219,6 +269,11 @@ program
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -232,6 +287,7 @@ program
           address: opts.address,
           logger,
           ...(metricsListen ? { metricsListen } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
         if (agent.agent.metricsPort !== undefined) {
@@ -254,7 +310,13 @@ program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
   .requiredOption('--controller <url>', 'controller API URL')
-  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .addOption(
+    new Option(
+      '--join-token <token>',
+      "join token (nines join-token create); used once, to get this proxy's own credential",
+    ).env('NINES_PROXY_JOIN_TOKEN'),
+  )
+  .addOption(new Option('--token <token>', 'node token (instead of a join token)').env('NINES_NODE_TOKEN'))
   .option('--token-file <file>', 'file holding the node token')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port (0: any free port)', '8080')
@@ -283,9 +345,11 @@ program
           id?: string;
           logLevel: string;
           workers: string;
+          joinToken?: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const proxyToken = await proxyCredential(dataDir, o, opts);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
           throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
@@ -295,22 +359,24 @@ program
             dataDir,
             workers,
             controller: opts.controller,
-            token: await nodeToken(opts),
+            token: proxyToken,
             host: opts.host,
             port: Number(opts.port),
             proxyId: opts.id ?? `${hostname()}-proxy`,
             logLevel: opts.logLevel,
+            ...(o.caFile ? { caFile: resolve(o.caFile) } : {}),
           });
         }
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const proxy = await runProxy({
           controllerUrl: opts.controller,
-          token: await nodeToken(opts),
+          token: proxyToken,
           dataDir,
           host: opts.host,
           port: Number(opts.port),
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);
@@ -321,6 +387,35 @@ program
       },
     ),
   );
+
+/**
+ * The proxy's bearer token: its own credential (kept in <data-dir>/proxy/credentials.json, obtained
+ * once with --join-token), else the shared node token.
+ */
+async function proxyCredential(
+  dataDir: string,
+  o: Common,
+  opts: { controller: string; id?: string; joinToken?: string; token?: string; tokenFile?: string },
+): Promise<string> {
+  const name = opts.id ?? `${hostname()}-proxy`;
+  const file = join(dataDir, 'proxy', 'credentials.json');
+  const kept = readProxyCredentials(file, name);
+  if (kept) return kept.token;
+  if (opts.joinToken) {
+    const ca = o.caFile ? await readFile(o.caFile, 'utf8') : undefined;
+    const c = await registerProxy({
+      controllerUrl: opts.controller,
+      joinToken: opts.joinToken,
+      name,
+      file,
+      ...(ca ? { ca } : {}),
+    }).catch((err: Error) => {
+      throw new NinesError('NINES_E_AUTH_INVALID', err.message);
+    });
+    return c.token;
+  }
+  return nodeToken(opts);
+}
 
 /** `nines proxy --workers N`: the cluster primary (dist/proxy/cluster.js) as a child, signals forwarded. */
 async function runProxyCluster(
@@ -334,6 +429,7 @@ async function runProxyCluster(
     port: number;
     proxyId: string;
     logLevel: string;
+    caFile?: string;
   },
 ): Promise<number> {
   if (o.port === 0) throw new NinesError('NINES_E_VALIDATION', '--workers needs an explicit --port');
@@ -350,7 +446,7 @@ async function runProxyCluster(
     },
     logLevel: o.logLevel,
     logFile: join(o.dataDir, 'logs', 'proxy.log'),
-    controller: { url: o.controller, token: o.token },
+    controller: { url: o.controller, token: o.token, ...(o.caFile ? { caFile: o.caFile } : {}) },
   };
   // The file holds the node token.
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -692,6 +788,8 @@ hosts
     }),
   );
 
+registerFleetCommands(program, hosts, { action, client });
+
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens
   .command('create')
@@ -847,6 +945,7 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
       const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
@@ -885,6 +984,8 @@ program
     }),
   );
 
+registerAlertCommands(program, { action, client });
+
 program
   .command('completion <shell>')
   .description('print a completion script for bash or zsh')
@@ -903,6 +1004,10 @@ program
   );
 
 addCheckCommands(program, { client, action });
+registerSecretsCommands(program, { action, client });
+registerProxiesCommands(program, { action, client });
+registerHaproxyCommand(program, { action, nodeToken, untilSignal });
+registerDrillCommands(program, { action, nodeToken, untilSignal });
 
 await program.parseAsync(process.argv);
 

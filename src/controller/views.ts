@@ -48,6 +48,9 @@ export function hostDesiredState(
       health: healthSpec(r.spec),
       drainTimeoutMs: r.spec.drainTimeout,
       desired: i.desired,
+      ...(r.spec.restart
+        ? { restart: { attempts: r.spec.restart.attempts, intervalMs: r.spec.restart.interval } }
+        : {}),
       ...(r.spec.hooks?.preStop
         ? {
             preStop: {

@@ -1,9 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import {
+  alertingConfigOf,
+  alertingSettingsSchema,
+  alertsSchema,
+  channelsSchema,
+  checkAlertingRefs,
+  escalationsSchema,
+  maintenanceWindowsSchema,
+  schedulesSchema,
+  sloSchema,
+} from './alerting-config.js';
 import { checksSchema } from './checks.js';
 import { duration } from './duration.js';
 import { NinesError } from './errors.js';
+import { instancesOutOfRange, placementSchema, restartPolicySchema, scalingSchema } from './fleet-config.js';
 
 /**
  * `nines.yaml`: the one source of truth for what runs. This zod schema is the definition; the
@@ -121,6 +133,12 @@ export const serviceSchema = z.strictObject({
   /** A new instance that is not healthy within this time fails the deploy. */
   healthyDeadline: duration.default(60_000),
   rolling: rollingSchema.default(rollingSchema.parse({})),
+  /** Availability objective over 30 days with burn-rate alerts (docs/alerting.md). */
+  slo: sloSchema.optional(),
+  /** Fleet fields (`src/core/fleet-config.ts`); absent means the defaults. */
+  placement: placementSchema.optional(),
+  restart: restartPolicySchema.optional(),
+  scaling: scalingSchema.optional(),
   // Deploy settings: optional so specs stored before they existed read the same; defaults in
   // core/strategies.ts (`deploySettings`).
   strategy: z.enum(STRATEGIES).optional(),
@@ -138,22 +156,34 @@ export const serviceSchema = z.strictObject({
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceSpecInput = z.input<typeof serviceSchema>;
 
-export const configSchema = z.strictObject({
-  version: z.literal(1).default(1),
-  services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
-    for (const name of Object.keys(services)) {
-      if (!SERVICE_NAME.test(name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [name],
-          message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
-        });
+export const configSchema = z
+  .strictObject({
+    version: z.literal(1).default(1),
+    // Alerting (docs/alerting.md): rules, channels, on-call; cross-references checked below.
+    alerts: alertsSchema.optional(),
+    channels: channelsSchema.optional(),
+    schedules: schedulesSchema.optional(),
+    escalations: escalationsSchema.optional(),
+    maintenance: maintenanceWindowsSchema.optional(),
+    alerting: alertingSettingsSchema.optional(),
+    services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
+      for (const name of Object.keys(services)) {
+        if (!SERVICE_NAME.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
+          });
+        }
+        const svc = services[name];
+        const range = svc && instancesOutOfRange(svc.instances, svc.scaling);
+        if (range) ctx.addIssue({ code: 'custom', path: [name, 'instances'], message: range });
       }
-    }
-  }),
-  /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
-  checks: checksSchema.default({}),
-});
+    }),
+    /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
+    checks: checksSchema.default({}),
+  })
+  .superRefine((c, ctx) => checkAlertingRefs(alertingConfigOf(c), ctx));
 export type NinesConfig = z.infer<typeof configSchema>;
 
 export interface ConfigIssue {

@@ -4,11 +4,23 @@ import type { ProxyReport } from '../core/protocol.js';
 import type { Proxy as NinesProxy } from './proxy.js';
 import { parseSnapshot } from './snapshot.js';
 
+/**
+ * What the link drives: the nines proxy, or the HAProxy adapter (src/haproxy), which follows the same
+ * snapshots and reports the same way. `snapshotVersion` (default: the applied version) is what the
+ * next poll asks to be newer than — a target that received a snapshot but could not apply it yet must
+ * not have the controller answer the same snapshot again at once.
+ */
+export type LinkTarget = Pick<NinesProxy, 'report' | 'applySnapshot' | 'onReportChange'> & {
+  snapshotVersion?(): number;
+};
+
 export interface ControllerLinkOptions {
   /** e.g. `http://127.0.0.1:7070` (a path prefix is kept). */
   baseUrl: string;
   token: string;
-  proxy: NinesProxy;
+  /** PEM CA bundle for an https controller signed by a private CA. */
+  ca?: string;
+  proxy: LinkTarget;
   logger: Logger;
   /** Long-poll wait the controller is asked for, in seconds. Default 25. */
   waitSeconds?: number;
@@ -25,7 +37,7 @@ export interface ControllerLinkOptions {
  * snapshot, so a lost controller changes nothing on the data path.
  */
 export class ControllerLink {
-  private readonly proxy: NinesProxy;
+  private readonly proxy: LinkTarget;
   private readonly logger: Logger;
   private readonly pool: Pool;
   private readonly basePath: string;
@@ -50,7 +62,11 @@ export class ControllerLink {
     this.logger = opts.logger;
     const url = new URL(opts.baseUrl);
     this.basePath = url.pathname.replace(/\/+$/, '');
-    this.pool = new Pool(url.origin, { connections: 4, pipelining: 1 });
+    this.pool = new Pool(url.origin, {
+      connections: 4,
+      pipelining: 1,
+      ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
+    });
     this.authorization = `Bearer ${opts.token}`;
     this.waitSeconds = opts.waitSeconds ?? 25;
     this.reportIntervalMs = opts.reportIntervalMs ?? 1000;
@@ -85,7 +101,7 @@ export class ControllerLink {
 
   private async poll(): Promise<void> {
     while (this.running) {
-      const after = this.proxy.report().appliedVersion;
+      const after = this.proxy.snapshotVersion?.() ?? this.proxy.report().appliedVersion;
       const started = Date.now();
       let newer = false;
       try {

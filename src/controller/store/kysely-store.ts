@@ -6,10 +6,12 @@ import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
+import * as secretsSql from '../secrets/sql.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
   DeploysTable,
+  DrillsTable,
   EventsTable,
   HostsTable,
   InstancesTable,
@@ -22,11 +24,13 @@ import type {
   DeployKind,
   DeployOptions,
   DeployRecord,
+  DrillRecord,
   EventRecord,
   HostRecord,
   InstanceRecord,
   InstanceRouteState,
   ReleaseRecord,
+  SecretRecord,
   ServiceMode,
   ServiceModeOptions,
   ServiceRecord,
@@ -93,6 +97,11 @@ export class KyselyStore implements Store {
 
   checks(): CheckStore {
     return new KyselyCheckStore(this.db);
+  }
+
+  /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
+  get kysely(): Kysely<Database> {
+    return this.kdb;
   }
 
   async migrate(): Promise<void> {
@@ -604,6 +613,39 @@ export class KyselyStore implements Store {
     return (await q.execute()).map(toEvent);
   }
 
+  // ---- drills ---------------------------------------------------------------------------------------
+
+  async insertDrill(d: DrillRecord): Promise<void> {
+    await this.db
+      .insertInto('drills')
+      .values({
+        id: d.id,
+        service: d.service,
+        scenario: d.scenario,
+        outcome: d.outcome,
+        created_by: d.createdBy,
+        started_at: d.startedAt,
+        finished_at: d.finishedAt,
+        result: JSON.stringify(d.result),
+      })
+      .execute();
+  }
+
+  async getDrill(id: string): Promise<DrillRecord | undefined> {
+    const row = await this.db.selectFrom('drills').selectAll().where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : toDrill(row);
+  }
+
+  async listDrills(opts: { service?: string; limit?: number } = {}): Promise<DrillRecord[]> {
+    let q = this.db.selectFrom('drills').selectAll();
+    if (opts.service !== undefined) q = q.where('service', '=', opts.service);
+    q = q
+      .orderBy('started_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(opts.limit ?? 100);
+    return (await q.execute()).map(toDrill);
+  }
+
   // ---- tokens ---------------------------------------------------------------------------------------
 
   async insertToken(t: TokenRecord): Promise<void> {
@@ -651,6 +693,60 @@ export class KyselyStore implements Store {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return r.numUpdatedRows > 0n;
+  }
+
+  // ---- fleet meta (0007) ----------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<unknown> {
+    const row = await this.db
+      .selectFrom('fleet_meta')
+      .select('value')
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    const v = JSON.stringify(value);
+    const at = this.now();
+    await this.db
+      .insertInto('fleet_meta')
+      .values({ key, value: v, updated_at: at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: v, updated_at: at }))
+      .execute();
+  }
+
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.deleteFrom('fleet_meta').where('key', '=', key).execute();
+  }
+
+  async listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>> {
+    const rows = await this.db
+      .selectFrom('fleet_meta')
+      .select(['key', 'value'])
+      .where('key', '>=', prefix)
+      .where('key', '<', `${prefix}\uffff`)
+      .orderBy('key')
+      .execute();
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
+  }
+
+  // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
+
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {
+    return secretsSql.putSecret(this.db, r);
+  }
+
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void> {
+    return secretsSql.rewrapSecret(this.db, service, environment, name, value);
+  }
+
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]> {
+    return secretsSql.listSecrets(this.db, filter);
+  }
+
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean> {
+    return secretsSql.deleteSecret(this.db, service, environment, name);
   }
 
   // ---- counters -------------------------------------------------------------------------------------
@@ -802,6 +898,19 @@ function toHost(row: Selectable<HostsTable>): HostRecord {
     lastSeenAt: num(row.last_seen_at),
     key: row.auth_key,
     revokedAt: numOrNull(row.revoked_at),
+  };
+}
+
+function toDrill(row: Selectable<DrillsTable>): DrillRecord {
+  return {
+    id: row.id,
+    service: row.service,
+    scenario: row.scenario,
+    outcome: row.outcome as DrillRecord['outcome'],
+    createdBy: row.created_by,
+    startedAt: num(row.started_at),
+    finishedAt: num(row.finished_at),
+    result: parseJsonOrNull<Record<string, unknown>>(row.result) ?? {},
   };
 }
 

@@ -124,6 +124,24 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0007: operational fleet state by key (`host:<id>`, `zone:<name>`): JSON values. */
+export interface FleetMetaTable {
+  key: string;
+  value: string;
+  updated_at: Int8;
+}
+
+export interface SecretsTable {
+  service: string;
+  environment: string;
+  name: string;
+  kind: string;
+  value: string;
+  version: number;
+  updated_at: Int8;
+  updated_by: string;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -134,4 +152,19 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  fleet_meta: FleetMetaTable;
+  secrets: SecretsTable;
+  drills: DrillsTable;
+}
+
+/** `nines drill` results (migration 0011_drills); `result` is the JSON of the drill's report. */
+export interface DrillsTable {
+  id: string;
+  service: string;
+  scenario: string;
+  outcome: string;
+  created_by: string;
+  started_at: Int8;
+  finished_at: Int8;
+  result: string;
 }

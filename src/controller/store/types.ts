@@ -124,6 +124,18 @@ export interface HostRecord {
   revokedAt: number | null;
 }
 
+/** A finished drill: what was injected, what the load saw, pass/fail. `result` is the report (src/drill/drill.ts). */
+export interface DrillRecord {
+  id: string;
+  service: string;
+  scenario: string;
+  outcome: 'passed' | 'failed' | 'error';
+  createdBy: string;
+  startedAt: number;
+  finishedAt: number;
+  result: Record<string, unknown>;
+}
+
 export interface EventRecord {
   id: number;
   at: number;
@@ -133,9 +145,10 @@ export interface EventRecord {
   data: Record<string, unknown> | null;
 }
 
-/** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
- *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics';
+/** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
+ *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform;
+ *  `metrics` only scrapes /metrics. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -147,6 +160,23 @@ export interface TokenRecord {
   revokedAt: number | null;
   /** After this time the token is refused; null: never expires. */
   expiresAt: number | null;
+}
+
+/**
+ * A secret or an environment variable of a service in one environment. For a secret, `value` is the
+ * sealed form (controller/secrets/keyring.ts) and never leaves the controller except to the hosts that
+ * run the service; a variable's value is plain.
+ */
+export interface SecretRecord {
+  service: string;
+  environment: string;
+  name: string;
+  kind: 'secret' | 'var';
+  value: string;
+  /** 1 on creation, +1 on each set. */
+  version: number;
+  updatedAt: number;
+  updatedBy: string;
 }
 
 export interface Store {
@@ -217,6 +247,25 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
+
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
+  /** Creates (version 1) or replaces (version + 1) a secret or variable; returns the stored record. */
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord>;
+  /** Replaces a sealed value without a new version (key rotation). */
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void>;
+  /** Ordered by service, environment, name. */
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]>;
+  /** False when there was no such secret or variable. */
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean>;
+  /** `nines drill` results (issue 8). */
+  insertDrill(d: DrillRecord): Promise<void>;
+  getDrill(id: string): Promise<DrillRecord | undefined>;
+  /** Newest first. */
+  listDrills(opts?: { service?: string; limit?: number }): Promise<DrillRecord[]>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
