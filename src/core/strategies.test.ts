@@ -129,11 +129,11 @@ test('evaluateAnalysis: pass, fail on 5xx or p99 or vs the old release, inconclu
   assert.equal(evaluateAnalysis(rel, stats(100, 2), stats(100, 1)).verdict, 'pass');
 });
 
-test('maintenanceEstimate: slowest stop plus slowest boot; fallback without samples', () => {
-  assert.deepEqual(maintenanceEstimate([800, 1200], [300, 100], 60_000), {
-    windowMs: 1500,
-    bootMs: 1200,
-    stopMs: 300,
+test('maintenanceEstimate: slowest boot plus median stop; fallback without samples', () => {
+  assert.deepEqual(maintenanceEstimate([800, 1200, 5000], [300, 100], 60_000), {
+    windowMs: 5200,
+    bootMs: 5000,
+    stopMs: 200,
     measured: true,
   });
   assert.equal(maintenanceEstimate([], [], 5000).windowMs, 5000);

@@ -250,8 +250,10 @@ export function evaluateAnalysis(
 // ---- all-at-once ----------------------------------------------------------------------------------
 
 /**
- * How long users see the maintenance page: the slowest drain-and-stop, then the slowest boot of the
- * batch (all instances start at once). From measured samples (ms); `fallbackBootMs` when there are none.
+ * How long users see the maintenance page: every old instance stops at once, then every new one boots
+ * at once, so the window ends with the slowest boot — the slowest measured boot (ms) plus the median
+ * measured stop (SIGTERM to exit; nothing is in flight in maintenance mode). `fallbackBootMs` without
+ * samples.
  */
 export function maintenanceEstimate(
   bootSamples: readonly number[],
@@ -259,6 +261,12 @@ export function maintenanceEstimate(
   fallbackBootMs: number,
 ): { windowMs: number; bootMs: number; stopMs: number; measured: boolean } {
   const boot = bootSamples.length ? Math.max(...bootSamples) : fallbackBootMs;
-  const stop = stopSamples.length ? Math.max(...stopSamples) : 0;
+  const stop = stopSamples.length ? median(stopSamples) : 0;
   return { windowMs: Math.round(boot + stop), bootMs: boot, stopMs: stop, measured: bootSamples.length > 0 };
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }

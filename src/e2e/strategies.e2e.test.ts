@@ -194,7 +194,10 @@ describe('all-at-once v2 → v3 (after a rolling v1 → v2 measured the boot and
       config: serviceYaml({ source: fixture('graceful'), env: { BOOT_DELAY_MS: '1500' } }),
     });
     assert.equal((await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v2')).code, 0);
-    const rolled = await underLoad(`${up.info.proxyUrl}/`, () => cli(dataDir, 'deploy', 'web', 'v2'));
+    // This deploy is here to measure boot and stop times (the zero-failure claim is rolling.e2e's).
+    const rolled = await underLoad(`${up.info.proxyUrl}/`, () => cli(dataDir, 'deploy', 'web', 'v2'), {
+      rate: 200,
+    });
     assert.equal(rolled.value.code, 0, rolled.value.stdout);
     assert.equal(rolled.load.failed, 0, describeLoad(rolled.load));
     assert.equal((await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v3')).code, 0);
@@ -215,14 +218,21 @@ describe('all-at-once v2 → v3 (after a rolling v1 → v2 measured the boot and
     const seen = load.timeline.find((t) => t.cls === maint);
     assert.ok(seen);
     const measured = seen.last - seen.first;
-    t.diagnostic(`all-at-once: planned ${planned} ms, users saw maintenance for ${measured} ms`);
+    t.diagnostic(
+      `all-at-once: planned ${planned} ms (boot samples ${JSON.stringify(plan?.data?.bootSamples)}, stop samples ` +
+        `${JSON.stringify(plan?.data?.stopSamples)}), users saw maintenance for ${Math.round(measured)} ms`,
+    );
     assert.ok(
       Math.abs(measured - planned) <= 0.2 * planned,
       `users saw maintenance for ${measured} ms; the plan said ${planned} ms`,
     );
     const v2last = load.timeline.find((t) => t.cls === 'v2')?.last ?? 0;
     const v3first = load.timeline.find((t) => t.cls === 'v3')?.first ?? 0;
-    assert.ok(v2last <= seen.first + 50 && v3first >= seen.last - 50, 'no v2 and v3 side by side');
+    // Requests in flight on v2 when maintenance began finish (drain); v3 answers only after the last of them.
+    assert.ok(
+      v2last > 0 && v3first > v2last,
+      `no v2 and v3 side by side (v2 last ${v2last}, v3 first ${v3first})`,
+    );
     const status = await up.client.get<StatusView>('/v1/status');
     assert.equal(status.services[0]?.mode, 'live');
     assert.equal(status.services[0]?.currentRelease, 'v3');

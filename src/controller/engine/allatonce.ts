@@ -18,17 +18,22 @@ export function instanceDurations(events: readonly DeployEventRecord[], from: st
   return out;
 }
 
-/** Boot (starting → routed) and stop (draining/stopping → stopped) times measured in recent deploys. */
+/**
+ * Boot (starting → routed) and stop (SIGTERM → exited) times measured in the most recent deploy of the
+ * service that measured any: the machine's conditions now, not last week's. The drain wait is left out
+ * of stops on purpose: in maintenance mode the proxies answer themselves, so nothing is in flight.
+ */
 export async function measuredTimes(
   store: Store,
   service: string,
 ): Promise<{ boot: number[]; stop: number[] }> {
-  const boot: number[] = [];
-  const stop: number[] = [];
+  let boot: number[] = [];
+  let stop: number[] = [];
   for (const d of await store.listDeploys(service, 5)) {
     const events = await store.listDeployEvents(d.id);
-    boot.push(...instanceDurations(events, 'instance.starting', 'instance.routed'));
-    stop.push(...instanceDurations(events, 'instance.draining', 'instance.stopped'));
+    if (boot.length === 0) boot = instanceDurations(events, 'instance.starting', 'instance.routed');
+    if (stop.length === 0) stop = instanceDurations(events, 'instance.stopping', 'instance.stopped');
+    if (boot.length > 0 && stop.length > 0) break;
   }
   return { boot, stop };
 }
@@ -58,7 +63,7 @@ export async function runAllAtOnce(run: DeployRun): Promise<void> {
     `all-at-once: ${deploy.service} answers the maintenance page for about ${(est.windowMs / 1000).toFixed(1)} s ` +
       `(${est.measured ? 'measured' : 'no boot measured yet; healthy deadline'}: stop ${est.stopMs} ms + boot ${est.bootMs} ms), ` +
       `while every instance is replaced by ${desired} of ${release.version}`,
-    { strategy: 'all-at-once', ...est, desired },
+    { strategy: 'all-at-once', ...est, desired, bootSamples: times.boot, stopSamples: times.stop },
   );
   const setMode = async (mode: typeof prevMode, options: typeof prevOptions, signal?: AbortSignal) => {
     await store.setServiceMode(deploy.service, mode, options);

@@ -378,7 +378,8 @@ export class DeployEngine {
         await this.hook(run, 'preDeploy');
       }
       await checkpoint();
-      if (!(deploy.kind === 'rollback' && (await switchBack(run, settings.scaleDownDelay)))) {
+      // Back to a blue-green standby group still running (a rollback within scaleDownDelay): one switch.
+      if (!(await switchBack(run, settings.scaleDownDelay))) {
         // A blue-green standby group left from the previous deploy goes before anything starts.
         await this.standby.scaleDown(deploy.service, deploy.id, ctx.signal);
         await this.strategy(run, settings);
