@@ -3,10 +3,12 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
+import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
 import { type AgentFault, type AgentFaultResult, agentFaultsAnswerSchema } from '../core/drill-protocol.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
 import { signRequest } from '../core/signing.js';
+import { type HostTask, type HostTaskResult, hostTasksAnswerSchema } from '../core/tasks-protocol.js';
 
 /** An HTTP answer from the controller that was not a success. */
 export class ControllerHttpError extends Error {
@@ -36,12 +38,17 @@ export const desiredInstanceSchema = z.object({
     sha256: z.string().min(1),
     size: z.number().nonnegative(),
     url: z.string().startsWith('/'),
+    downloadUrl: z.string().url().optional(),
   }),
   command: z.string().min(1),
   env: z.record(z.string(), z.string()),
+  secrets: z.record(z.string(), z.string()).optional(),
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),
+  restart: z
+    .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
+    .optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */
@@ -70,11 +77,13 @@ export class ControllerClient {
   constructor(
     controllerUrl: string,
     private readonly token: string,
+    /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
+    ca?: string,
   ) {
     this.base = controllerUrl.replace(/\/+$/, '');
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
-      connect: { timeout: 5_000 },
+      connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
       headersTimeout: 45_000,
       bodyTimeout: 60_000,
       keepAliveTimeout: 20_000,
@@ -161,6 +170,22 @@ export class ControllerClient {
     await this.json('POST', '/v1/agent/report', body, signal);
   }
 
+  /** Black-box checks to run from this host (long poll until their version passes `after`). */
+  async checks(hostId: string, after: number, waitS: number, signal: AbortSignal): Promise<AgentChecks> {
+    const q = new URLSearchParams({ hostId, after: String(after), wait: String(waitS) });
+    const res = (await this.json('GET', `/v1/agent/checks?${q}`, undefined, signal)) as
+      | AgentChecks
+      | undefined;
+    if (!res || typeof res.version !== 'number' || !Array.isArray(res.checks)) {
+      throw new ControllerHttpError(200, undefined, 'checks: invalid answer');
+    }
+    return res;
+  }
+
+  async checkResults(body: AgentCheckResults, signal: AbortSignal): Promise<void> {
+    await this.json('POST', '/v1/agent/checks/results', body, signal);
+  }
+
   /** `nines logs`: the log requests open for this host (long poll until they differ from `have`). */
   async logRequests(
     hostId: string,
@@ -201,6 +226,26 @@ export class ControllerClient {
   ): Promise<void> {
     const q = new URLSearchParams({ hostId });
     await this.json('POST', `/v1/agent/faults/${encodeURIComponent(faultId)}?${q}`, result, signal);
+  }
+
+  /** `nines hosts patch`: commands to run on this host (long poll until they differ from `have`). */
+  async tasks(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<HostTask[]> {
+    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
+    const res = hostTasksAnswerSchema.safeParse(
+      await this.json('GET', `/v1/agent/tasks?${q}`, undefined, signal),
+    );
+    if (!res.success) throw new ControllerHttpError(200, undefined, 'host tasks: invalid answer');
+    return res.data.tasks;
+  }
+
+  async sendTaskResult(
+    hostId: string,
+    id: string,
+    result: HostTaskResult,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const q = new URLSearchParams({ hostId });
+    await this.json('POST', `/v1/agent/tasks/${encodeURIComponent(id)}?${q}`, result, signal);
   }
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */

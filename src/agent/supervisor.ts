@@ -6,10 +6,11 @@ import type { Dispatcher } from 'undici';
 import { type InstanceState, instanceLifecycle, isTerminal, transition } from '../core/lifecycle.js';
 import type { DesiredInstance, ObservedInstance } from '../core/protocol.js';
 import { describeProvisionError, isRetryableProvisionError, isSafeSegment } from './artifacts.js';
-import { attemptAfterCrash, restartDelayMs } from './backoff.js';
+import { attemptAfterCrash, restartBudget, restartDelayMs } from './backoff.js';
 import { type HealthState, initialHealth, nextHealth } from './health.js';
 import { probeHttp } from './probe.js';
 import { isProcessAlive, processStartTime, signalGroup } from './procfs.js';
+import { removeSecretsFile, writeSecretsFile } from './secrets.js';
 import type { InstanceRecord } from './state.js';
 
 /** How often an adopted process (no longer our child) is checked for liveness. */
@@ -19,6 +20,8 @@ export interface SupervisorDeps {
   logger: Logger;
   address: string;
   logsDir: string;
+  /** Where instance secrets are written (agent/secrets.ts); without it, secrets go to the environment only. */
+  secretsDir?: string;
   hostId(): string | undefined;
   /** Downloads/unpacks the release; resolves to its directory. */
   provision(spec: DesiredInstance): Promise<string>;
@@ -61,6 +64,8 @@ export class InstanceSupervisor {
   private health: HealthState = initialHealth;
   private healthySince: number | undefined;
   private attempt = 0;
+  /** Times of recent crashes, for the restart policy. */
+  private crashes: number[] = [];
   private timers = new Set<NodeJS.Timeout>();
   private watchTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
@@ -290,7 +295,9 @@ export class InstanceSupervisor {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
     }
-    Object.assign(env, spec.env, {
+    const secrets = spec.secrets ?? {};
+    const secretsDir = this.deps.secretsDir;
+    Object.assign(env, spec.env, secrets, {
       PORT: String(port),
       NINES_INSTANCE_ID: spec.id,
       NINES_SERVICE: spec.service,
@@ -301,6 +308,11 @@ export class InstanceSupervisor {
     let child: ChildProcess;
     let fd: number | undefined;
     try {
+      if (secretsDir) {
+        if (Object.keys(secrets).length > 0)
+          env.NINES_SECRETS_FILE = writeSecretsFile(secretsDir, spec.id, secrets);
+        else removeSecretsFile(secretsDir, spec.id);
+      }
       mkdirSync(this.deps.logsDir, { recursive: true });
       fd = openSync(join(this.deps.logsDir, `${spec.id}.log`), 'a');
       appendFileSync(
@@ -357,6 +369,16 @@ export class InstanceSupervisor {
       this.log.info({ pid, code, signal }, 'instance stopped');
       this.to('stopped');
       this.releasePort();
+      return;
+    }
+    const budget = restartBudget([...this.crashes, Date.now()], Date.now(), this.spec.restart);
+    this.crashes = budget.recent;
+    if (budget.exceeded && this.spec.restart) {
+      const how = code !== null ? `exit code ${code}` : signal ? `signal ${signal}` : 'unknown status';
+      this.fail(
+        `${reason ?? `exited (${how})`}; ${budget.recent.length} crashes within ` +
+          `${this.spec.restart.intervalMs} ms exceed the restart policy (${this.spec.restart.attempts} attempts)`,
+      );
       return;
     }
     this.attempt = attemptAfterCrash(this.attempt, healthyRunMs);

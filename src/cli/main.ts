@@ -11,14 +11,21 @@ import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/sto
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
+import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
 import { registerDrillCommands } from './drill.js';
+import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { registerHaproxyCommand } from './haproxy.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { registerProxiesCommands } from './proxies.js';
+import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
 
 interface Common {
@@ -26,6 +33,7 @@ interface Common {
   url?: string;
   token?: string;
   dataDir?: string;
+  caFile?: string;
 }
 
 const program = new Command('nines')
@@ -37,6 +45,11 @@ const program = new Command('nines')
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
       .env('NINES_DATA_DIR')
       .default('.nines'),
+  )
+  .addOption(
+    new Option('--ca-file <file>', 'PEM CA bundle for an https controller signed by a private CA').env(
+      'NINES_CA_FILE',
+    ),
   )
   .option('--json', 'machine-readable output');
 
@@ -142,18 +155,35 @@ async function nodeToken(opts: { token?: string; tokenFile?: string }): Promise<
   return token;
 }
 
-program
+const controllerCommand = program
   .command('controller')
   .description('run the controller alone (API + store + deploy engine + reconciler)')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
+  .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
+    action(async (out, o, opts: ControllerFlags) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
+      const s3 = s3Options(opts);
+      const tls = await tlsFiles(opts);
       const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        hostDownAfterMs,
+        environment: opts.environment,
+        ...(s3 ? { s3 } : {}),
+        ...(tls ? { tls } : {}),
+      });
       const info = {
         pid: process.pid,
         apiUrl: ctl.controller.url,
@@ -174,6 +204,23 @@ program
     }),
   );
 
+addS3Options(controllerCommand);
+addTlsOptions(controllerCommand);
+
+interface ControllerFlags {
+  host: string;
+  hostDownAfter: string;
+  port: string;
+  logLevel: string;
+  environment: string;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3Prefix?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
 program
   .command('agent')
   .description("run the host agent: start, probe, restart and stop this host's instances")
@@ -190,6 +237,8 @@ program
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -209,14 +258,22 @@ program
           zone: string;
           label: string[];
           address: string;
+          metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
+        const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
         const labels: Record<string, string> = {};
         for (const kv of opts.label) {
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -229,8 +286,13 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(metricsListen ? { metricsListen } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        if (agent.agent.metricsPort !== undefined) {
+          out.line(`metrics: http://${metricsListen?.host}:${agent.agent.metricsPort}/metrics`);
+        }
         out.line(
           `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
         );
@@ -248,7 +310,13 @@ program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
   .requiredOption('--controller <url>', 'controller API URL')
-  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .addOption(
+    new Option(
+      '--join-token <token>',
+      "join token (nines join-token create); used once, to get this proxy's own credential",
+    ).env('NINES_PROXY_JOIN_TOKEN'),
+  )
+  .addOption(new Option('--token <token>', 'node token (instead of a join token)').env('NINES_NODE_TOKEN'))
   .option('--token-file <file>', 'file holding the node token')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port (0: any free port)', '8080')
@@ -277,9 +345,11 @@ program
           id?: string;
           logLevel: string;
           workers: string;
+          joinToken?: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const proxyToken = await proxyCredential(dataDir, o, opts);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
           throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
@@ -289,22 +359,24 @@ program
             dataDir,
             workers,
             controller: opts.controller,
-            token: await nodeToken(opts),
+            token: proxyToken,
             host: opts.host,
             port: Number(opts.port),
             proxyId: opts.id ?? `${hostname()}-proxy`,
             logLevel: opts.logLevel,
+            ...(o.caFile ? { caFile: resolve(o.caFile) } : {}),
           });
         }
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const proxy = await runProxy({
           controllerUrl: opts.controller,
-          token: await nodeToken(opts),
+          token: proxyToken,
           dataDir,
           host: opts.host,
           port: Number(opts.port),
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);
@@ -315,6 +387,35 @@ program
       },
     ),
   );
+
+/**
+ * The proxy's bearer token: its own credential (kept in <data-dir>/proxy/credentials.json, obtained
+ * once with --join-token), else the shared node token.
+ */
+async function proxyCredential(
+  dataDir: string,
+  o: Common,
+  opts: { controller: string; id?: string; joinToken?: string; token?: string; tokenFile?: string },
+): Promise<string> {
+  const name = opts.id ?? `${hostname()}-proxy`;
+  const file = join(dataDir, 'proxy', 'credentials.json');
+  const kept = readProxyCredentials(file, name);
+  if (kept) return kept.token;
+  if (opts.joinToken) {
+    const ca = o.caFile ? await readFile(o.caFile, 'utf8') : undefined;
+    const c = await registerProxy({
+      controllerUrl: opts.controller,
+      joinToken: opts.joinToken,
+      name,
+      file,
+      ...(ca ? { ca } : {}),
+    }).catch((err: Error) => {
+      throw new NinesError('NINES_E_AUTH_INVALID', err.message);
+    });
+    return c.token;
+  }
+  return nodeToken(opts);
+}
 
 /** `nines proxy --workers N`: the cluster primary (dist/proxy/cluster.js) as a child, signals forwarded. */
 async function runProxyCluster(
@@ -328,6 +429,7 @@ async function runProxyCluster(
     port: number;
     proxyId: string;
     logLevel: string;
+    caFile?: string;
   },
 ): Promise<number> {
   if (o.port === 0) throw new NinesError('NINES_E_VALIDATION', '--workers needs an explicit --port');
@@ -344,7 +446,7 @@ async function runProxyCluster(
     },
     logLevel: o.logLevel,
     logFile: join(o.dataDir, 'logs', 'proxy.log'),
-    controller: { url: o.controller, token: o.token },
+    controller: { url: o.controller, token: o.token, ...(o.caFile ? { caFile: o.caFile } : {}) },
   };
   // The file holds the node token.
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -674,6 +776,8 @@ hosts
     }),
   );
 
+registerFleetCommands(program, hosts, { action, client });
+
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens
   .command('create')
@@ -829,10 +933,12 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
+      const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys },
+        { plan, applied: r.applied, deploys: r.deploys, checks },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );
@@ -866,6 +972,8 @@ program
     }),
   );
 
+registerAlertCommands(program, { action, client });
+
 program
   .command('completion <shell>')
   .description('print a completion script for bash or zsh')
@@ -885,5 +993,18 @@ program
 
 registerHaproxyCommand(program, { action, nodeToken, untilSignal });
 registerDrillCommands(program, { action, nodeToken, untilSignal });
+addCheckCommands(program, { client, action });
+registerSecretsCommands(program, { action, client });
+registerProxiesCommands(program, { action, client });
 
 await program.parseAsync(process.argv);
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}

@@ -4,7 +4,10 @@ import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
 import { Controller } from '../controller/controller.js';
+import type { S3Options } from '../controller/s3.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
+import type { TlsFiles } from '../controller/tls.js';
+import { redactOptions } from '../core/redact.js';
 import { HaproxyAdapter } from '../haproxy/adapter.js';
 import { HaproxyRuntime } from '../haproxy/runtime.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
@@ -22,7 +25,13 @@ export interface Running {
 export async function fileLogger(dataDir: string, level: string): Promise<{ logger: Logger; file: string }> {
   await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'logs', 'nines.log');
-  return { logger: pino({ level }, pino.destination({ dest: file, sync: false, mkdir: true })), file };
+  return {
+    logger: pino(
+      { level, redact: redactOptions },
+      pino.destination({ dest: file, sync: false, mkdir: true }),
+    ),
+    file,
+  };
 }
 
 export async function runController(o: {
@@ -30,6 +39,10 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  hostDownAfterMs?: number;
+  environment?: string;
+  s3?: S3Options;
+  tls?: TlsFiles;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
@@ -39,6 +52,10 @@ export async function runController(o: {
     logger: o.logger.child({ plane: 'controller' }),
     host: o.host,
     port: o.port,
+    ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
+    ...(o.environment ? { environment: o.environment } : {}),
+    ...(o.s3 ? { s3: o.s3 } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -60,6 +77,7 @@ export async function runProxy(o: {
   port: number;
   logger: Logger;
   proxyId?: string;
+  ca?: string;
 }): Promise<Running & { port: number }> {
   const logger = o.logger.child({ plane: 'proxy' });
   const proxy = new NinesProxy({
@@ -70,7 +88,13 @@ export async function runProxy(o: {
     snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
   });
   const { port } = await proxy.listen();
-  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy, logger });
+  const link = new ControllerLink({
+    baseUrl: o.controllerUrl,
+    token: o.token,
+    proxy,
+    logger,
+    ...(o.ca ? { ca: o.ca } : {}),
+  });
   link.start();
   return {
     port,
@@ -90,6 +114,8 @@ export async function runAgent(o: {
   labels: Record<string, string>;
   address: string;
   logger: Logger;
+  metricsListen?: { host: string; port: number };
+  ca?: string;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -100,6 +126,8 @@ export async function runAgent(o: {
     labels: o.labels,
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
+    ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
+    ...(o.ca ? { ca: o.ca } : {}),
   });
   await agent.start();
   return {
@@ -124,6 +152,8 @@ export async function runHaproxyAdapter(o: {
   check: boolean;
   proxyId: string;
   logger: Logger;
+  /** PEM CA bundle for an https controller signed by a private CA. */
+  ca?: string;
 }): Promise<Running> {
   const logger = o.logger.child({ plane: 'haproxy-adapter' });
   const runtime = new HaproxyRuntime(o.socket);
@@ -137,7 +167,13 @@ export async function runHaproxyAdapter(o: {
     check: o.check,
   });
   adapter.start();
-  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy: adapter, logger });
+  const link = new ControllerLink({
+    baseUrl: o.controllerUrl,
+    token: o.token,
+    proxy: adapter,
+    logger,
+    ...(o.ca ? { ca: o.ca } : {}),
+  });
   link.start();
   return {
     async stop() {

@@ -7,15 +7,20 @@ import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
-import type { ArtifactStore } from './artifacts.js';
+import { isAlertAckPath } from './alerts-api.js';
+import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
+import { isPublicStatusPath } from './checks/routes.js';
 import { registerDrillRoutes } from './drills.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
+import { mayReportAs } from './proxies.js';
+import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
+import { httpsServerFactory, type TlsFiles } from './tls.js';
 import { isPublicWebPath } from './web.js';
 
 declare module 'fastify' {
@@ -34,6 +39,10 @@ export interface ApiDeps {
   artifacts: ArtifactStore;
   auth: Authenticator;
   logger: Logger;
+  /** Variables and secrets merged into desired states (secrets only for the host's own signed poll). */
+  secrets?: Secrets;
+  /** Serve HTTPS with these (controller/tls.ts); plain HTTP without. */
+  tls?: TlsFiles;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -91,6 +100,7 @@ export function buildApi(deps: ApiDeps) {
     bodyLimit: 1024 * 1024,
     // Long polls hold requests for up to MAX_WAIT_S; keep connections open a little longer than that.
     keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
+    ...(deps.tls ? { serverFactory: httpsServerFactory(deps.tls) } : {}),
   });
   app.decorateRequest('principal', null);
   app.decorateRequest('pendingSignature', null);
@@ -110,6 +120,7 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('onRequest', async (req) => {
     if (req.url === '/healthz' || isPublicWebPath(req.method, req.url)) return;
+    if (isPublicStatusPath(req.method, req.url) || isAlertAckPath(req.method, req.url)) return;
     const { principal, pending } = await auth.authenticate(req.headers.authorization);
     if (!allowed(principal, req.method, req.url)) {
       throw new NinesError(
@@ -261,7 +272,7 @@ export function buildApi(deps: ApiDeps) {
     );
     let release: Awaited<ReturnType<Store['insertRelease']>>;
     try {
-      await artifacts.commit(got.tmp, name, version);
+      await artifacts.commit(got.tmp, name, version, got.sha256);
       release = await store.insertRelease({
         service: name,
         version,
@@ -440,7 +451,8 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    return fleet.desiredFor(q.hostId);
+    const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
+    return deps.secrets ? deps.secrets.forHost(desired, req.principal?.hostId) : desired;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {
@@ -525,7 +537,14 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.post('/v1/proxy/report', async (req, reply) => {
-    fleet.proxyReport(parse(proxyReportSchema, req.body, 'proxy report'));
+    const report = parse(proxyReportSchema, req.body, 'proxy report');
+    if (!mayReportAs(req.principal, report.proxyId)) {
+      throw new NinesError(
+        'NINES_E_FORBIDDEN',
+        `proxy ${req.principal?.name} may not report as ${report.proxyId}`,
+      );
+    }
+    fleet.proxyReport(report);
     return reply.status(204).send();
   });
 

@@ -1,16 +1,35 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-
 import type { Logger } from 'pino';
+import { AlertRuntime } from './alerting/runtime.js';
+import { AlertScheduler } from './alerting/scheduler.js';
+import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { AlertStore } from './alerting/store.js';
+import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
+import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
+import { registerFleetApi } from './fleet-api.js';
+import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
+import { registerProxyRoutes } from './proxies.js';
+import { S3Artifacts, type S3Options } from './s3.js';
+import { Secrets } from './secrets/index.js';
+import { registerSecretRoutes } from './secrets/routes.js';
+import { Signals } from './signals/signals.js';
+import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
+import { HostTasks } from './tasks.js';
+import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -19,6 +38,16 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** Alert evaluation period (default 1 s). */
+  alertIntervalMs?: number;
+  /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
+  hostDownAfterMs?: number;
+  /** The environment whose secrets and variables this controller's instances get (default production). */
+  environment?: string;
+  /** Release artifacts also in S3-compatible object storage; agents download from it. */
+  s3?: S3Options;
+  /** Serve the API over HTTPS. */
+  tls?: TlsFiles;
 }
 
 /**
@@ -29,11 +58,23 @@ export interface ControllerOptions {
 export class Controller {
   readonly store: Store;
   readonly hub: Hub;
+  readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  /** Alerting (docs/alerting.md): evaluated by `alertScheduler` — to be run on the leader only. */
+  readonly alerts: AlertStore;
+  readonly alertRuntime: AlertRuntime;
+  readonly alertScheduler: AlertScheduler;
+  private ackSecret = '';
+  readonly tasks: HostTasks;
+  readonly hostOps: HostOps;
+  readonly autoscaler: Autoscaler;
+  readonly secrets: Secrets;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -42,7 +83,14 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
+    this.signals = new Signals();
+    this.fleet = new Fleet({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger,
+      signals: this.signals,
+      ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
+    });
     this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: this.store,
@@ -58,7 +106,17 @@ export class Controller {
       ops: this.ops,
       logger: opts.logger.child({ part: 'reconciler' }),
     });
-    this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.artifacts = new ArtifactStore({
+      dir: join(opts.dataDir, 'artifacts'),
+      ...(opts.s3 ? { remote: new S3Artifacts(opts.s3) } : {}),
+    });
+    this.secrets = new Secrets({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'secrets' }),
+      dataDir: opts.dataDir,
+      ...(opts.environment ? { environment: opts.environment } : {}),
+    });
     this.app = buildApi({
       store: this.store,
       hub: this.hub,
@@ -67,12 +125,63 @@ export class Controller {
       artifacts: this.artifacts,
       auth: new Authenticator(this.store),
       logger: opts.logger,
+      secrets: this.secrets,
+      ...(opts.tls ? { tls: opts.tls } : {}),
     });
+    registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
+    registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
+    if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
+    this.alerts = new AlertStore(this.store.kysely);
+    this.alertRuntime = new AlertRuntime({
+      alerts: this.alerts,
+      store: this.store,
+      sources: [new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs })],
+      requests: new RequestSignals(this.hub),
+      controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      ackSecret: () => this.ackSecret,
+      baseUrl: () => this.url,
+      logger: opts.logger.child({ part: 'alerting' }),
+    });
+    this.alertScheduler = new AlertScheduler(this.alertRuntime, {
+      logger: opts.logger.child({ part: 'alerting' }),
+      ...(opts.alertIntervalMs === undefined ? {} : { intervalMs: opts.alertIntervalMs }),
+    });
+    registerAlertsApi(this.app, {
+      runtime: this.alertRuntime,
+      alerts: this.alerts,
+      ackSecret: () => this.ackSecret,
+    });
+    this.tasks = new HostTasks(this.hub);
+    this.hostOps = new HostOps({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      tasks: this.tasks,
+      logger: opts.logger.child({ part: 'hostops' }),
+    });
+    registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.autoscaler = new Autoscaler({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'autoscaler' }),
+    });
   }
 
   get url(): string {
-    return `http://${this.opts.host}:${this.boundPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.host}:${this.boundPort}`;
   }
 
   get adminTokenFile(): string {
@@ -88,17 +197,27 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    await this.secrets.init();
     await this.engine.recover();
+    this.ackSecret = await this.alerts.ackSecret(Date.now());
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     this.reconciler.start();
+    this.checks.start();
+    this.alertScheduler.start();
+    this.autoscaler.start();
   }
 
   async close(): Promise<void> {
+    this.hostOps.close();
+    await this.autoscaler.stop();
+    await this.alertScheduler.stop();
     await this.reconciler.stop();
+    await this.checks.stop();
     await this.engine.close();
     await this.app.close();
+    this.artifacts.remote?.close();
   }
 
   private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {

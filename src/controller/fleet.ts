@@ -10,8 +10,9 @@ import type {
   RoutingSnapshot,
 } from '../core/protocol.js';
 import { newHostKey } from '../core/signing.js';
+import { loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
-import { placeInstance } from './placement.js';
+import type { Signals } from './signals/signals.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
 import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
 
@@ -30,9 +31,12 @@ export class Fleet {
   private readonly log: Logger;
   /** A host silent for this long takes no new instances. */
   readonly hostDownAfterMs: number;
+  /** Host, instance and service signals for alerting, /metrics and reports (optional in tests). */
+  private readonly signals: Signals | undefined;
 
-  constructor(deps: { store: Store; hub: Hub; logger: Logger; hostDownAfterMs?: number }) {
+  constructor(deps: { store: Store; hub: Hub; logger: Logger; hostDownAfterMs?: number; signals?: Signals }) {
     this.store = deps.store;
+    this.signals = deps.signals;
     this.hub = deps.hub;
     this.log = deps.logger;
     this.hostDownAfterMs = deps.hostDownAfterMs ?? 15_000;
@@ -116,9 +120,24 @@ export class Fleet {
       }
     }
     this.hub.agentReport(host.id, report.generation, report.instances);
+    if (this.signals) {
+      const serviceOf = new Map(known.map((k) => [k.id, k.service]));
+      this.signals.agentReport(
+        host,
+        report.instances.map((i) => ({
+          id: i.id,
+          service: serviceOf.get(i.id) ?? '',
+          state: i.state,
+          healthy: i.healthy,
+          restarts: i.restarts,
+        })),
+        report.host,
+      );
+    }
   }
 
   proxyReport(report: ProxyReport): void {
+    this.signals?.proxyReport(report.proxyId, report.services ?? []);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 
@@ -155,10 +174,34 @@ export class Fleet {
   }
 
   /** Create a new instance of `release` on a placed host; the agent starts it on its next poll. */
-  async createInstance(release: ReleaseRecord, deployId: string | null): Promise<InstanceRecord> {
-    const [hosts, instances] = await Promise.all([this.store.listHosts(), this.store.listInstances()]);
-    const host = placeInstance(release.service, this.liveHosts(hosts), instances);
-    if (!host) throw new NinesError('NINES_E_UNAVAILABLE', 'no live host to place the instance on');
+  async createInstance(
+    release: ReleaseRecord,
+    deployId: string | null,
+    avoid?: ReadonlySet<string>,
+  ): Promise<InstanceRecord> {
+    // One placement at a time: each must see the instances the previous ones created, or a deploy
+    // that starts several at once would put them all on the same host.
+    const run = this.placing.then(() => this.placeAndInsert(release, deployId, avoid));
+    this.placing = run.catch(() => undefined);
+    return run;
+  }
+
+  private placing: Promise<unknown> = Promise.resolve();
+
+  private async placeAndInsert(
+    release: ReleaseRecord,
+    deployId: string | null,
+    avoid: ReadonlySet<string> | undefined,
+  ): Promise<InstanceRecord> {
+    const [state, instances, svc] = await Promise.all([
+      loadFleetState(this.store, this.hostDownAfterMs),
+      this.store.listInstances(),
+      this.store.getService(release.service),
+    ]);
+    // Placement follows the service's spec as it is now (constraints may change without a release).
+    const placed = placeFor(release.service, svc?.spec ?? release.spec, state, instances, avoid);
+    if (!placed.ok) throw new NinesError('NINES_E_NO_CAPACITY', placed.reason);
+    const host = placed.host;
     const now = Date.now();
     const rec: InstanceRecord = {
       id: `${release.service}-${randomBytes(3).toString('hex')}`,

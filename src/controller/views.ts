@@ -47,6 +47,9 @@ export function hostDesiredState(
       health: healthSpec(r.spec),
       drainTimeoutMs: r.spec.drainTimeout,
       desired: i.desired,
+      ...(r.spec.restart
+        ? { restart: { attempts: r.spec.restart.attempts, intervalMs: r.spec.restart.interval } }
+        : {}),
     });
   }
   out.sort((a, b) => a.id.localeCompare(b.id));

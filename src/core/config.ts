@@ -1,32 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import {
+  alertingConfigOf,
+  alertingSettingsSchema,
+  alertsSchema,
+  channelsSchema,
+  checkAlertingRefs,
+  escalationsSchema,
+  maintenanceWindowsSchema,
+  schedulesSchema,
+  sloSchema,
+} from './alerting-config.js';
+import { checksSchema } from './checks.js';
+import { duration } from './duration.js';
 import { NinesError } from './errors.js';
+import { instancesOutOfRange, placementSchema, restartPolicySchema, scalingSchema } from './fleet-config.js';
 
 /**
  * `nines.yaml`: the one source of truth for what runs. This zod schema is the definition; the
  * configuration reference in docs/configuration.md describes it field by field.
  */
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-
-/** A duration: a number of milliseconds, or a string such as `500ms`, `2s`, `1.5m`, `1h`. */
-export const duration = z
-  .union([
-    z.number().int().nonnegative(),
-    // The pattern is for editors (JSON Schema); the transform below gives the error message.
-    z.string().meta({ pattern: '^\\s*\\d+(\\.\\d+)?(ms|s|m|h)\\s*$', examples: ['500ms', '2s', '1m'] }),
-  ])
-  .transform((v, ctx) => {
-    if (typeof v === 'number') return v;
-    const m = DURATION_RE.exec(v.trim());
-    if (!m) {
-      ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use e.g. 500ms, 2s, 1m)` });
-      return z.NEVER;
-    }
-    return Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]);
-  });
+export { duration };
 
 /** A count of instances, or a percentage of the desired count (`25%`). */
 export const countOrPercent = z.union([
@@ -80,24 +76,44 @@ export const serviceSchema = z.strictObject({
   /** A new instance that is not healthy within this time fails the deploy. */
   healthyDeadline: duration.default(60_000),
   rolling: rollingSchema.default(rollingSchema.parse({})),
+  /** Availability objective over 30 days with burn-rate alerts (docs/alerting.md). */
+  slo: sloSchema.optional(),
+  /** Fleet fields (`src/core/fleet-config.ts`); absent means the defaults. */
+  placement: placementSchema.optional(),
+  restart: restartPolicySchema.optional(),
+  scaling: scalingSchema.optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceSpecInput = z.input<typeof serviceSchema>;
 
-export const configSchema = z.strictObject({
-  version: z.literal(1).default(1),
-  services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
-    for (const name of Object.keys(services)) {
-      if (!SERVICE_NAME.test(name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [name],
-          message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
-        });
+export const configSchema = z
+  .strictObject({
+    version: z.literal(1).default(1),
+    // Alerting (docs/alerting.md): rules, channels, on-call; cross-references checked below.
+    alerts: alertsSchema.optional(),
+    channels: channelsSchema.optional(),
+    schedules: schedulesSchema.optional(),
+    escalations: escalationsSchema.optional(),
+    maintenance: maintenanceWindowsSchema.optional(),
+    alerting: alertingSettingsSchema.optional(),
+    services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
+      for (const name of Object.keys(services)) {
+        if (!SERVICE_NAME.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
+          });
+        }
+        const svc = services[name];
+        const range = svc && instancesOutOfRange(svc.instances, svc.scaling);
+        if (range) ctx.addIssue({ code: 'custom', path: [name, 'instances'], message: range });
       }
-    }
-  }),
-});
+    }),
+    /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
+    checks: checksSchema.default({}),
+  })
+  .superRefine((c, ctx) => checkAlertingRefs(alertingConfigOf(c), ctx));
 export type NinesConfig = z.infer<typeof configSchema>;
 
 export interface ConfigIssue {

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import type { InstanceState, RouteState } from './lifecycle.js';
+import { type HostSignals, hostSignalsSchema } from './signals.js';
+
+export type { HostSignals } from './signals.js';
 
 /**
  * The protocol between the planes. Agents and proxies talk to the controller only through these
@@ -42,6 +45,11 @@ export interface ArtifactRef {
   size: number;
   /** Path on the controller API (`/v1/services/:s/releases/:v/artifact`), fetched with the node token. */
   url: string;
+  /**
+   * With object storage: a presigned GET URL of the artifact, fetched without credentials; the agent
+   * falls back to `url` when it fails. The sha256 is verified either way.
+   */
+  downloadUrl?: string;
 }
 
 export interface DesiredInstance {
@@ -50,10 +58,18 @@ export interface DesiredInstance {
   release: ArtifactRef;
   command: string;
   env: Record<string, string>;
+  /**
+   * The service's secrets in the controller's environment, opened: present only in the answer to the
+   * host's own signed request. The agent writes them to a 0600 env file and into the process's
+   * environment; they never appear in logs (core/redact.ts).
+   */
+  secrets?: Record<string, string>;
   health: HealthCheckSpec;
   drainTimeoutMs: number;
   /** `running`: keep it up (restart on crash). `stopped`: SIGTERM, then SIGKILL after drainTimeoutMs. */
   desired: 'running' | 'stopped';
+  /** Restart policy: more than `attempts` crashes within `intervalMs` and the instance is `failed`. */
+  restart?: { attempts: number; intervalMs: number };
 }
 
 export interface HostDesiredState {
@@ -95,6 +111,8 @@ export interface AgentReport {
   /** The desired generation the agent has applied. */
   generation: number;
   instances: ObservedInstance[];
+  /** Host signals (CPU, memory, disks, network), attached every few seconds, not to every report. */
+  host?: HostSignals;
 }
 
 export interface RouteInstance {
@@ -236,6 +254,7 @@ export const agentReportSchema = z.strictObject({
   hostId: z.string().min(1),
   generation: z.number().int().nonnegative(),
   instances: z.array(observedInstanceSchema),
+  host: hostSignalsSchema.optional(),
 });
 
 export const proxyReportSchema = z.strictObject({

@@ -18,6 +18,8 @@ export interface ControllerLinkOptions {
   /** e.g. `http://127.0.0.1:7070` (a path prefix is kept). */
   baseUrl: string;
   token: string;
+  /** PEM CA bundle for an https controller signed by a private CA. */
+  ca?: string;
   proxy: LinkTarget;
   logger: Logger;
   /** Long-poll wait the controller is asked for, in seconds. Default 25. */
@@ -60,7 +62,11 @@ export class ControllerLink {
     this.logger = opts.logger;
     const url = new URL(opts.baseUrl);
     this.basePath = url.pathname.replace(/\/+$/, '');
-    this.pool = new Pool(url.origin, { connections: 4, pipelining: 1 });
+    this.pool = new Pool(url.origin, {
+      connections: 4,
+      pipelining: 1,
+      ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
+    });
     this.authorization = `Bearer ${opts.token}`;
     this.waitSeconds = opts.waitSeconds ?? 25;
     this.reportIntervalMs = opts.reportIntervalMs ?? 1000;

@@ -41,7 +41,7 @@ export interface ProxyOptions {
   accessLog?: boolean;
   /** One JSON line per request to this file (its own asynchronous pino destination); implies accessLog. */
   accessLogFile?: string;
-  /** Default 3000. A connect failure ejects the instance and retries elsewhere. */
+  /** Default 1000 (a LAN connect takes well under 1 ms; a dead host must not hold a request for long). A connect failure ejects the instance and retries elsewhere. */
   upstreamConnectTimeoutMs?: number;
   /** Time for an instance to send response headers; then 504 NINES_E_UPSTREAM_TIMEOUT. Default 60000. */
   upstreamHeadersTimeoutMs?: number;
@@ -160,7 +160,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
     this.opts = opts;
     this.logger = opts.logger;
     this.proxyId = opts.proxyId;
-    this.connectTimeoutMs = opts.upstreamConnectTimeoutMs ?? 3000;
+    this.connectTimeoutMs = opts.upstreamConnectTimeoutMs ?? 1000;
     this.headersTimeoutMs = opts.upstreamHeadersTimeoutMs ?? 60_000;
     this.bodyTimeoutMs = opts.upstreamBodyTimeoutMs ?? 300_000;
     this.totalTimeoutMs = opts.upstreamTotalTimeoutMs ?? 0;

@@ -25,6 +25,11 @@ export interface Tunnel {
 
 export type InstanceRouteState = RouteInstance['state'];
 
+/** A request waiting on an instance (a Forward) that can be moved off it when it goes down. */
+export interface Abandonable {
+  abandon(): void;
+}
+
 export function originOf(address: string, port: number): string {
   const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
   return `http://${host}:${port}`;
@@ -52,6 +57,8 @@ export class Upstream {
   /** up && state === 'ready' && not removed: the one flag the balancer reads per request. */
   routable: boolean;
   inflight = 0;
+  /** Requests waiting for this instance's answer (not WebSockets). */
+  private readonly waiting = new Set<Abandonable>();
   /** Draining (or removed), in-flight 0 and the pool to it closed. */
   drained = false;
   /** Gone from the snapshot: closes once its in-flight requests finished, then is forgotten. */
@@ -180,6 +187,14 @@ export class Upstream {
     this.maybeClose();
   }
 
+  track(f: Abandonable): void {
+    this.waiting.add(f);
+  }
+
+  untrack(f: Abandonable): void {
+    this.waiting.delete(f);
+  }
+
   /** Per-request accounting, called when an attempt on this instance ends. */
   release(): void {
     if (--this.inflight === 0 && !this.routable && (this.removed || this.state !== 'ready')) {
@@ -304,6 +319,10 @@ export class Upstream {
     if (up !== this.up) {
       this.up = up;
       this.owner.upstreamChanged();
+      if (!up && this.waiting.size > 0) {
+        // Down: what waits for its answer would wait for a dead host; move it (idempotent only).
+        for (const f of [...this.waiting]) f.abandon();
+      }
     }
   }
 

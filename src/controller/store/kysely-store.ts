@@ -4,6 +4,8 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
+import * as secretsSql from '../secrets/sql.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -26,6 +28,7 @@ import type {
   InstanceRecord,
   InstanceRouteState,
   ReleaseRecord,
+  SecretRecord,
   ServiceMode,
   ServiceModeOptions,
   ServiceRecord,
@@ -87,6 +90,15 @@ export class KyselyStore implements Store {
         'store used inside its own transaction(): use the tx store passed to the callback for every call',
       );
     }
+    return this.kdb;
+  }
+
+  checks(): CheckStore {
+    return new KyselyCheckStore(this.db);
+  }
+
+  /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
+  get kysely(): Kysely<Database> {
     return this.kdb;
   }
 
@@ -669,6 +681,60 @@ export class KyselyStore implements Store {
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return r.numUpdatedRows > 0n;
+  }
+
+  // ---- fleet meta (0007) ----------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<unknown> {
+    const row = await this.db
+      .selectFrom('fleet_meta')
+      .select('value')
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    const v = JSON.stringify(value);
+    const at = this.now();
+    await this.db
+      .insertInto('fleet_meta')
+      .values({ key, value: v, updated_at: at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: v, updated_at: at }))
+      .execute();
+  }
+
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.deleteFrom('fleet_meta').where('key', '=', key).execute();
+  }
+
+  async listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>> {
+    const rows = await this.db
+      .selectFrom('fleet_meta')
+      .select(['key', 'value'])
+      .where('key', '>=', prefix)
+      .where('key', '<', `${prefix}\uffff`)
+      .orderBy('key')
+      .execute();
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
+  }
+
+  // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
+
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {
+    return secretsSql.putSecret(this.db, r);
+  }
+
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void> {
+    return secretsSql.rewrapSecret(this.db, service, environment, name, value);
+  }
+
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]> {
+    return secretsSql.listSecrets(this.db, filter);
+  }
+
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean> {
+    return secretsSql.deleteSecret(this.db, service, environment, name);
   }
 
   // ---- counters -------------------------------------------------------------------------------------

@@ -120,6 +120,24 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0007: operational fleet state by key (`host:<id>`, `zone:<name>`): JSON values. */
+export interface FleetMetaTable {
+  key: string;
+  value: string;
+  updated_at: Int8;
+}
+
+export interface SecretsTable {
+  service: string;
+  environment: string;
+  name: string;
+  kind: string;
+  value: string;
+  version: number;
+  updated_at: Int8;
+  updated_by: string;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -130,6 +148,8 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  fleet_meta: FleetMetaTable;
+  secrets: SecretsTable;
   drills: DrillsTable;
 }
 

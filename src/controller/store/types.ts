@@ -1,6 +1,7 @@
 import type { ServiceSpec } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { CheckStore } from '../checks/store.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -134,9 +135,10 @@ export interface EventRecord {
   data: Record<string, unknown> | null;
 }
 
-/** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
- *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join';
+/** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
+ *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform;
+ *  `metrics` only scrapes /metrics. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -150,12 +152,31 @@ export interface TokenRecord {
   expiresAt: number | null;
 }
 
+/**
+ * A secret or an environment variable of a service in one environment. For a secret, `value` is the
+ * sealed form (controller/secrets/keyring.ts) and never leaves the controller except to the hosts that
+ * run the service; a variable's value is plain.
+ */
+export interface SecretRecord {
+  service: string;
+  environment: string;
+  name: string;
+  kind: 'secret' | 'var';
+  value: string;
+  /** 1 on creation, +1 on each set. */
+  version: number;
+  updatedAt: number;
+  updatedBy: string;
+}
+
 export interface Store {
   /** Apply pending schema migrations (versioned, idempotent). */
   migrate(): Promise<void>;
   close(): Promise<void>;
   /** Run `fn` in one transaction; the store passed to `fn` must be used for every call inside. */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  /** Black-box checks and uptime (migration 0005_checks; src/controller/checks/store.ts). */
+  checks(): CheckStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;
@@ -215,6 +236,19 @@ export interface Store {
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
 
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
+  /** Creates (version 1) or replaces (version + 1) a secret or variable; returns the stored record. */
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord>;
+  /** Replaces a sealed value without a new version (key rotation). */
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void>;
+  /** Ordered by service, environment, name. */
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]>;
+  /** False when there was no such secret or variable. */
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean>;
   /** `nines drill` results (issue 8). */
   insertDrill(d: DrillRecord): Promise<void>;
   getDrill(id: string): Promise<DrillRecord | undefined>;
