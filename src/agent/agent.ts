@@ -100,11 +100,11 @@ export class Agent {
   private reportsHeld = true;
   private reportDirty = true;
   private lastReportAt = 0;
-  /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
-  private lostUntil = 0;
   /** Host signals read since the last report that carried them. */
   private pendingHost: HostSignals | undefined;
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
+  /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
+  private lostUntil = 0;
 
   constructor(o: AgentOptions) {
     this.o = o;

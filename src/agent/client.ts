@@ -49,6 +49,7 @@ export const desiredInstanceSchema = z.object({
   restart: z
     .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
     .optional(),
+  preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */
@@ -208,26 +209,6 @@ export class ControllerClient {
     return res?.open === true;
   }
 
-  /** `nines drill`: the faults open for this host (long poll until they differ from `have`). */
-  async faults(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<AgentFault[]> {
-    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
-    const res = agentFaultsAnswerSchema.safeParse(
-      await this.json('GET', `/v1/agent/faults?${q}`, undefined, signal),
-    );
-    if (!res.success) throw new ControllerHttpError(200, undefined, 'faults: invalid answer');
-    return res.data.faults;
-  }
-
-  async faultDone(
-    hostId: string,
-    faultId: string,
-    result: AgentFaultResult,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const q = new URLSearchParams({ hostId });
-    await this.json('POST', `/v1/agent/faults/${encodeURIComponent(faultId)}?${q}`, result, signal);
-  }
-
   /** `nines hosts patch`: commands to run on this host (long poll until they differ from `have`). */
   async tasks(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<HostTask[]> {
     const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
@@ -246,6 +227,26 @@ export class ControllerClient {
   ): Promise<void> {
     const q = new URLSearchParams({ hostId });
     await this.json('POST', `/v1/agent/tasks/${encodeURIComponent(id)}?${q}`, result, signal);
+  }
+
+  /** `nines drill`: the faults open for this host (long poll until they differ from `have`). */
+  async faults(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<AgentFault[]> {
+    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
+    const res = agentFaultsAnswerSchema.safeParse(
+      await this.json('GET', `/v1/agent/faults?${q}`, undefined, signal),
+    );
+    if (!res.success) throw new ControllerHttpError(200, undefined, 'faults: invalid answer');
+    return res.data.faults;
+  }
+
+  async faultDone(
+    hostId: string,
+    faultId: string,
+    result: AgentFaultResult,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const q = new URLSearchParams({ hostId });
+    await this.json('POST', `/v1/agent/faults/${encodeURIComponent(faultId)}?${q}`, result, signal);
   }
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */

@@ -154,15 +154,21 @@ export class InstanceSupervisor {
         this.to('stopping'); // pending probes see the state and stop
         const pid = this.pid;
         if (pid !== undefined) {
-          this.log.info({ pid, drainTimeoutMs: this.spec.drainTimeoutMs }, 'stopping: SIGTERM');
-          signalGroup(pid, 'SIGTERM');
-          this.killTimer = setTimeout(() => {
-            this.killTimer = undefined;
-            if (this.pid === pid && !this.detached) {
-              this.log.warn({ pid }, 'drain timeout: SIGKILL');
-              signalGroup(pid, 'SIGKILL');
-            }
-          }, this.spec.drainTimeoutMs);
+          const terminate = () => {
+            if (this.pid !== pid || this.detached) return;
+            this.log.info({ pid, drainTimeoutMs: this.spec.drainTimeoutMs }, 'stopping: SIGTERM');
+            signalGroup(pid, 'SIGTERM');
+            this.killTimer = setTimeout(() => {
+              this.killTimer = undefined;
+              if (this.pid === pid && !this.detached) {
+                this.log.warn({ pid }, 'drain timeout: SIGKILL');
+                signalGroup(pid, 'SIGKILL');
+              }
+            }, this.spec.drainTimeoutMs);
+          };
+          if (this.spec.preStop && this.releaseDir)
+            this.runPreStop(this.spec.preStop, this.releaseDir, terminate);
+          else terminate();
         }
         break;
       }
@@ -170,6 +176,54 @@ export class InstanceSupervisor {
         break;
     }
     return done;
+  }
+
+  /**
+   * The preStop hook: `sh -c` in the release dir with the instance's env, output into its log; the
+   * SIGTERM follows when it exits or after its timeout (its process group is killed then).
+   */
+  private runPreStop(hook: { command: string; timeoutMs: number }, cwd: string, then: () => void): void {
+    let fd: number | undefined;
+    let done = false;
+    const finish = (why: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.log.info({ why }, 'preStop finished');
+      then();
+    };
+    const env: Record<string, string> = {};
+    for (const k of ['PATH', 'HOME', 'LANG'] as const) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    Object.assign(env, this.spec.env, {
+      PORT: String(this.port ?? ''),
+      NINES_INSTANCE_ID: this.id,
+      NINES_SERVICE: this.spec.service,
+      NINES_RELEASE: this.spec.release.version,
+      NINES_HOST_ID: this.deps.hostId() ?? '',
+    });
+    let child: ChildProcess | undefined;
+    try {
+      fd = openSync(join(this.deps.logsDir, `${this.id}.log`), 'a');
+      appendFileSync(fd, `--- nines: ${new Date().toISOString()} preStop: ${hook.command} ---\n`);
+      child = spawn('/bin/sh', ['-c', hook.command], { cwd, detached: true, env, stdio: ['ignore', fd, fd] });
+    } catch (err) {
+      this.log.warn({ err }, 'preStop could not start');
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    const timer = setTimeout(() => {
+      if (child?.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+      finish(`timed out after ${hook.timeoutMs} ms`);
+    }, hook.timeoutMs);
+    if (!child) {
+      finish('not started');
+      return;
+    }
+    child.once('error', () => finish('spawn failed'));
+    child.once('exit', (code) => finish(`exit ${code}`));
   }
 
   /** Stops supervising without touching the process (the next agent adopts it). */

@@ -525,48 +525,60 @@ async function runDeploy(out: Out, c: Client, deploy: DeployRecord, wait: boolea
   return done.state === 'succeeded' ? EXIT.ok : EXIT.failed;
 }
 
-const CONTROLS = ['pause', 'resume', 'abort'] as const;
+const CONTROLS = ['pause', 'resume', 'abort', 'promote'] as const;
 
 program
   .command('deploy <service> <version>')
   .description(
-    'rolling deploy of a release, with live progress; exit 0 done, 1 failed, 2 refused.\n' +
-      '`nines deploy pause|resume|abort <service>` controls the deploy in flight',
+    'deploy a release (the service strategy, or --strategy), with live progress; exit 0 done, 1 failed, 2 refused.\n' +
+      '`nines deploy pause|resume|promote|abort <service>` controls the deploy in flight',
   )
   .option('--no-wait', 'return once the deploy has started')
+  .option('--strategy <name>', 'rolling, blue-green, canary or all-at-once (overrides nines.yaml)')
+  .option('--no-auto-revert', 'on a failed analysis, pause for a person instead of reverting')
   .addHelpText(
     'after',
-    '\nExamples:\n  nines deploy hello v2\n  nines deploy pause hello\n  nines deploy abort hello',
+    '\nExamples:\n  nines deploy hello v2\n  nines deploy hello v3 --strategy canary\n  nines deploy promote hello\n  nines deploy abort hello',
   )
   .action(
-    action(async (out, o, service: string, version: string, opts: { wait: boolean }) => {
-      const c = await client(o);
-      const control = CONTROLS.find((x) => x === service);
-      if (control) {
-        // `nines deploy pause <service>`: the deploy holding the service's lock.
-        const { service: svc } = await c.get<{ service: ServiceRecord }>(
-          `/v1/services/${encodeURIComponent(version)}`,
-        );
-        if (!svc.lockedBy || svc.lockedBy.startsWith('heal-')) {
-          throw new NinesError('NINES_E_INVALID_TRANSITION', `no deploy of ${version} is in flight`);
+    action(
+      async (
+        out,
+        o,
+        service: string,
+        version: string,
+        opts: { wait: boolean; strategy?: string; autoRevert: boolean },
+      ) => {
+        const c = await client(o);
+        const control = CONTROLS.find((x) => x === service);
+        if (control) {
+          // `nines deploy pause <service>`: the deploy holding the service's lock.
+          const { service: svc } = await c.get<{ service: ServiceRecord }>(
+            `/v1/services/${encodeURIComponent(version)}`,
+          );
+          if (!svc.lockedBy || svc.lockedBy.startsWith('heal-') || svc.lockedBy.startsWith('standby-')) {
+            throw new NinesError('NINES_E_INVALID_TRANSITION', `no deploy of ${version} is in flight`);
+          }
+          const { deploy } = await c.post<{ deploy: DeployRecord }>(
+            `/v1/deploys/${encodeURIComponent(svc.lockedBy)}/${control}`,
+          );
+          out.result(
+            { deploy },
+            `${control}: ${deploy.id} (${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion})`,
+          );
+          return EXIT.ok;
         }
         const { deploy } = await c.post<{ deploy: DeployRecord }>(
-          `/v1/deploys/${encodeURIComponent(svc.lockedBy)}/${control}`,
+          `/v1/services/${encodeURIComponent(service)}/deploys`,
+          {
+            version,
+            ...(opts.strategy ? { strategy: opts.strategy } : {}),
+            ...(opts.autoRevert === false ? { autoRevert: false } : {}),
+          },
         );
-        out.result(
-          { deploy },
-          `${control}: ${deploy.id} (${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion})`,
-        );
-        return EXIT.ok;
-      }
-      const { deploy } = await c.post<{ deploy: DeployRecord }>(
-        `/v1/services/${encodeURIComponent(service)}/deploys`,
-        {
-          version,
-        },
-      );
-      return runDeploy(out, c, deploy, opts.wait);
-    }),
+        return runDeploy(out, c, deploy, opts.wait);
+      },
+    ),
   );
 
 program
@@ -842,7 +854,7 @@ joinTokens
 
 program
   .command('deploys [service]')
-  .description('deploy history: who, when, from, to, result, duration')
+  .description('deploy history: who, when, strategy, from, to, result, duration, failed requests')
   .addHelpText('after', '\nExample:\n  nines deploys hello')
   .action(
     action(async (out, o, service?: string) => {
@@ -991,11 +1003,11 @@ program
     }),
   );
 
-registerHaproxyCommand(program, { action, nodeToken, untilSignal });
-registerDrillCommands(program, { action, nodeToken, untilSignal });
 addCheckCommands(program, { client, action });
 registerSecretsCommands(program, { action, client });
 registerProxiesCommands(program, { action, client });
+registerHaproxyCommand(program, { action, nodeToken, untilSignal });
+registerDrillCommands(program, { action, nodeToken, untilSignal });
 
 await program.parseAsync(process.argv);
 

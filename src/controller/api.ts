@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { duration, serviceSchema, zodIssues } from '../core/config.js';
+import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
@@ -71,7 +71,11 @@ function sameIds(open: { id: string }[], have: string): boolean {
   return open.length === known.length && open.every((r) => known.includes(r.id));
 }
 const releaseParams = z.object({ name: z.string().min(1), version: z.string().min(1) });
-const deployBody = z.strictObject({ version: z.string().regex(VERSION_RE) });
+const deployBody = z.strictObject({
+  version: z.string().regex(VERSION_RE),
+  strategy: z.enum(STRATEGIES).optional(),
+  autoRevert: z.boolean().optional(),
+});
 const rollbackBody = z.strictObject({ to: z.string().regex(VERSION_RE).optional() }).default({});
 const pollQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
@@ -311,8 +315,12 @@ export function buildApi(deps: ApiDeps) {
 
   app.post('/v1/services/:name/deploys', async (req, reply) => {
     const { name } = parse(nameParams, req.params, 'path');
-    const { version } = parse(deployBody, req.body, 'deploy request');
-    const deploy = await engine.create(name, version, { createdBy: who(req) });
+    const { version, strategy, autoRevert } = parse(deployBody, req.body, 'deploy request');
+    const deploy = await engine.create(name, version, {
+      createdBy: who(req),
+      ...(strategy ? { strategy } : {}),
+      ...(autoRevert !== undefined ? { autoRevert } : {}),
+    });
     return reply.status(202).send({ deploy });
   });
 
@@ -339,7 +347,7 @@ export function buildApi(deps: ApiDeps) {
   });
 
   // Deploy controls: pause holds at the next step boundary, resume continues, abort reverts.
-  for (const action of ['pause', 'resume', 'abort'] as const) {
+  for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
     app.post(`/v1/deploys/:id/${action}`, async (req) => {
       const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
       const deploy = await engine[action](id, who(req));

@@ -98,6 +98,7 @@ export class Controller {
       fleet: this.fleet,
       ops: this.ops,
       logger: opts.logger,
+      artifactPath: (service, version) => this.artifacts.path(service, version),
     });
     this.reconciler = new Reconciler({
       store: this.store,

@@ -4,6 +4,7 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as secretsSql from '../secrets/sql.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
@@ -21,6 +22,7 @@ import type {
 import type {
   DeployEventRecord,
   DeployKind,
+  DeployOptions,
   DeployRecord,
   DrillRecord,
   EventRecord,
@@ -213,6 +215,15 @@ export class KyselyStore implements Store {
     if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
   }
 
+  async setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void> {
+    const r = await this.db
+      .updateTable('services')
+      .set({ traffic: traffic === null ? null : JSON.stringify(traffic), updated_at: this.now() })
+      .where('name', '=', service)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
+  }
+
   async acquireDeployLock(
     service: string,
     deployId: string,
@@ -359,6 +370,7 @@ export class KyselyStore implements Store {
           last_event_seq: 0,
           requests: d.requests,
           failed_requests: d.failedRequests,
+          options: d.options ? JSON.stringify(d.options) : null,
         })
         .execute();
     });
@@ -822,6 +834,7 @@ function toService(row: Selectable<ServicesTable>): ServiceRecord {
     updatedAt: num(row.updated_at),
     mode: row.mode as ServiceMode,
     modeOptions: row.mode_options === null ? null : (JSON.parse(row.mode_options) as ServiceModeOptions),
+    ...(row.traffic ? { traffic: JSON.parse(row.traffic) as TrafficSplit } : {}),
   };
 }
 
@@ -855,6 +868,7 @@ function toDeploy(row: Selectable<DeploysTable>): DeployRecord {
     finishedAt: numOrNull(row.finished_at),
     requests: numOrNull(row.requests),
     failedRequests: numOrNull(row.failed_requests),
+    ...(row.options ? { options: JSON.parse(row.options) as DeployOptions } : {}),
   };
 }
 

@@ -310,6 +310,20 @@ const secrets: Migration = {
   },
 };
 
+/** Deploy strategies: a service's traffic split, a deploy's own options (auto-revert). */
+const deployStrategies: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('services').addColumn('traffic', 'text').execute();
+    await db.schema.alterTable('deploys').addColumn('options', 'text').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').dropColumn('options').execute();
+    await db.schema.alterTable('services').dropColumn('traffic').execute();
+  },
+};
+
 /** `nines drill` results, newest first per service. */
 const drills: Migration = {
   // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
@@ -347,6 +361,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0006_alerts': alertsMigration,
   '0007_fleet': fleet,
   '0008_secrets': secrets,
+  '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
 };
 

@@ -22,6 +22,8 @@ export interface ServicesTable {
   mode: ColumnType<string, string | undefined, string>;
   /** 0003: JSON of ServiceModeOptions, or null. */
   mode_options: string | null;
+  /** 0010: JSON of TrafficSplit (canary weights, blue-green preview/standby), or null. */
+  traffic: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ReleasesTable {
@@ -56,6 +58,8 @@ export interface DeploysTable {
   /** 0004: answers the proxies gave for the service during the deploy, and how many were 5xx. */
   requests: Int8Null;
   failed_requests: Int8Null;
+  /** 0010: JSON of DeployOptions (per-deploy overrides), or null. */
+  options: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface DeployEventsTable {

@@ -1,6 +1,7 @@
-import type { ServiceSpec } from '../../core/config.js';
+import type { ServiceSpec, StrategyName } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import type { CheckStore } from '../checks/store.js';
 
 /**
@@ -35,6 +36,8 @@ export interface ServiceRecord {
   updatedAt: number;
   mode: ServiceMode;
   modeOptions: ServiceModeOptions | null;
+  /** How the proxies split traffic between releases (canary, blue-green); null/absent: evenly. */
+  traffic?: TrafficSplit | null;
 }
 
 export interface ReleaseRecord {
@@ -59,7 +62,7 @@ export interface DeployRecord {
   service: string;
   fromVersion: string | null;
   toVersion: string;
-  strategy: 'rolling';
+  strategy: StrategyName;
   kind: DeployKind;
   state: DeployState;
   reason: string | null;
@@ -70,6 +73,13 @@ export interface DeployRecord {
   /** Answers the proxies gave for the service while the deploy ran, and how many were 5xx (null: unknown). */
   requests: number | null;
   failedRequests: number | null;
+  /** Per-deploy overrides (`nines deploy --no-auto-revert`). */
+  options?: DeployOptions | null;
+}
+
+export interface DeployOptions {
+  /** Overrides the spec's autoRevert. */
+  autoRevert?: boolean;
 }
 
 export interface DeployEventRecord {
@@ -184,6 +194,8 @@ export interface Store {
   setCurrentRelease(service: string, version: string | null): Promise<void>;
   /** Throws NINES_E_SERVICE_NOT_FOUND for an unknown service. */
   setServiceMode(service: string, mode: ServiceMode, options: ServiceModeOptions | null): Promise<void>;
+  /** Throws NINES_E_SERVICE_NOT_FOUND for an unknown service. */
+  setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void>;
   /** Take the service's deploy lock for `deployId`. Returns the holder's id when already held by another. */
   acquireDeployLock(service: string, deployId: string): Promise<{ ok: true } | { ok: false; heldBy: string }>;
   releaseDeployLock(service: string, deployId: string): Promise<void>;
