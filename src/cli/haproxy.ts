@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -10,7 +11,7 @@ export interface CliKit {
   action<A extends unknown[]>(
     fn: (
       out: Out,
-      o: { dataDir?: string; json?: boolean; url?: string; token?: string },
+      o: { dataDir?: string; json?: boolean; url?: string; token?: string; caFile?: string },
       ...args: A
     ) => Promise<number | undefined>,
   ): (...args: unknown[]) => Promise<void>;
@@ -104,6 +105,7 @@ export function registerHaproxyCommand(program: Command, kit: CliKit): void {
               check: opts.check,
               proxyId,
               logger,
+              ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
             });
           } catch (err) {
             if (err instanceof NinesError) throw err;

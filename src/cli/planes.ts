@@ -154,6 +154,8 @@ export async function runHaproxyAdapter(o: {
   check: boolean;
   proxyId: string;
   logger: Logger;
+  /** PEM CA bundle for an https controller signed by a private CA. */
+  ca?: string;
 }): Promise<Running> {
   const logger = o.logger.child({ plane: 'haproxy-adapter' });
   const runtime = new HaproxyRuntime(o.socket);
@@ -167,7 +169,13 @@ export async function runHaproxyAdapter(o: {
     check: o.check,
   });
   adapter.start();
-  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy: adapter, logger });
+  const link = new ControllerLink({
+    baseUrl: o.controllerUrl,
+    token: o.token,
+    proxy: adapter,
+    logger,
+    ...(o.ca ? { ca: o.ca } : {}),
+  });
   link.start();
   return {
     async stop() {

@@ -31,6 +31,7 @@ const phase = (o: Partial<DrillReport['phases']['before']> = {}) => ({
   durationMs: 2000,
   errors: {},
   byStatus: { 200: 100 },
+  firstFailures: [],
   ...o,
 });
 
@@ -111,6 +112,7 @@ describe('drill report', () => {
       durationMs: 1000,
       errors: {},
       byStatus: { 200: 9, 502: 1 },
+      firstFailures: [],
     });
   });
   it('renders phases, totals and reasons', () => {

@@ -71,6 +71,8 @@ export interface PhaseStats {
   durationMs: number;
   errors: Record<string, number>;
   byStatus: Record<string, number>;
+  /** The first failed requests of the phase (ms since the phase started), for diagnosis. */
+  firstFailures: LoadResult['firstFailures'];
 }
 
 export interface DrillReport {
@@ -142,6 +144,7 @@ export function phaseStats(r: LoadResult): PhaseStats {
     durationMs: Math.round(r.durationMs),
     errors: r.errors,
     byStatus: r.byStatus,
+    firstFailures: r.firstFailures.slice(0, 5),
   };
 }
 
@@ -517,6 +520,7 @@ export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillRep
     durationMs: 0,
     errors: {},
     byStatus: {},
+    firstFailures: [],
   };
   const phases = {
     before: before ? phaseStats(before) : empty,

@@ -36,7 +36,7 @@ function snapshot(version: number, instances: RouteInstance[]): RoutingSnapshot 
         hosts: [],
         pathPrefix: '/',
         mode: 'live',
-        health: { path: '/healthz', intervalMs: 100, timeoutMs: 500, rise: 1, fall: 2 },
+        health: { path: '/healthz', intervalMs: 200, timeoutMs: 500, rise: 1, fall: 3 },
         instances,
       },
     ],
@@ -179,7 +179,10 @@ describe('HaproxyAdapter drives a real HAProxy', { skip }, () => {
       last.instances.map((i) => i.id),
       ['web-b'],
     );
-    assert.ok((last.services?.[0]?.requests ?? 0) >= res.sent, 'backend counters reported');
+    // The backend's counters (req_tot) reach the report within a sync round or two.
+    await until('backend counters reported', () =>
+      (adapter.report().services?.[0]?.requests ?? 0) >= res.sent ? true : undefined,
+    );
   });
 
   it('leaves servers it does not own alone', async () => {

@@ -47,6 +47,8 @@ defaults
   timeout client 30s
   timeout server 30s
   timeout queue 10s
+  # HAProxy's health-check read timeout is the check interval unless this is set
+  timeout check 2s
   option httpchk GET /healthz
 
 frontend fe
