@@ -28,7 +28,8 @@ import {
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
 
 export interface AgentOptions {
-  controllerUrl: string;
+  /** One controller URL, or several (they fail over: core/failover.ts). */
+  controllerUrl: string | readonly string[];
   token: string;
   dataDir: string;
   name: string;
@@ -127,6 +128,8 @@ export class Agent {
     if (cached.success) {
       this.desired = cached.data;
       this.desiredJson = JSON.stringify(cached.data);
+      // Fencing survives agent restarts: a stale leader is refused even by a fresh agent process.
+      this.client.fencingToken = cached.data.fencingToken ?? 0;
       this._hostId ??= cached.data.hostId;
     }
 

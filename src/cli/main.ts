@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
+import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
@@ -146,30 +147,66 @@ program
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
-  .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
+  .addOption(
+    new Option(
+      '--database-url <url>',
+      'PostgreSQL URL shared by several controllers (default: embedded SQLite in the data dir)',
+    ).env('NINES_DATABASE_URL'),
+  )
+  .option('--database-schema <name>', 'PostgreSQL schema to keep the tables in')
+  .option('--lease-timeout <duration>', 'HA: a leader silent this long is replaced (e.g. 10s)', '10s')
+  .option('--advertise-url <url>', 'HA: the URL other controllers and clients reach this one at')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0\n' +
+      '  nines controller --database-url postgres://nines@db/nines --host 0.0.0.0 --advertise-url http://10.0.0.1:7070',
+  )
   .action(
-    action(async (out, o, opts: { host: string; port: string; logLevel: string }) => {
-      const dataDir = resolve(o.dataDir ?? '.nines');
-      const { logger } = await fileLogger(dataDir, opts.logLevel);
-      const ctl = await runController({ dataDir, host: opts.host, port: Number(opts.port), logger });
-      const info = {
-        pid: process.pid,
-        apiUrl: ctl.controller.url,
-        adminTokenFile: ctl.controller.adminTokenFile,
-        nodeTokenFile: join(dataDir, 'node-token'),
-      };
-      await writeFile(join(dataDir, 'controller.json'), `${JSON.stringify(info, null, 2)}\n`, {
-        mode: 0o600,
-      });
-      out.line(`controller ${ctl.controller.url} (pid ${process.pid})`);
-      out.line(`  admin token ${info.adminTokenFile}, node token ${info.nodeTokenFile}`);
-      out.line(`ready: ${ctl.controller.url}`);
-      return untilSignal(out, async () => {
-        await rm(join(dataDir, 'controller.json'), { force: true });
-        await ctl.stop();
-        logger.flush();
-      });
-    }),
+    action(
+      async (
+        out,
+        o,
+        opts: {
+          host: string;
+          port: string;
+          logLevel: string;
+          databaseUrl?: string;
+          databaseSchema?: string;
+          leaseTimeout: string;
+          advertiseUrl?: string;
+        },
+      ) => {
+        const dataDir = resolve(o.dataDir ?? '.nines');
+        const { logger } = await fileLogger(dataDir, opts.logLevel);
+        const ctl = await runController({
+          dataDir,
+          host: opts.host,
+          port: Number(opts.port),
+          logger,
+          leaseTimeoutMs: parseLeaseTimeout(opts.leaseTimeout),
+          ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+          ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+          ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
+        });
+        const info = {
+          pid: process.pid,
+          apiUrl: ctl.controller.url,
+          adminTokenFile: ctl.controller.adminTokenFile,
+          nodeTokenFile: join(dataDir, 'node-token'),
+        };
+        await writeFile(join(dataDir, 'controller.json'), `${JSON.stringify(info, null, 2)}\n`, {
+          mode: 0o600,
+        });
+        out.line(`controller ${ctl.controller.url} (pid ${process.pid})`);
+        out.line(`  admin token ${info.adminTokenFile}, node token ${info.nodeTokenFile}`);
+        out.line(`ready: ${ctl.controller.url}`);
+        return untilSignal(out, async () => {
+          await rm(join(dataDir, 'controller.json'), { force: true });
+          await ctl.stop();
+          logger.flush();
+        });
+      },
+    ),
   );
 
 program
@@ -882,3 +919,15 @@ program
   );
 
 await program.parseAsync(process.argv);
+
+/** `--lease-timeout`: a duration from 300 ms to 5 min (a bad one is refused before anything starts). */
+function parseLeaseTimeout(v: string): number {
+  const r = duration.safeParse(/^\d+$/.test(v) ? Number(v) : v);
+  if (!r.success || r.data < 300 || r.data > 300_000) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--lease-timeout ${v}: use a duration from 300ms to 5m, e.g. 10s`,
+    );
+  }
+  return r.data;
+}

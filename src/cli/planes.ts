@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
 import { Controller } from '../controller/controller.js';
+import { openPostgresStore } from '../controller/store/postgres.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
@@ -28,15 +29,31 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  /** PostgreSQL URL: several controllers share it (HA); default the embedded SQLite file. */
+  databaseUrl?: string;
+  /** PostgreSQL schema (default the connection's current schema). */
+  databaseSchema?: string;
+  leaseTimeoutMs?: number;
+  advertiseUrl?: string;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
-  const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  const logger = o.logger.child({ plane: 'controller' });
+  const leaseTimeoutMs = o.leaseTimeoutMs ?? 10_000;
+  const store = o.databaseUrl
+    ? await openPostgresStore({
+        connectionString: o.databaseUrl,
+        ...(o.databaseSchema ? { schema: o.databaseSchema } : {}),
+        idleInTransactionTimeoutMs: leaseTimeoutMs,
+        onPoolError: (err) => logger.warn({ err }, 'PostgreSQL connection lost; reconnecting'),
+      })
+    : await openSqliteStore({ file: join(dataDir, 'nines.db') });
   const controller = new Controller({
     store,
     dataDir,
-    logger: o.logger.child({ plane: 'controller' }),
+    logger,
     host: o.host,
     port: o.port,
+    ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -51,6 +68,7 @@ export async function runController(o: {
 }
 
 export async function runProxy(o: {
+  /** One URL or several, comma-separated (failover). */
   controllerUrl: string;
   token: string;
   dataDir: string;

@@ -12,6 +12,7 @@ import { type Authenticator, allowed, createToken, type PendingSignature, type P
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
+import { type Leadership, needsLeader } from './leadership.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
@@ -33,6 +34,8 @@ export interface ApiDeps {
   artifacts: ArtifactStore;
   auth: Authenticator;
   logger: Logger;
+  /** Several controllers: followers refuse what only the leader may do (NINES_E_NOT_LEADER). */
+  leadership?: Leadership;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -120,6 +123,22 @@ export function buildApi(deps: ApiDeps) {
     req.pendingSignature = pending ?? null;
   });
 
+  const leadership = deps.leadership;
+  if (leadership) {
+    // After authentication, so that only callers with credentials learn where the leader is.
+    app.addHook('onRequest', async (req) => {
+      if (leadership.isLeader || !needsLeader(req.method, req.url)) return;
+      const leader = leadership.leaderUrl;
+      throw new NinesError(
+        'NINES_E_NOT_LEADER',
+        leader
+          ? `this controller is a follower; the leader is ${leader}`
+          : 'this controller is a follower and no leader holds the lease right now (a takeover is under way); retry in a moment',
+        { leader },
+      );
+    });
+  }
+
   app.addHook('preHandler', async (req) => {
     if (req.pendingSignature) {
       auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
@@ -147,6 +166,9 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  // Leadership: which controller leads, with which fencing token (any controller answers).
+  app.get('/v1/leader', async () => leadership?.status() ?? null);
 
   // ---- people: status, services, releases, deploys, events ----------------------------------------
 
@@ -437,7 +459,9 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    return fleet.desiredFor(q.hostId);
+    const desired = await fleet.desiredFor(q.hostId);
+    // Agents refuse desired state stamped with a token older than one they have seen (fencing).
+    return leadership ? { ...desired, fencingToken: leadership.token } : desired;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -10,6 +11,7 @@ import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
+import { Leadership } from './leadership.js';
 import type { Store } from './store/types.js';
 import { registerWeb } from './web.js';
 
@@ -19,6 +21,11 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /**
+   * Several controllers on one (PostgreSQL) database: the lease timeout, and the URL the others and
+   * the clients reach this one at (default `http://<host>:<port>`).
+   */
+  ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
 }
 
 /**
@@ -34,6 +41,8 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  /** Who leads; subsystems that must run once per cluster register with `leadership.onLeadership`. */
+  readonly leadership: Leadership;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
@@ -42,17 +51,27 @@ export class Controller {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
-    this.fleet = new Fleet({ store: this.store, hub: this.hub, logger: opts.logger });
-    this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
+    this.leadership = new Leadership({
+      store: opts.store,
+      // Replaced in start() by the id kept in the data directory.
+      id: `c-${randomBytes(6).toString('hex')}`,
+      url: () => opts.ha?.advertiseUrl ?? this.url,
+      logger: opts.logger,
+      ...(opts.ha?.leaseTimeoutMs !== undefined ? { leaseTimeoutMs: opts.ha.leaseTimeoutMs } : {}),
+    });
+    // The leader's parts write through the fenced store: a stale leader's late writes are refused.
+    const fenced = this.leadership.fence(opts.store);
+    this.fleet = new Fleet({ store: fenced, hub: this.hub, logger: opts.logger });
+    this.ops = new InstanceOps({ store: fenced, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
-      store: this.store,
+      store: fenced,
       hub: this.hub,
       fleet: this.fleet,
       ops: this.ops,
       logger: opts.logger,
     });
     this.reconciler = new Reconciler({
-      store: this.store,
+      store: fenced,
       hub: this.hub,
       fleet: this.fleet,
       ops: this.ops,
@@ -67,6 +86,7 @@ export class Controller {
       artifacts: this.artifacts,
       auth: new Authenticator(this.store),
       logger: opts.logger,
+      leadership: this.leadership,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
   }
@@ -88,17 +108,41 @@ export class Controller {
   }
 
   async start(): Promise<void> {
-    await this.engine.recover();
+    this.leadership.setId(await this.controllerId());
+    // The leader's parts: a new leader re-learns the fleet (agents and proxies report to it now),
+    // resumes the deploys in flight where the fleet actually is, then heals.
+    this.leadership.onLeadership(
+      async () => {
+        this.hub.agents.clear();
+        this.hub.proxies.clear();
+        await this.engine.recover();
+        this.reconciler.start();
+      },
+      async () => {
+        await this.reconciler.stop();
+        await this.engine.close();
+      },
+    );
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
-    this.reconciler.start();
+    await this.leadership.start();
   }
 
   async close(): Promise<void> {
-    await this.reconciler.stop();
-    await this.engine.close();
+    await this.leadership.stop();
     await this.app.close();
+  }
+
+  /** This controller's stable id: a restarted controller takes its own lease back at once. */
+  private async controllerId(): Promise<string> {
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    const file = join(this.opts.dataDir, 'controller-id');
+    const existing = (await readFile(file, 'utf8').catch(() => '')).trim();
+    if (/^[A-Za-z0-9._-]{1,64}$/.test(existing)) return existing;
+    const id = this.leadership.id;
+    await writeFile(file, `${id}\n`, { mode: 0o600 });
+    return id;
   }
 
   private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {

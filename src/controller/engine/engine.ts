@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { NinesError } from '../../core/errors.js';
+import { isNinesError, NinesError } from '../../core/errors.js';
 import { deployLifecycle, transition } from '../../core/lifecycle.js';
 import type { Fleet } from '../fleet.js';
 import type { Hub } from '../hub.js';
@@ -122,7 +122,12 @@ export class DeployEngine {
       baseline: this.hub.serviceCounters(deploy.service),
     };
     this.running.set(deploy.id, ctl);
-    ctl.done = this.run(ctl, release, resumed).finally(() => this.running.delete(deploy.id));
+    ctl.done = this.run(ctl, release, resumed)
+      .catch((err) => {
+        // A stale leader's writes are refused (NINES_E_FENCED): the new leader resumes this deploy.
+        this.log.warn({ deployId: deploy.id, err }, 'deploy left to the next leader');
+      })
+      .finally(() => this.running.delete(deploy.id));
   }
 
   /** Hold the deploy at its next step boundary (the step in flight finishes). */
@@ -263,7 +268,7 @@ export class DeployEngine {
       await this.store.markReleaseStable(deploy.service, release.version);
       await this.finish(deploy, 'succeeded', null, t0);
     } catch (err) {
-      if (signal.aborted) {
+      if (signal.aborted || (isNinesError(err) && err.code === 'NINES_E_FENCED')) {
         // Left `running` with its lock: the next controller start resumes it.
         await this.event(
           deploy.id,

@@ -4,6 +4,7 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -23,6 +24,7 @@ import type {
   HostRecord,
   InstanceRecord,
   InstanceRouteState,
+  LeaseRecord,
   ReleaseRecord,
   ServiceMode,
   ServiceModeOptions,
@@ -44,6 +46,8 @@ export interface KyselyStoreOptions {
    * it can see unless told which one, so a second schema in the same database would find the first's.
    */
   migrationSchema?: string;
+  /** PostgreSQL: take row locks where the store needs them (the lease check of fenced writes). */
+  rowLocks?: boolean;
 }
 
 /**
@@ -59,6 +63,7 @@ export class KyselyStore implements Store {
   private readonly kdb: Kysely<Database>;
   private readonly now: () => number;
   private readonly migrationSchema: string | undefined;
+  private readonly rowLocks: boolean;
   /** Marks the async context of a running `transaction()` callback of this (root) store. */
   private readonly txScope = new AsyncLocalStorage<{ active: boolean }>();
 
@@ -66,6 +71,7 @@ export class KyselyStore implements Store {
     this.kdb = db;
     this.now = opts.now ?? Date.now;
     this.migrationSchema = opts.migrationSchema;
+    this.rowLocks = opts.rowLocks ?? false;
   }
 
   /** True when this store is bound to a transaction (the `tx` passed to a `transaction()` callback). */
@@ -126,7 +132,11 @@ export class KyselyStore implements Store {
     if (db.isTransaction) return fn(this);
     const scope = { active: true };
     return this.txScope
-      .run(scope, () => db.transaction().execute((trx) => fn(new KyselyStore(trx, { now: this.now }))))
+      .run(scope, () =>
+        db
+          .transaction()
+          .execute((trx) => fn(new KyselyStore(trx, { now: this.now, rowLocks: this.rowLocks }))),
+      )
       .finally(() => {
         scope.active = false;
       });
@@ -649,6 +659,34 @@ export class KyselyStore implements Store {
       .where('name', '=', name)
       .executeTakeFirst();
     return row ? num(row.value) : 0;
+  }
+
+  // ---- leadership leases (store/lease.ts) -------------------------------------------------------------
+
+  async tryAcquireLease(l: {
+    name: string;
+    holder: string;
+    url: string;
+    ttlMs: number;
+    now: number;
+  }): Promise<LeaseRecord> {
+    return this.atomic((db) => lease.tryAcquireLease(db, l));
+  }
+
+  async renewLease(l: { name: string; holder: string; token: number; ttlMs: number; now: number }) {
+    return lease.renewLease(this.db, l);
+  }
+
+  async releaseLease(name: string, holder: string, token: number): Promise<void> {
+    await lease.releaseLease(this.db, name, holder, token);
+  }
+
+  async getLease(name: string): Promise<LeaseRecord | undefined> {
+    return lease.getLease(this.db, name);
+  }
+
+  async holdsLease(name: string, holder: string, token: number, now: number): Promise<boolean> {
+    return lease.holdsLease(this.db, name, holder, token, now, this.rowLocks && this.db.isTransaction);
   }
 }
 

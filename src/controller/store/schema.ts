@@ -120,6 +120,17 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0009: one row per lease (`controller`): who leads, its URL, the fencing token, when it expires. */
+export interface LeaderLeaseTable {
+  name: string;
+  holder: string;
+  url: string;
+  token: Int8;
+  acquired_at: Int8;
+  renewed_at: Int8;
+  expires_at: Int8;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -130,4 +141,5 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  leader_lease: LeaderLeaseTable;
 }
