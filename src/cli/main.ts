@@ -30,7 +30,9 @@ interface Common {
 const program = new Command('nines')
   .description('Keep web services up while they are deployed, patched, scaled and broken.')
   .showHelpAfterError()
-  .addOption(new Option('--url <url>', 'controller API URL').env('NINES_URL'))
+  .addOption(
+    new Option('--url <url>', 'controller API URL (several, comma-separated: fail over)').env('NINES_URL'),
+  )
   .addOption(new Option('--token <token>', 'API token').env('NINES_TOKEN'))
   .addOption(
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
@@ -212,7 +214,7 @@ program
 program
   .command('agent')
   .description("run the host agent: start, probe, restart and stop this host's instances")
-  .requiredOption('--controller <url>', 'controller API URL')
+  .requiredOption('--controller <url>', 'controller API URL (several, comma-separated: fail over)')
   .addOption(
     new Option(
       '--join-token <token>',
@@ -282,7 +284,7 @@ program
 program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
-  .requiredOption('--controller <url>', 'controller API URL')
+  .requiredOption('--controller <url>', 'controller API URL (several, comma-separated: fail over)')
   .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
   .option('--token-file <file>', 'file holding the node token')
   .option('--host <addr>', 'address to bind', '127.0.0.1')

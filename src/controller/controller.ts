@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import type { Logger } from 'pino';
 import { buildApi } from './api.js';
+import { ArtifactSync } from './artifact-sync.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
 import { DeployEngine } from './engine/engine.js';
@@ -46,6 +47,8 @@ export class Controller {
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
+  private nodeToken: string | undefined;
+  private readonly artifactSync: ArtifactSync;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -89,6 +92,13 @@ export class Controller {
       leadership: this.leadership,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.artifactSync = new ArtifactSync({
+      store: this.store,
+      artifacts: this.artifacts,
+      leadership: this.leadership,
+      token: () => this.nodeToken,
+      logger: opts.logger.child({ part: 'artifact-sync' }),
+    });
   }
 
   get url(): string {
@@ -104,6 +114,7 @@ export class Controller {
     await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
     const admin = await this.tokenFile('admin-token', 'admin', 'admin');
     const node = await this.tokenFile('node-token', 'node', 'local-node');
+    this.nodeToken = node;
     return { admin, node };
   }
 
@@ -127,9 +138,11 @@ export class Controller {
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     await this.leadership.start();
+    this.artifactSync.start();
   }
 
   async close(): Promise<void> {
+    await this.artifactSync.stop();
     await this.leadership.stop();
     await this.app.close();
   }

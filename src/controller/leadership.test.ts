@@ -140,6 +140,8 @@ describe('needsLeader', () => {
     assert.equal(needsLeader('GET', '/v1/services/a/logs?tail=5'), true);
     assert.equal(needsLeader('GET', '/v1/services'), false);
     assert.equal(needsLeader('GET', '/v1/deploys/d-1/events'), false);
+    assert.equal(needsLeader('GET', '/v1/deploys/d-1/events?after=3&wait=0'), false);
+    assert.equal(needsLeader('GET', '/v1/deploys/d-1/events?after=3&wait=20'), true);
     assert.equal(needsLeader('GET', '/v1/leader'), false);
     assert.equal(needsLeader('GET', '/healthz'), false);
     assert.equal(needsLeader('GET', '/v1/services/a/releases/v1/artifact'), false);

@@ -311,7 +311,7 @@ export class Leadership {
 /** GET routes that work on a follower: the ones served from the store alone (not the live fleet view). */
 const FOLLOWER_READS =
   /^\/(healthz|v1\/(leader|whoami|services|deploys|events|hosts|join-tokens)|index\.html|assets\/|$)/;
-const LEADER_READS = /^\/v1\/services\/[^/]+\/(logs|deploy-plan)$/;
+const LEADER_READS = /^\/v1\/(services\/[^/]+\/(logs|deploy-plan)|deploys\/[^/]+\/events)$/;
 
 /**
  * Whether a request needs the leader: every write, the agent and proxy protocol (observed state lives
@@ -321,5 +321,7 @@ const LEADER_READS = /^\/v1\/services\/[^/]+\/(logs|deploy-plan)$/;
 export function needsLeader(method: string, url: string): boolean {
   if (method !== 'GET' && method !== 'HEAD') return true;
   const path = url.split('?')[0] ?? '';
-  return !FOLLOWER_READS.test(path) || LEADER_READS.test(path);
+  // Deploy events long-poll on the leader's signals; a plain read is fine anywhere.
+  if (LEADER_READS.test(path)) return !path.endsWith('/events') || /[?&]wait=(?!0(&|$))/.test(url);
+  return !FOLLOWER_READS.test(path);
 }
