@@ -55,7 +55,7 @@ interface Registration {
   stop: () => void | Promise<void>;
 }
 
-const READ_ONLY = /^(get|list|find|holdsLease$|migrate$|close$)/;
+const READ_ONLY = /^(get|list|find|holdsLease$|exportSnapshot$|migrate$|close$)/;
 
 export class Leadership {
   private ownId: string;

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { type Kysely, Migrator, type Selectable } from 'kysely';
+import type { StateSnapshot } from '../../core/backup-file.js';
 import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
@@ -16,6 +17,7 @@ import type {
   ServicesTable,
   TokensTable,
 } from './schema.js';
+import * as snapshot from './snapshot.js';
 import type {
   DeployEventRecord,
   DeployKind,
@@ -687,6 +689,23 @@ export class KyselyStore implements Store {
 
   async holdsLease(name: string, holder: string, token: number, now: number): Promise<boolean> {
     return lease.holdsLease(this.db, name, holder, token, now, this.rowLocks && this.db.isTransaction);
+  }
+
+  // ---- backup and restore (store/snapshot.ts) ---------------------------------------------------------
+
+  async exportSnapshot(): Promise<StateSnapshot> {
+    if (this.db.isTransaction)
+      throw new NinesError('NINES_E_INTERNAL', 'exportSnapshot() inside a transaction');
+    return snapshot.exportSnapshot(this.db, this.rowLocks);
+  }
+
+  async importSnapshot(
+    snap: StateSnapshot,
+    opts: { replace?: boolean } = {},
+  ): Promise<Record<string, number>> {
+    if (this.db.isTransaction)
+      throw new NinesError('NINES_E_INTERNAL', 'importSnapshot() inside a transaction');
+    return snapshot.importSnapshot(this.db, snap, { postgres: this.rowLocks, ...opts });
   }
 }
 

@@ -1,3 +1,4 @@
+import type { StateSnapshot } from '../../core/backup-file.js';
 import type { ServiceSpec } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
@@ -248,4 +249,12 @@ export interface Store {
    * share-locked until the transaction ends, so no takeover can commit in between.
    */
   holdsLease(name: string, holder: string, token: number, now: number): Promise<boolean>;
+
+  /** Backup: every table of the store (enumerated from the database), read as one consistent snapshot. */
+  exportSnapshot(): Promise<StateSnapshot>;
+  /**
+   * Restore: loads a snapshot in one transaction into a fresh store (or, with `replace`, over this
+   * one). Returns rows per table. Counters and the fencing token move to at least the restore time.
+   */
+  importSnapshot(snapshot: StateSnapshot, opts?: { replace?: boolean }): Promise<Record<string, number>>;
 }
