@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { request } from 'undici';
 import { type ErrorBody, type ErrorCode, isErrorCode } from '../core/errors.js';
 import { Failover } from '../core/failover.js';
@@ -134,6 +135,25 @@ export class Client {
       const text = await res.body.text();
       if (res.statusCode >= 400) throw apiError(res.statusCode, text);
       return (text ? JSON.parse(text) : undefined) as T;
+    });
+  }
+
+  /** A binary answer as a stream (release artifacts, for `nines backup --artifacts`). */
+  async download(path: string): Promise<Readable> {
+    return this.endpoints.run(async (base) => {
+      const r = await request(base + path, {
+        headers: { authorization: `Bearer ${this.target.token}` },
+        headersTimeout: 60_000,
+        bodyTimeout: 60_000,
+      }).catch((err: Error) => {
+        throw new ApiError(
+          'NINES_E_UNREACHABLE',
+          0,
+          `cannot reach the controller at ${base}: ${err.message}`,
+        );
+      });
+      if (r.statusCode >= 400) throw apiError(r.statusCode, await r.body.text());
+      return r.body;
     });
   }
 

@@ -8,6 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
+import {
+  type ArtifactSource,
+  latestBackup,
+  pruneBackups,
+  readBackupKey,
+  type StateSnapshot,
+  writeBackup,
+} from '../core/backup-file.js';
 import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
@@ -17,7 +25,7 @@ import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
-import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { fileLogger, restoreBackup, runAgent, runController, runProxy } from './planes.js';
 import { up } from './up.js';
 
 interface Common {
@@ -158,6 +166,11 @@ program
   .option('--database-schema <name>', 'PostgreSQL schema to keep the tables in')
   .option('--lease-timeout <duration>', 'HA: a leader silent this long is replaced (e.g. 10s)', '10s')
   .option('--advertise-url <url>', 'HA: the URL other controllers and clients reach this one at')
+  .option('--backup-dir <dir>', 'scheduled backups: write them here (the leader does)')
+  .option('--backup-key-file <file>', 'scheduled backups: the encryption key file')
+  .option('--backup-every <duration>', 'scheduled backups: interval', '1h')
+  .option('--backup-keep <n>', 'scheduled backups: how many to keep', '24')
+  .option('--backup-artifacts', 'scheduled backups: include release artifacts')
   .addHelpText(
     'after',
     '\nExamples:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0\n' +
@@ -176,6 +189,11 @@ program
           databaseSchema?: string;
           leaseTimeout: string;
           advertiseUrl?: string;
+          backupDir?: string;
+          backupKeyFile?: string;
+          backupEvery: string;
+          backupKeep: string;
+          backupArtifacts?: boolean;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
@@ -189,6 +207,7 @@ program
           ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
           ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
           ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
+          ...(opts.backupDir ? { backups: await backupSchedule(opts) } : {}),
         });
         const info = {
           pid: process.pid,
@@ -920,6 +939,117 @@ program
     }),
   );
 
+program
+  .command('backup')
+  .description(
+    'write an encrypted, consistent snapshot of the control-plane state (and artifacts) to a directory',
+  )
+  .requiredOption('--out <dir>', 'directory to write the backup into (a nines-backup-<time>/ directory)')
+  .requiredOption(
+    '--key-file <file>',
+    'encryption key (e.g. `openssl rand -hex 32 > backup.key`; keep it apart)',
+  )
+  .option('--artifacts', 'include the release artifacts')
+  .option('--keep <n>', 'then keep only the newest n backups in --out')
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines backup --out /backups/nines --key-file /etc/nines/backup.key --artifacts --keep 14',
+  )
+  .action(
+    action(async (out, o, opts: { out: string; keyFile: string; artifacts?: boolean; keep?: string }) => {
+      const key = await readBackupKey(opts.keyFile);
+      const c = await client(o);
+      const t0 = Date.now();
+      const state = await c.get<StateSnapshot>('/v1/backup/state');
+      let sources: ArtifactSource[] | null = null;
+      if (opts.artifacts) {
+        sources = [];
+        for (const svc of (await c.get<{ services: ServiceRecord[] }>('/v1/services')).services) {
+          const { releases } = await c.get<{
+            releases: Array<{ service: string; version: string; sha256: string }>;
+          }>(`/v1/services/${encodeURIComponent(svc.name)}/releases`);
+          for (const r of releases) {
+            const path = `/v1/services/${encodeURIComponent(r.service)}/releases/${encodeURIComponent(r.version)}/artifact`;
+            sources.push({
+              service: r.service,
+              version: r.version,
+              sha256: r.sha256,
+              open: () => c.download(path),
+            });
+          }
+        }
+      }
+      const path = await writeBackup(resolve(opts.out), key, state, sources);
+      const removed = opts.keep ? await pruneBackups(resolve(opts.out), Math.max(1, Number(opts.keep))) : [];
+      const rows = Object.values(state.tables).reduce((n, t) => n + t.rows.length, 0);
+      out.result(
+        { path, tables: Object.keys(state.tables).length, rows, artifacts: sources?.length ?? 0, removed },
+        `backup ${path}: ${Object.keys(state.tables).length} tables, ${rows} rows` +
+          (sources ? `, ${sources.length} artifacts` : '') +
+          ` in ${((Date.now() - t0) / 1000).toFixed(1)} s` +
+          (removed.length ? `; removed ${removed.length} older` : ''),
+      );
+      return EXIT.ok;
+    }),
+  );
+
+program
+  .command('restore')
+  .description(
+    'load a backup into a fresh controller (not running): its data dir, or its PostgreSQL database',
+  )
+  .requiredOption(
+    '--from <dir>',
+    'a nines-backup-<time>/ directory, or a directory of them (the newest is used)',
+  )
+  .requiredOption('--key-file <file>', 'the key the backup was written with')
+  .addOption(
+    new Option('--database-url <url>', 'restore into this PostgreSQL database').env('NINES_DATABASE_URL'),
+  )
+  .option('--database-schema <name>', 'PostgreSQL schema')
+  .option('--replace', 'overwrite a store that is not empty (stop every controller first)')
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines restore --from /backups/nines --key-file backup.key --data-dir /var/lib/nines\n' +
+      '  nines controller --data-dir /var/lib/nines   # agents and proxies re-join by themselves',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        opts: {
+          from: string;
+          keyFile: string;
+          databaseUrl?: string;
+          databaseSchema?: string;
+          replace?: boolean;
+        },
+      ) => {
+        const from = resolve(opts.from);
+        const backup = (await readFile(join(from, 'manifest.json')).catch(() => undefined))
+          ? from
+          : await latestBackup(from);
+        if (!backup) throw new NinesError('NINES_E_BACKUP_INVALID', `no nines backup in ${from}`);
+        const r = await restoreBackup({
+          dataDir: o.dataDir ?? '.nines',
+          backup,
+          keyFile: opts.keyFile,
+          ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+          ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+          ...(opts.replace ? { replace: true } : {}),
+        });
+        const rows = Object.values(r.tables).reduce((n, x) => n + x, 0);
+        out.result(
+          { backup, ...r },
+          `restored ${backup} (taken ${new Date(r.createdAt).toISOString()}): ${Object.keys(r.tables).length} tables, ` +
+            `${rows} rows, ${r.artifacts} artifacts.\nStart the controller on this data dir; agents and proxies re-join by themselves.`,
+        );
+        return EXIT.ok;
+      },
+    ),
+  );
+
 await program.parseAsync(process.argv);
 
 /** `--lease-timeout`: a duration from 300 ms to 5 min (a bad one is refused before anything starts). */
@@ -932,4 +1062,41 @@ function parseLeaseTimeout(v: string): number {
     );
   }
   return r.data;
+}
+
+/** `nines controller --backup-dir …`: the scheduled-backup options, checked before anything starts. */
+async function backupSchedule(opts: {
+  backupDir?: string;
+  backupKeyFile?: string;
+  backupEvery: string;
+  backupKeep: string;
+  backupArtifacts?: boolean;
+}) {
+  if (!opts.backupKeyFile) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      '--backup-dir needs --backup-key-file (backups are encrypted)',
+    );
+  }
+  const every = duration.safeParse(opts.backupEvery);
+  const keep = Number(opts.backupKeep);
+  if (!every.success || every.data < 1000) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--backup-every ${opts.backupEvery}: use a duration of 1s or more, e.g. 1h`,
+    );
+  }
+  if (!Number.isInteger(keep) || keep < 1) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--backup-keep ${opts.backupKeep}: a whole number of 1 or more`,
+    );
+  }
+  return {
+    dir: resolve(opts.backupDir as string),
+    key: await readBackupKey(opts.backupKeyFile),
+    intervalMs: every.data,
+    keep,
+    artifacts: opts.backupArtifacts === true,
+  };
 }

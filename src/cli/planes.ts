@@ -3,9 +3,11 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
+import type { BackupScheduleOptions } from '../controller/backups.js';
 import { Controller } from '../controller/controller.js';
 import { openPostgresStore } from '../controller/store/postgres.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
+import { readBackup, readBackupKey, restoreArtifacts } from '../core/backup-file.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
 /**
@@ -35,6 +37,7 @@ export async function runController(o: {
   databaseSchema?: string;
   leaseTimeoutMs?: number;
   advertiseUrl?: string;
+  backups?: BackupScheduleOptions;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
   const logger = o.logger.child({ plane: 'controller' });
@@ -54,6 +57,7 @@ export async function runController(o: {
     host: o.host,
     port: o.port,
     ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
+    ...(o.backups ? { backups: o.backups } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -125,4 +129,34 @@ export async function runAgent(o: {
     /** Stop the agent only; its instances keep serving and a new agent adopts them. */
     leave: () => agent.stop({ stopInstances: false }),
   };
+}
+
+/**
+ * `nines restore`: load a backup into the store of a controller that is not running (its SQLite file in
+ * `dataDir`, or the PostgreSQL database) and its artifacts into `dataDir/artifacts`.
+ */
+export async function restoreBackup(o: {
+  dataDir: string;
+  backup: string;
+  keyFile: string;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  replace?: boolean;
+}): Promise<{ tables: Record<string, number>; artifacts: number; createdAt: number }> {
+  const dataDir = resolve(o.dataDir);
+  const key = await readBackupKey(o.keyFile);
+  const { manifest, state } = await readBackup(o.backup, key);
+  const store = o.databaseUrl
+    ? await openPostgresStore({
+        connectionString: o.databaseUrl,
+        ...(o.databaseSchema ? { schema: o.databaseSchema } : {}),
+      })
+    : await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  try {
+    const tables = await store.importSnapshot(state, { replace: o.replace ?? false });
+    const artifacts = await restoreArtifacts(o.backup, key, manifest, join(dataDir, 'artifacts'));
+    return { tables, artifacts, createdAt: state.createdAt };
+  } finally {
+    await store.close();
+  }
 }

@@ -170,6 +170,15 @@ export function buildApi(deps: ApiDeps) {
   // Leadership: which controller leads, with which fencing token (any controller answers).
   app.get('/v1/leader', async () => leadership?.status() ?? null);
 
+  // Backup: every table of the store as one consistent snapshot. It holds host keys and token hashes,
+  // so only an admin may read it (`nines backup` encrypts it before it touches a disk).
+  app.get('/v1/backup/state', async (req) => {
+    if (req.principal?.role !== 'admin') {
+      throw new NinesError('NINES_E_FORBIDDEN', 'only an admin token may read a backup of the store');
+    }
+    return store.exportSnapshot();
+  });
+
   // ---- people: status, services, releases, deploys, events ----------------------------------------
 
   app.get('/v1/status', async () => statusView(store, hub));

@@ -7,6 +7,7 @@ import { buildApi } from './api.js';
 import { ArtifactSync } from './artifact-sync.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { type BackupScheduleOptions, BackupScheduler } from './backups.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
@@ -27,6 +28,8 @@ export interface ControllerOptions {
    * the clients reach this one at (default `http://<host>:<port>`).
    */
   ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
+  /** Scheduled backups (run by the leader). */
+  backups?: BackupScheduleOptions;
 }
 
 /**
@@ -49,6 +52,7 @@ export class Controller {
   private boundPort = 0;
   private nodeToken: string | undefined;
   private readonly artifactSync: ArtifactSync;
+  readonly backups: BackupScheduler | undefined;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -92,6 +96,15 @@ export class Controller {
       leadership: this.leadership,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.backups = opts.backups
+      ? new BackupScheduler({
+          store: this.store,
+          artifacts: this.artifacts,
+          leadership: this.leadership,
+          logger: opts.logger.child({ part: 'backups' }),
+          schedule: opts.backups,
+        })
+      : undefined;
     this.artifactSync = new ArtifactSync({
       store: this.store,
       artifacts: this.artifacts,
