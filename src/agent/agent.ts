@@ -2,17 +2,26 @@ import { mkdirSync, rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
-import type { AgentReport, DesiredInstance, HostDesiredState, ObservedInstance } from '../core/protocol.js';
+import type {
+  AgentReport,
+  DesiredInstance,
+  HostDesiredState,
+  HostSignals,
+  ObservedInstance,
+} from '../core/protocol.js';
 import { ArtifactCache } from './artifacts.js';
 import { controllerRetryDelayMs } from './backoff.js';
+import { CheckRunner } from './checks.js';
 import {
   ControllerClient,
   ControllerHttpError,
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { readHostSignals } from './hostmetrics.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
+import { startAgentMetrics } from './metrics-server.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
 import { isProcessAlive } from './procfs.js';
@@ -44,6 +53,12 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Instance log rotation (default: 10 MiB, 3 generations, 7 days for logs of instances long gone). */
   logRotation?: LogRotation;
+  /** Serve node_exporter-compatible `/metrics` here (`--metrics-listen`); off when absent. */
+  metricsListen?: { host: string; port: number };
+  /** How often host signals are read and attached to a report, in ms (default 5000; 0 off). */
+  hostSignalsMs?: number;
+  /** Where /proc is (tests point it at fixtures). */
+  procDir?: string;
 }
 
 /** Reports are coalesced: at most one per this many ms. */
@@ -80,6 +95,9 @@ export class Agent {
   private reportsHeld = true;
   private reportDirty = true;
   private lastReportAt = 0;
+  /** Host signals read since the last report that carried them. */
+  private pendingHost: HostSignals | undefined;
+  private metricsServer: { port: number; close(): Promise<void> } | undefined;
 
   constructor(o: AgentOptions) {
     this.o = o;
@@ -99,6 +117,11 @@ export class Agent {
   /** The id the controller gave this host (from host.json until the controller answers). */
   get hostId(): string | undefined {
     return this._hostId;
+  }
+
+  /** The port of `/metrics` once started with `metricsListen`. */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
   }
 
   observed(): ObservedInstance[] {
@@ -181,6 +204,22 @@ export class Agent {
       }).run(),
     );
     this.loops.push(this.rotateLoop());
+    if ((this.o.hostSignalsMs ?? 5000) > 0) this.loops.push(this.hostSignalsLoop());
+    this.loops.push(
+      new CheckRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log.child({ part: 'checks' }),
+        signal: this.abort.signal,
+        ...(this.o.pollWaitS !== undefined ? { pollWaitS: this.o.pollWaitS } : {}),
+      }).run(),
+    );
+    if (this.o.metricsListen) {
+      this.metricsServer = await startAgentMetrics(this.o.metricsListen, {
+        hostSignals: () => readHostSignals(this.o.procDir),
+        observed: () => this.observed(),
+      });
+    }
   }
 
   /**
@@ -206,7 +245,7 @@ export class Agent {
       for (const s of this.sups.values()) s.detach();
     }
     await Promise.allSettled(this.loops);
-    await Promise.allSettled([this.client.close(), this.probeHttp.destroy()]);
+    await Promise.allSettled([this.client.close(), this.probeHttp.destroy(), this.metricsServer?.close()]);
   }
 
   // ---- supervisors -------------------------------------------------------------------------------
@@ -359,7 +398,24 @@ export class Agent {
   }
 
   private buildReport(hostId: string): AgentReport {
-    return { hostId, generation: this.desired?.generation ?? 0, instances: this.observed() };
+    const r: AgentReport = { hostId, generation: this.desired?.generation ?? 0, instances: this.observed() };
+    if (this.pendingHost) r.host = this.pendingHost;
+    return r;
+  }
+
+  /** Host signals every hostSignalsMs, handed to the next report (the controller derives rates). */
+  private async hostSignalsLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    const every = this.o.hostSignalsMs ?? 5000;
+    while (!signal.aborted) {
+      try {
+        this.pendingHost = await readHostSignals(this.o.procDir);
+        this.scheduleReport();
+      } catch (err) {
+        this.log.warn({ err }, 'cannot read host signals');
+      }
+      await sleep(every, signal);
+    }
   }
 
   /** A report at least every heartbeatMs: re-armed after each report. */
@@ -416,6 +472,7 @@ export class Agent {
       .map((i) => i.id);
     try {
       await this.client.report(body, AbortSignal.any([this.abort.signal, AbortSignal.timeout(5_000)]));
+      if (body.host && this.pendingHost === body.host) this.pendingHost = undefined;
       for (const id of terminal) {
         const sup = this.sups.get(id);
         if (sup && this.forgetting.has(id) && isTerminal(instanceLifecycle, sup.state)) {

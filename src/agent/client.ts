@@ -3,6 +3,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
+import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
 import { Failover } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
@@ -186,6 +187,22 @@ export class ControllerClient {
 
   async report(body: AgentReport, signal: AbortSignal): Promise<void> {
     await this.json('POST', '/v1/agent/report', body, signal);
+  }
+
+  /** Black-box checks to run from this host (long poll until their version passes `after`). */
+  async checks(hostId: string, after: number, waitS: number, signal: AbortSignal): Promise<AgentChecks> {
+    const q = new URLSearchParams({ hostId, after: String(after), wait: String(waitS) });
+    const res = (await this.json('GET', `/v1/agent/checks?${q}`, undefined, signal)) as
+      | AgentChecks
+      | undefined;
+    if (!res || typeof res.version !== 'number' || !Array.isArray(res.checks)) {
+      throw new ControllerHttpError(200, undefined, 'checks: invalid answer');
+    }
+    return res;
+  }
+
+  async checkResults(body: AgentCheckResults, signal: AbortSignal): Promise<void> {
+    await this.json('POST', '/v1/agent/checks/results', body, signal);
   }
 
   /** `nines logs`: the log requests open for this host (long poll until they differ from `have`). */

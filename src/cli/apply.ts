@@ -2,6 +2,7 @@ import { dirname, resolve } from 'node:path';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
 import { loadConfigFile, type NinesConfig, type ServiceSpec } from '../core/config.js';
 import { type ConfigPlan, planServices, renderPlan } from '../core/config-diff.js';
+import { applyChecks } from './checks.js';
 import type { Client } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
 import type { Out } from './output.js';
@@ -66,6 +67,7 @@ export async function applyConfig(
 ): Promise<void> {
   const plan = await livePlan(client, config);
   await applyPlan(client, plan, baseDir, out);
+  await applyChecks(client, config, out);
   for (const name of plan.unchanged) {
     const spec = config.services[name];
     if (spec) await deployFirstRelease(client, name, spec, baseDir, out);

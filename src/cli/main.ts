@@ -21,6 +21,7 @@ import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
+import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
@@ -246,6 +247,7 @@ program
   .option('--zone <zone>', 'zone of this host', 'default')
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
+  .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -265,9 +267,11 @@ program
           zone: string;
           label: string[];
           address: string;
+          metricsListen?: string;
           logLevel: string;
         },
       ) => {
+        const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
         const labels: Record<string, string> = {};
         for (const kv of opts.label) {
           const i = kv.indexOf('=');
@@ -285,8 +289,12 @@ program
           labels,
           address: opts.address,
           logger,
+          ...(metricsListen ? { metricsListen } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
+        if (agent.agent.metricsPort !== undefined) {
+          out.line(`metrics: http://${metricsListen?.host}:${agent.agent.metricsPort}/metrics`);
+        }
         out.line(
           `ready: agent ${agent.agent.hostId ?? '(not registered yet: the controller is unreachable)'}`,
         );
@@ -886,9 +894,10 @@ program
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
       const r = await applyPlan(c, plan, baseDir, out);
+      const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys },
+        { plan, applied: r.applied, deploys: r.deploys, checks },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );
@@ -1050,6 +1059,8 @@ program
     ),
   );
 
+addCheckCommands(program, { client, action });
+
 await program.parseAsync(process.argv);
 
 /** `--lease-timeout`: a duration from 300 ms to 5 min (a bad one is refused before anything starts). */
@@ -1099,4 +1110,14 @@ async function backupSchedule(opts: {
     keep,
     artifacts: opts.backupArtifacts === true,
   };
+}
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
 }

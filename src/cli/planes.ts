@@ -110,6 +110,7 @@ export async function runAgent(o: {
   labels: Record<string, string>;
   address: string;
   logger: Logger;
+  metricsListen?: { host: string; port: number };
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -120,6 +121,7 @@ export async function runAgent(o: {
     labels: o.labels,
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
+    ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
   });
   await agent.start();
   return {

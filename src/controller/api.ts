@@ -9,6 +9,7 @@ import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../co
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import type { ArtifactStore } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
+import { isPublicStatusPath } from './checks/routes.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
@@ -112,6 +113,7 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('onRequest', async (req) => {
     if (req.url === '/healthz' || isPublicWebPath(req.method, req.url)) return;
+    if (isPublicStatusPath(req.method, req.url)) return;
     const { principal, pending } = await auth.authenticate(req.headers.authorization);
     if (!allowed(principal, req.method, req.url)) {
       throw new NinesError(

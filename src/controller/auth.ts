@@ -136,6 +136,9 @@ export function allowed(p: Principal, method: string, url: string): boolean {
   const isProtocol = url.startsWith('/v1/agent/') || url.startsWith('/v1/proxy/');
   const isArtifact = method === 'GET' && /^\/v1\/services\/[^/]+\/releases\/[^/]+\/artifact/.test(url);
   if (p.role === 'join') return method === 'POST' && url === '/v1/agent/register';
+  // A Prometheus scraper's token: /metrics and nothing else.
+  if (p.role === 'metrics')
+    return (method === 'GET' || method === 'HEAD') && url.split('?')[0] === '/metrics';
   if (p.role === 'node') return isProtocol || isArtifact;
   return (method === 'GET' || method === 'HEAD') && !isProtocol;
 }

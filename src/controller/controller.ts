@@ -8,12 +8,15 @@ import { ArtifactSync } from './artifact-sync.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
 import { type BackupScheduleOptions, BackupScheduler } from './backups.js';
+import { registerCheckRoutes } from './checks/routes.js';
+import { CheckService } from './checks/service.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
 import { Leadership } from './leadership.js';
+import { Signals } from './signals/signals.js';
 import type { Store } from './store/types.js';
 import { registerWeb } from './web.js';
 
@@ -40,6 +43,9 @@ export interface ControllerOptions {
 export class Controller {
   readonly store: Store;
   readonly hub: Hub;
+  readonly signals: Signals;
+  /** Black-box checks and service states; `checks.start()` runs the evaluation loop (leader only). */
+  readonly checks: CheckService;
   readonly fleet: Fleet;
   readonly engine: DeployEngine;
   readonly ops: InstanceOps;
@@ -47,17 +53,18 @@ export class Controller {
   readonly artifacts: ArtifactStore;
   /** Who leads; subsystems that must run once per cluster register with `leadership.onLeadership`. */
   readonly leadership: Leadership;
+  readonly backups: BackupScheduler | undefined;
+  private readonly artifactSync: ArtifactSync;
+  private nodeToken: string | undefined;
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
-  private nodeToken: string | undefined;
-  private readonly artifactSync: ArtifactSync;
-  readonly backups: BackupScheduler | undefined;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
+    this.signals = new Signals();
     this.leadership = new Leadership({
       store: opts.store,
       // Replaced in start() by the id kept in the data directory.
@@ -68,7 +75,7 @@ export class Controller {
     });
     // The leader's parts write through the fenced store: a stale leader's late writes are refused.
     const fenced = this.leadership.fence(opts.store);
-    this.fleet = new Fleet({ store: fenced, hub: this.hub, logger: opts.logger });
+    this.fleet = new Fleet({ store: fenced, hub: this.hub, logger: opts.logger, signals: this.signals });
     this.ops = new InstanceOps({ store: fenced, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: fenced,
@@ -96,6 +103,18 @@ export class Controller {
       leadership: this.leadership,
     });
     registerWeb(this.app, { store: this.store, hub: this.hub });
+    this.checks = new CheckService({
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      logger: opts.logger,
+    });
+    registerCheckRoutes(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      checks: this.checks,
+    });
     this.backups = opts.backups
       ? new BackupScheduler({
           store: this.store,
@@ -134,15 +153,17 @@ export class Controller {
   async start(): Promise<void> {
     this.leadership.setId(await this.controllerId());
     // The leader's parts: a new leader re-learns the fleet (agents and proxies report to it now),
-    // resumes the deploys in flight where the fleet actually is, then heals.
+    // resumes the deploys in flight where the fleet actually is, then heals and evaluates checks.
     this.leadership.onLeadership(
       async () => {
         this.hub.agents.clear();
         this.hub.proxies.clear();
         await this.engine.recover();
         this.reconciler.start();
+        this.checks.start();
       },
       async () => {
+        await this.checks.stop();
         await this.reconciler.stop();
         await this.engine.close();
       },

@@ -12,6 +12,7 @@ import type {
 import { newHostKey } from '../core/signing.js';
 import type { Hub } from './hub.js';
 import { placeInstance } from './placement.js';
+import type { Signals } from './signals/signals.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
 import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
 
@@ -30,9 +31,12 @@ export class Fleet {
   private readonly log: Logger;
   /** A host silent for this long takes no new instances. */
   readonly hostDownAfterMs: number;
+  /** Host, instance and service signals for alerting, /metrics and reports (optional in tests). */
+  private readonly signals: Signals | undefined;
 
-  constructor(deps: { store: Store; hub: Hub; logger: Logger; hostDownAfterMs?: number }) {
+  constructor(deps: { store: Store; hub: Hub; logger: Logger; hostDownAfterMs?: number; signals?: Signals }) {
     this.store = deps.store;
+    this.signals = deps.signals;
     this.hub = deps.hub;
     this.log = deps.logger;
     this.hostDownAfterMs = deps.hostDownAfterMs ?? 15_000;
@@ -116,9 +120,24 @@ export class Fleet {
       }
     }
     this.hub.agentReport(host.id, report.generation, report.instances);
+    if (this.signals) {
+      const serviceOf = new Map(known.map((k) => [k.id, k.service]));
+      this.signals.agentReport(
+        host,
+        report.instances.map((i) => ({
+          id: i.id,
+          service: serviceOf.get(i.id) ?? '',
+          state: i.state,
+          healthy: i.healthy,
+          restarts: i.restarts,
+        })),
+        report.host,
+      );
+    }
   }
 
   proxyReport(report: ProxyReport): void {
+    this.signals?.proxyReport(report.proxyId, report.services ?? []);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 

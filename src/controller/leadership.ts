@@ -55,7 +55,8 @@ interface Registration {
   stop: () => void | Promise<void>;
 }
 
-const READ_ONLY = /^(get|list|find|holdsLease$|exportSnapshot$|migrate$|close$)/;
+/** Reads, and accessors of sub-stores (their own writes are not fenced yet). */
+const READ_ONLY = /^(get|list|find|holdsLease$|exportSnapshot$|migrate$|close$|checks$)/;
 
 export class Leadership {
   private ownId: string;

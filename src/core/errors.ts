@@ -49,6 +49,7 @@ export const errorRegistry = {
   NINES_E_ACK_EXPIRED: { status: 410, title: 'Acknowledge link has expired' },
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
+  NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
   NINES_E_NOT_LEADER: { status: 503, title: 'This controller is a follower; ask the leader' },
   NINES_E_FENCED: { status: 409, title: 'Write refused: this controller lost its leadership (fencing)' },
   NINES_E_BACKUP_INVALID: {

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import type { InstanceState, RouteState } from './lifecycle.js';
+import { type HostSignals, hostSignalsSchema } from './signals.js';
+
+export type { HostSignals } from './signals.js';
 
 /**
  * The protocol between the planes. Agents and proxies talk to the controller only through these
@@ -100,6 +103,8 @@ export interface AgentReport {
   /** The desired generation the agent has applied. */
   generation: number;
   instances: ObservedInstance[];
+  /** Host signals (CPU, memory, disks, network), attached every few seconds, not to every report. */
+  host?: HostSignals;
 }
 
 export interface RouteInstance {
@@ -241,6 +246,7 @@ export const agentReportSchema = z.strictObject({
   hostId: z.string().min(1),
   generation: z.number().int().nonnegative(),
   instances: z.array(observedInstanceSchema),
+  host: hostSignalsSchema.optional(),
 });
 
 export const proxyReportSchema = z.strictObject({

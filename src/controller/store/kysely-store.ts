@@ -5,6 +5,7 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
@@ -94,6 +95,10 @@ export class KyselyStore implements Store {
       );
     }
     return this.kdb;
+  }
+
+  checks(): CheckStore {
+    return new KyselyCheckStore(this.db);
   }
 
   async migrate(): Promise<void> {

@@ -204,6 +204,65 @@ const deployCounts: Migration = {
 };
 
 /**
+ * Black-box checks and uptime (issue 6): the declared checks, the current state of each subject (a
+ * check, or `service:<name>`), every state transition (uptime and incidents are computed from these),
+ * and per-minute rollups of the raw results (raw results stay in memory, so 10,000 checks a minute add
+ * one row per check per minute, pruned after a retention period).
+ */
+const checks: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('checks')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('spec', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('check_states')
+      .addColumn('subject', 'text', (c) => c.primaryKey())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('since', 'bigint', (c) => c.notNull())
+      .addColumn('message', 'text', (c) => c.notNull())
+      .addColumn('failing', 'integer', (c) => c.notNull())
+      .addColumn('locations', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('check_transitions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('subject', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('from_state', 'text', (c) => c.notNull())
+      .addColumn('to_state', 'text', (c) => c.notNull())
+      .addColumn('cause', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('check_transitions_subject_at_ix')
+      .on('check_transitions')
+      .columns(['subject', 'at'])
+      .execute();
+    await db.schema
+      .createTable('check_minutes')
+      .addColumn('subject', 'text', (c) => c.notNull())
+      .addColumn('minute', 'bigint', (c) => c.notNull())
+      .addColumn('ok', 'integer', (c) => c.notNull())
+      .addColumn('failed', 'integer', (c) => c.notNull())
+      .addColumn('latency_sum_ms', 'double precision', (c) => c.notNull())
+      .addColumn('latency_max_ms', 'double precision', (c) => c.notNull())
+      .addPrimaryKeyConstraint('check_minutes_pk', ['subject', 'minute'])
+      .execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    for (const t of ['check_minutes', 'check_transitions', 'check_states', 'checks']) {
+      await db.schema.dropTable(t).execute();
+    }
+  },
+};
+
+/**
  * Leadership of several controllers on one database: one row per lease (`controller`), its holder, the
  * holder's advertised URL, a fencing token that grows with every change of holder, and its expiry.
  */
@@ -233,6 +292,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0002_host_keys': hostKeys,
   '0003_service_modes': serviceModes,
   '0004_deploy_counts': deployCounts,
+  '0005_checks': checks,
   '0009_leader_lease': leaderLease,
 };
 

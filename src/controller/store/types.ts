@@ -2,6 +2,7 @@ import type { StateSnapshot } from '../../core/backup-file.js';
 import type { ServiceSpec } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { CheckStore } from '../checks/store.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -125,7 +126,7 @@ export interface EventRecord {
 
 /** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
  *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join';
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -157,6 +158,8 @@ export interface Store {
   close(): Promise<void>;
   /** Run `fn` in one transaction; the store passed to `fn` must be used for every call inside. */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  /** Black-box checks and uptime (migration 0005_checks; src/controller/checks/store.ts). */
+  checks(): CheckStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;

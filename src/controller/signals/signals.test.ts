@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { HostSignals } from '../../core/signals.js';
+import { deriveHost } from './derive.js';
+import { Signals } from './signals.js';
+
+function host(at: number, o: Partial<HostSignals> = {}): HostSignals {
+  const cpu = { user: 10, nice: 0, system: 10, idle: 80, iowait: 0, irq: 0, softirq: 0, steal: 0 };
+  return {
+    at,
+    cpuCount: 2,
+    cpu,
+    cpus: [cpu],
+    load1: 3,
+    load5: 2,
+    load15: 1,
+    memory: {
+      totalBytes: 1000,
+      freeBytes: 100,
+      availableBytes: 250,
+      buffersBytes: 0,
+      cachedBytes: 0,
+      swapTotalBytes: 0,
+      swapFreeBytes: 0,
+    },
+    filesystems: [
+      {
+        mountpoint: '/',
+        device: '/dev/vda',
+        fstype: 'ext4',
+        sizeBytes: 1000,
+        freeBytes: 100,
+        availBytes: 50,
+        files: 10,
+        filesFree: 5,
+      },
+    ],
+    disks: [
+      {
+        device: 'vda',
+        readsCompleted: 0,
+        writesCompleted: 0,
+        readBytes: 0,
+        writtenBytes: 0,
+        ioTimeSeconds: 0,
+      },
+    ],
+    network: [
+      {
+        device: 'eth0',
+        receiveBytes: 0,
+        transmitBytes: 0,
+        receivePackets: 0,
+        transmitPackets: 0,
+        receiveErrors: 0,
+        transmitErrors: 0,
+        receiveDrops: 0,
+        transmitDrops: 0,
+      },
+    ],
+    bootTime: 1,
+    ...o,
+  };
+}
+
+const value = (xs: { signal: string; value: number; labels: Record<string, string> }[], s: string) =>
+  xs.find((x) => x.signal === s)?.value;
+
+test('derive: gauges from one snapshot, rates from two (hand-computed)', () => {
+  const a = host(0);
+  const b = host(10_000, {
+    // 100 s of CPU time passed over all CPUs, 60 of them idle: 40 % busy.
+    cpu: { user: 30, nice: 0, system: 30, idle: 140, iowait: 0, irq: 0, softirq: 0, steal: 0 },
+    disks: [
+      {
+        device: 'vda',
+        readsCompleted: 1,
+        writesCompleted: 1,
+        readBytes: 10_240,
+        writtenBytes: 20_480,
+        ioTimeSeconds: 5,
+      },
+    ],
+    network: [
+      {
+        device: 'eth0',
+        receiveBytes: 1000,
+        transmitBytes: 500,
+        receivePackets: 0,
+        transmitPackets: 0,
+        receiveErrors: 3,
+        transmitErrors: 2,
+        receiveDrops: 0,
+        transmitDrops: 0,
+      },
+    ],
+  });
+  const one = deriveHost(a, undefined);
+  assert.equal(value(one, 'node_memory_available_ratio'), 0.25);
+  assert.equal(value(one, 'node_filesystem_avail_ratio'), 0.05);
+  assert.equal(value(one, 'node_load1_per_cpu'), 1.5);
+  assert.equal(value(one, 'node_cpu_utilization'), undefined, 'no rate from one snapshot');
+  const two = deriveHost(b, a);
+  assert.equal(value(two, 'node_cpu_utilization'), 0.4);
+  assert.equal(value(two, 'node_disk_read_bytes_per_second'), 1024);
+  assert.equal(value(two, 'node_disk_written_bytes_per_second'), 2048);
+  assert.equal(value(two, 'node_disk_io_utilization'), 0.5);
+  assert.equal(value(two, 'node_network_receive_bytes_per_second'), 100);
+  assert.equal(value(two, 'node_network_errors_per_second'), 0.5);
+  // A reboot (new boot time) resets the counters: no rate rather than a negative one.
+  assert.equal(value(deriveHost(host(20_000, { bootTime: 2 }), b), 'node_cpu_utilization'), undefined);
+});
+
+test('signals: host_up follows report age; query by signal and selector; history', () => {
+  let now = 1_000_000;
+  const s = new Signals({ now: () => now, hostDownAfterMs: 15_000 });
+  const h = { id: 'h-1', name: 'alpha', zone: 'a' };
+  s.agentReport(
+    h,
+    [{ id: 'web-1', service: 'web', state: 'running', healthy: true, restarts: 1 }],
+    host(now),
+  );
+  now += 5000;
+  s.agentReport(
+    h,
+    [{ id: 'web-1', service: 'web', state: 'backoff', healthy: false, restarts: 2 }],
+    host(now),
+  );
+  assert.equal(s.query('host_up', { host: 'h-1' })[0]?.value, 1);
+  assert.equal(s.query('instance_healthy', { service: 'web' })[0]?.value, 0);
+  assert.equal(s.query('instance_restarts', { instance: 'web-1' })[0]?.value, 2);
+  assert.deepEqual(
+    s.query('node_filesystem_avail_ratio', { mountpoint: '/' }).map((x) => x.labels),
+    [{ host: 'h-1', hostname: 'alpha', mountpoint: '/', device: '/dev/vda' }],
+  );
+  const hist = s.range('node_memory_available_ratio', { host: 'h-1' }, 0);
+  assert.equal(hist.length, 1);
+  assert.equal(hist[0]?.points.length, 2);
+  now += 16_000;
+  assert.equal(s.query('host_up', { host: 'h-1' })[0]?.value, 0, 'silent for longer than hostDownAfter');
+  assert.equal(s.query('host_report_age_seconds')[0]?.value, 16);
+});
+
+test('signals: service counts from proxy reports survive a proxy restart and sum over proxies', () => {
+  let now = 0;
+  const s = new Signals({ now: () => now });
+  s.proxyReport('p1', [{ name: 'web', requests: 100, failed: 0 }]);
+  s.proxyReport('p2', [{ name: 'web', requests: 50, failed: 0 }]);
+  now = 60_000;
+  s.proxyReport('p1', [{ name: 'web', requests: 700, failed: 6 }]);
+  s.proxyReport('p2', [{ name: 'web', requests: 50, failed: 0 }]);
+  now = 120_000;
+  // p2 restarted: 30 requests since, 3 failed.
+  s.proxyReport('p2', [{ name: 'web', requests: 30, failed: 3 }]);
+  const c = s.serviceCounts('web', 60_000);
+  assert.deepEqual(c, { requests: 30, failed: 3, coveredMs: 60_000 });
+  const all = s.serviceCounts('web', 3_600_000);
+  assert.equal(all?.requests, 630);
+  assert.equal(all?.failed, 9);
+  assert.equal(s.query('service_error_ratio', { service: 'web' })[0]?.value, 9 / 630);
+  assert.equal(s.query('service_requests_per_second', { service: 'web' })[0]?.value, 0.5);
+});
+
+test('signals: sources add their samples to every query', () => {
+  const s = new Signals({ now: () => 5 });
+  s.addSource('checks', (now) => [{ signal: 'check_up', labels: { check: 'api' }, value: 0, at: now }]);
+  assert.deepEqual(s.query('check_up'), [{ signal: 'check_up', labels: { check: 'api' }, value: 0, at: 5 }]);
+});

@@ -1,0 +1,296 @@
+import type { ProxyServiceCounters } from '../../core/protocol.js';
+import type { HostSignals } from '../../core/signals.js';
+import { type DerivedSample, deriveHost } from './derive.js';
+
+/**
+ * The signals the alert evaluator, `/metrics` and the reports read: host signals from agent reports,
+ * instance health and restarts, per-service request/5xx counts from proxy reports, and whatever other
+ * sources register (black-box checks). Latest values plus a bounded in-memory history; nothing here
+ * is durable (after a controller restart the fleet reports again within seconds). See
+ * docs/signals.md for the signal names.
+ */
+
+export type SignalLabels = Readonly<Record<string, string>>;
+
+export interface SignalSample {
+  signal: string;
+  labels: SignalLabels;
+  value: number;
+  /** When the value was observed (epoch ms). */
+  at: number;
+}
+
+export interface SignalSeries {
+  signal: string;
+  labels: SignalLabels;
+  /** Oldest first. */
+  points: { at: number; value: number }[];
+}
+
+/** Current samples of another part of the controller (e.g. the check states). */
+export type SignalSource = (now: number) => SignalSample[];
+
+export interface InstanceSignalInput {
+  id: string;
+  service: string;
+  state: string;
+  healthy: boolean;
+  restarts: number;
+}
+
+export interface SignalsOptions {
+  now?: () => number;
+  /** History kept per series (default 1 h). */
+  historyMs?: number;
+  /** Per-service request counts kept (default 6 h: the longest page window of the burn-rate table). */
+  serviceHistoryMs?: number;
+  /** A host that has not reported for this long is down (default 15 s, as the fleet's). */
+  hostDownAfterMs?: number;
+}
+
+interface HostEntry {
+  hostId: string;
+  name: string;
+  zone: string;
+  lastReportAt: number;
+  latest?: HostSignals;
+  derived: DerivedSample[];
+  instances: InstanceSignalInput[];
+}
+
+interface CounterPoint {
+  at: number;
+  requests: number;
+  failed: number;
+}
+
+interface ServiceEntry {
+  /** Per proxy: the last cumulative counters it reported (to turn them into increases). */
+  perProxy: Map<string, { requests: number; failed: number }>;
+  /** Monotonic totals over every proxy. */
+  requests: number;
+  failed: number;
+  points: CounterPoint[];
+}
+
+const SERVICE_POINT_EVERY_MS = 5_000;
+
+/** `a` has every label of `selector` with the same value. */
+export function labelsMatch(labels: SignalLabels, selector: SignalLabels | undefined): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
+  return true;
+}
+
+function seriesKey(signal: string, labels: SignalLabels): string {
+  return `${signal}{${Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(labels[k])}`)
+    .join(',')}}`;
+}
+
+export class Signals {
+  private readonly now: () => number;
+  private readonly historyMs: number;
+  private readonly serviceHistoryMs: number;
+  readonly hostDownAfterMs: number;
+  private readonly hosts = new Map<string, HostEntry>();
+  private readonly services = new Map<string, ServiceEntry>();
+  private readonly history = new Map<string, SignalSeries>();
+  private readonly sources = new Map<string, SignalSource>();
+
+  constructor(o: SignalsOptions = {}) {
+    this.now = o.now ?? Date.now;
+    this.historyMs = o.historyMs ?? 3_600_000;
+    this.serviceHistoryMs = o.serviceHistoryMs ?? 6 * 3_600_000;
+    this.hostDownAfterMs = o.hostDownAfterMs ?? 15_000;
+  }
+
+  // ---- feeds --------------------------------------------------------------------------------------
+
+  /** An agent report: instance states always, host signals when it carried them. */
+  agentReport(
+    host: { id: string; name: string; zone: string },
+    instances: InstanceSignalInput[],
+    signals?: HostSignals,
+  ): void {
+    const now = this.now();
+    let e = this.hosts.get(host.id);
+    if (!e) {
+      e = { hostId: host.id, name: host.name, zone: host.zone, lastReportAt: now, derived: [], instances };
+      this.hosts.set(host.id, e);
+    }
+    e.name = host.name;
+    e.zone = host.zone;
+    e.lastReportAt = now;
+    e.instances = instances;
+    if (signals) {
+      e.derived = deriveHost(signals, e.latest);
+      e.latest = signals;
+      const hl = { host: host.id, hostname: host.name };
+      for (const d of e.derived) this.record(d.signal, { ...hl, ...d.labels }, d.value, now);
+    }
+  }
+
+  /** A proxy report: cumulative counters per service since that proxy started. */
+  proxyReport(proxyId: string, services: readonly ProxyServiceCounters[]): void {
+    const now = this.now();
+    for (const s of services) {
+      let e = this.services.get(s.name);
+      if (!e) {
+        e = { perProxy: new Map(), requests: 0, failed: 0, points: [] };
+        this.services.set(s.name, e);
+      }
+      const last = e.perProxy.get(proxyId);
+      // A proxy that restarted counts from 0 again: its new count is all increase.
+      const dr = last && s.requests >= last.requests ? s.requests - last.requests : last ? s.requests : 0;
+      const df = last && s.failed >= last.failed ? s.failed - last.failed : last ? s.failed : 0;
+      e.perProxy.set(proxyId, { requests: s.requests, failed: s.failed });
+      e.requests += dr;
+      e.failed += df;
+      const tail = e.points[e.points.length - 1];
+      if (!tail || now - tail.at >= SERVICE_POINT_EVERY_MS) {
+        e.points.push({ at: now, requests: e.requests, failed: e.failed });
+        const cutoff = now - this.serviceHistoryMs;
+        while (e.points.length > 2 && (e.points[0]?.at ?? now) < cutoff) e.points.shift();
+      } else {
+        tail.requests = e.requests;
+        tail.failed = e.failed;
+        tail.at = now;
+      }
+    }
+  }
+
+  addSource(name: string, source: SignalSource): void {
+    this.sources.set(name, source);
+  }
+
+  /** Records a point of a series (sources may call this to get history for their own samples). */
+  record(signal: string, labels: SignalLabels, value: number, at = this.now()): void {
+    const key = seriesKey(signal, labels);
+    let s = this.history.get(key);
+    if (!s) {
+      s = { signal, labels, points: [] };
+      this.history.set(key, s);
+    }
+    s.points.push({ at, value });
+    const cutoff = at - this.historyMs;
+    let drop = 0;
+    while (drop < s.points.length && (s.points[drop]?.at ?? at) < cutoff) drop++;
+    if (drop > 0) s.points.splice(0, drop);
+  }
+
+  // ---- queries (the interface the alert evaluator uses) -------------------------------------------
+
+  /** Every current sample, optionally only of one signal and matching a label selector. */
+  query(signal?: string, selector?: SignalLabels): SignalSample[] {
+    return this.current().filter(
+      (s) => (signal === undefined || s.signal === signal) && labelsMatch(s.labels, selector),
+    );
+  }
+
+  /** The stored history of the series of `signal` matching `selector`, points at or after `sinceMs`. */
+  range(signal: string, selector: SignalLabels | undefined, sinceMs: number): SignalSeries[] {
+    const out: SignalSeries[] = [];
+    for (const s of this.history.values()) {
+      if (s.signal !== signal || !labelsMatch(s.labels, selector)) continue;
+      out.push({ signal, labels: s.labels, points: s.points.filter((p) => p.at >= sinceMs) });
+    }
+    return out;
+  }
+
+  /**
+   * Requests and 5xx answers of `service` over the last `windowMs` (summed over every proxy), for
+   * error ratios and SLO burn rates. `coveredMs` says how much of the window the history spans.
+   */
+  serviceCounts(
+    service: string,
+    windowMs: number,
+  ): { requests: number; failed: number; coveredMs: number } | undefined {
+    const e = this.services.get(service);
+    if (!e || e.points.length === 0) return undefined;
+    const now = this.now();
+    const from = now - windowMs;
+    let base = e.points[0]!;
+    for (const p of e.points) {
+      if (p.at <= from) base = p;
+      else break;
+    }
+    return {
+      requests: e.requests - base.requests,
+      failed: e.failed - base.failed,
+      coveredMs: Math.min(windowMs, now - base.at),
+    };
+  }
+
+  /** The last host signals an agent sent (raw counters). */
+  latestHost(hostId: string): HostSignals | undefined {
+    return this.hosts.get(hostId)?.latest;
+  }
+
+  hostName(hostId: string): string | undefined {
+    return this.hosts.get(hostId)?.name;
+  }
+
+  hostIds(): string[] {
+    return [...this.hosts.keys()];
+  }
+
+  serviceNames(): string[] {
+    return [...this.services.keys()];
+  }
+
+  /** Cumulative requests and 5xx answers of a service since this controller started. */
+  serviceTotals(service: string): { requests: number; failed: number } | undefined {
+    const e = this.services.get(service);
+    return e ? { requests: e.requests, failed: e.failed } : undefined;
+  }
+
+  current(): SignalSample[] {
+    const now = this.now();
+    const out: SignalSample[] = [];
+    for (const h of this.hosts.values()) {
+      const hl = { host: h.hostId, hostname: h.name };
+      const up = now - h.lastReportAt <= this.hostDownAfterMs ? 1 : 0;
+      out.push({ signal: 'host_up', labels: { ...hl, zone: h.zone }, value: up, at: now });
+      out.push({
+        signal: 'host_report_age_seconds',
+        labels: hl,
+        value: (now - h.lastReportAt) / 1000,
+        at: now,
+      });
+      const at = h.latest?.at ?? h.lastReportAt;
+      for (const d of h.derived)
+        out.push({ signal: d.signal, labels: { ...hl, ...d.labels }, value: d.value, at });
+      for (const i of h.instances) {
+        const il = { instance: i.id, service: i.service, host: h.hostId };
+        out.push({ signal: 'instance_healthy', labels: il, value: i.healthy ? 1 : 0, at: h.lastReportAt });
+        out.push({ signal: 'instance_restarts', labels: il, value: i.restarts, at: h.lastReportAt });
+        out.push({
+          signal: 'instance_running',
+          labels: il,
+          value: i.state === 'running' ? 1 : 0,
+          at: h.lastReportAt,
+        });
+      }
+    }
+    for (const name of this.services.keys()) {
+      const l = { service: name };
+      const m1 = this.serviceCounts(name, 60_000);
+      const m5 = this.serviceCounts(name, 300_000);
+      if (m1 && m1.coveredMs > 0) {
+        out.push({
+          signal: 'service_requests_per_second',
+          labels: l,
+          value: m1.requests / (m1.coveredMs / 1000),
+          at: now,
+        });
+      }
+      if (m5 && m5.requests > 0) {
+        out.push({ signal: 'service_error_ratio', labels: l, value: m5.failed / m5.requests, at: now });
+      }
+    }
+    for (const source of this.sources.values()) out.push(...source(now));
+    return out;
+  }
+}
