@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -16,6 +16,7 @@ import {
   type StateSnapshot,
   writeBackup,
 } from '../core/backup-file.js';
+import { downloadBackup, parseS3Url, pruneS3Backups, s3Client, uploadBackup } from '../core/backup-s3.js';
 import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
@@ -960,46 +961,73 @@ program
   )
   .option('--artifacts', 'include the release artifacts')
   .option('--keep <n>', 'then keep only the newest n backups in --out')
+  .addOption(
+    new Option('--s3-endpoint <url>', 'S3-compatible service for s3:// locations (default AWS)').env(
+      'NINES_S3_ENDPOINT',
+    ),
+  )
   .addHelpText(
     'after',
     '\nExample:\n  nines backup --out /backups/nines --key-file /etc/nines/backup.key --artifacts --keep 14',
   )
   .action(
-    action(async (out, o, opts: { out: string; keyFile: string; artifacts?: boolean; keep?: string }) => {
-      const key = await readBackupKey(opts.keyFile);
-      const c = await client(o);
-      const t0 = Date.now();
-      const state = await c.get<StateSnapshot>('/v1/backup/state');
-      let sources: ArtifactSource[] | null = null;
-      if (opts.artifacts) {
-        sources = [];
-        for (const svc of (await c.get<{ services: ServiceRecord[] }>('/v1/services')).services) {
-          const { releases } = await c.get<{
-            releases: Array<{ service: string; version: string; sha256: string }>;
-          }>(`/v1/services/${encodeURIComponent(svc.name)}/releases`);
-          for (const r of releases) {
-            const path = `/v1/services/${encodeURIComponent(r.service)}/releases/${encodeURIComponent(r.version)}/artifact`;
-            sources.push({
-              service: r.service,
-              version: r.version,
-              sha256: r.sha256,
-              open: () => c.download(path),
-            });
+    action(
+      async (
+        out,
+        o,
+        opts: { out: string; keyFile: string; artifacts?: boolean; keep?: string; s3Endpoint?: string },
+      ) => {
+        const key = await readBackupKey(opts.keyFile);
+        const c = await client(o);
+        const t0 = Date.now();
+        const state = await c.get<StateSnapshot>('/v1/backup/state');
+        let sources: ArtifactSource[] | null = null;
+        if (opts.artifacts) {
+          sources = [];
+          for (const svc of (await c.get<{ services: ServiceRecord[] }>('/v1/services')).services) {
+            const { releases } = await c.get<{
+              releases: Array<{ service: string; version: string; sha256: string }>;
+            }>(`/v1/services/${encodeURIComponent(svc.name)}/releases`);
+            for (const r of releases) {
+              const path = `/v1/services/${encodeURIComponent(r.service)}/releases/${encodeURIComponent(r.version)}/artifact`;
+              sources.push({
+                service: r.service,
+                version: r.version,
+                sha256: r.sha256,
+                open: () => c.download(path),
+              });
+            }
           }
         }
-      }
-      const path = await writeBackup(resolve(opts.out), key, state, sources);
-      const removed = opts.keep ? await pruneBackups(resolve(opts.out), Math.max(1, Number(opts.keep))) : [];
-      const rows = Object.values(state.tables).reduce((n, t) => n + t.rows.length, 0);
-      out.result(
-        { path, tables: Object.keys(state.tables).length, rows, artifacts: sources?.length ?? 0, removed },
-        `backup ${path}: ${Object.keys(state.tables).length} tables, ${rows} rows` +
-          (sources ? `, ${sources.length} artifacts` : '') +
-          ` in ${((Date.now() - t0) / 1000).toFixed(1)} s` +
-          (removed.length ? `; removed ${removed.length} older` : ''),
-      );
-      return EXIT.ok;
-    }),
+        const s3loc = parseS3Url(opts.out);
+        const keep = Math.max(1, Number(opts.keep));
+        let path: string;
+        let removed: string[] = [];
+        if (s3loc) {
+          // Encrypted locally first (a temporary directory), then uploaded file by file.
+          const tmp = await mkdtemp(join(tmpdir(), 'nines-backup-'));
+          try {
+            const s3 = s3Client(opts.s3Endpoint);
+            path = await uploadBackup(s3, s3loc, await writeBackup(tmp, key, state, sources));
+            if (opts.keep) removed = await pruneS3Backups(s3, s3loc, keep);
+          } finally {
+            await rm(tmp, { recursive: true, force: true });
+          }
+        } else {
+          path = await writeBackup(resolve(opts.out), key, state, sources);
+          if (opts.keep) removed = await pruneBackups(resolve(opts.out), keep);
+        }
+        const rows = Object.values(state.tables).reduce((n, t) => n + t.rows.length, 0);
+        out.result(
+          { path, tables: Object.keys(state.tables).length, rows, artifacts: sources?.length ?? 0, removed },
+          `backup ${path}: ${Object.keys(state.tables).length} tables, ${rows} rows` +
+            (sources ? `, ${sources.length} artifacts` : '') +
+            ` in ${((Date.now() - t0) / 1000).toFixed(1)} s` +
+            (removed.length ? `; removed ${removed.length} older` : ''),
+        );
+        return EXIT.ok;
+      },
+    ),
   );
 
 program
@@ -1017,6 +1045,11 @@ program
   )
   .option('--database-schema <name>', 'PostgreSQL schema')
   .option('--replace', 'overwrite a store that is not empty (stop every controller first)')
+  .addOption(
+    new Option('--s3-endpoint <url>', 'S3-compatible service for s3:// locations (default AWS)').env(
+      'NINES_S3_ENDPOINT',
+    ),
+  )
   .addHelpText(
     'after',
     '\nExample:\n  nines restore --from /backups/nines --key-file backup.key --data-dir /var/lib/nines\n' +
@@ -1033,21 +1066,36 @@ program
           databaseUrl?: string;
           databaseSchema?: string;
           replace?: boolean;
+          s3Endpoint?: string;
         },
       ) => {
-        const from = resolve(opts.from);
-        const backup = (await readFile(join(from, 'manifest.json')).catch(() => undefined))
-          ? from
-          : await latestBackup(from);
-        if (!backup) throw new NinesError('NINES_E_BACKUP_INVALID', `no nines backup in ${from}`);
-        const r = await restoreBackup({
-          dataDir: o.dataDir ?? '.nines',
-          backup,
-          keyFile: opts.keyFile,
-          ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
-          ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
-          ...(opts.replace ? { replace: true } : {}),
-        });
+        const s3loc = parseS3Url(opts.from);
+        const tmp = s3loc ? await mkdtemp(join(tmpdir(), 'nines-restore-')) : undefined;
+        let backup: string | undefined;
+        let r: Awaited<ReturnType<typeof restoreBackup>>;
+        try {
+          if (s3loc && tmp) {
+            backup = await downloadBackup(s3Client(opts.s3Endpoint), s3loc, tmp);
+          } else {
+            const from = resolve(opts.from);
+            backup = (await readFile(join(from, 'manifest.json')).catch(() => undefined))
+              ? from
+              : await latestBackup(from);
+          }
+          if (!backup) throw new NinesError('NINES_E_BACKUP_INVALID', `no nines backup in ${opts.from}`);
+          r = await restoreBackup({
+            dataDir: o.dataDir ?? '.nines',
+            backup,
+            keyFile: opts.keyFile,
+            ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+            ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+            ...(opts.replace ? { replace: true } : {}),
+          });
+        } finally {
+          if (tmp) await rm(tmp, { recursive: true, force: true });
+        }
+        if (s3loc)
+          backup = `s3://${s3loc.bucket}/${s3loc.prefix}${s3loc.prefix ? '/' : ''}${backup.split('/').pop()}`;
         const rows = Object.values(r.tables).reduce((n, x) => n + x, 0);
         out.result(
           { backup, ...r },

@@ -208,6 +208,11 @@ export class DeployEngine {
    * planner works from observed counts, not from a saved step — once agents and proxies report again.
    */
   async recover(): Promise<void> {
+    // A reconciler pass the previous controller (or leader) died in leaves its lock behind; nothing of
+    // it runs any more, and the reconciler starts over from the fleet it sees.
+    for (const svc of await this.store.listServices()) {
+      if (svc.lockedBy?.startsWith('heal-')) await this.store.releaseDeployLock(svc.name, svc.lockedBy);
+    }
     for (const i of await this.store.listInstances()) {
       if (i.desired === 'stopped') await this.fleet.removeInstance(i);
     }
