@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // bench/deploy: how long a deploy of 8 instances of an app that boots in 1 s takes under load, and how
-// many requests fail, for the strategies nines has today — rolling with maxSurge 25% and one-at-a-time
-// (maxSurge 1, Kamal / CodeDeploy OneAtATime style) — against PM2 cluster `reload` of the same app.
-// Blue-green is not built yet (issue 4). Prints a table and, last, one JSON line.
+// many requests fail, for nines rolling with maxSurge 25%, one-at-a-time (maxSurge 1, Kamal /
+// CodeDeploy OneAtATime style), blue-green (full parallel group, one switch) and canary (10 %, 50 %,
+// no analysis wait) — against PM2 cluster `reload` of the same app. Prints a table and one JSON line.
 // Usage: npm run bench:deploy [-- --rate 400]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,14 +18,14 @@ const BOOT_MS = 1000;
 const env = { BOOT_DELAY_MS: String(BOOT_MS), RESPONSE_DELAY_MS: '20' };
 const app = h.fixture('graceful');
 
-async function ninesDeploy(name, rolling) {
+async function ninesDeploy(name, rolling, strategy, extra = '') {
   const tmp = h.tempDir('nines-bench-deploy-');
   const dataDir = join(tmp, 'data');
   let up;
   try {
     const config = h
       .serviceYaml({ source: app, instances: INSTANCES, env, healthyDeadline: '30s' })
-      .replace('rolling: { maxSurge: 1, maxUnavailable: 0 }', `rolling: ${rolling}`);
+      .replace('rolling: { maxSurge: 1, maxUnavailable: 0 }', `rolling: ${rolling}\n${extra}`);
     up = await h.startUp({ dataDir, config, timeoutMs: 120_000 });
     const rel = await h.cli(dataDir, 'release', 'web', app, '--version', 'v2');
     if (rel.code !== 0) throw new Error(rel.stderr);
@@ -34,7 +34,7 @@ async function ninesDeploy(name, rolling) {
       `${up.info.proxyUrl}/`,
       async () => {
         const t0 = Date.now();
-        const r = await h.cli(dataDir, 'deploy', 'web', 'v2');
+        const r = await h.cli(dataDir, 'deploy', 'web', 'v2', ...(strategy ? ['--strategy', strategy] : []));
         ms = Date.now() - t0;
         return r;
       },
@@ -58,6 +58,22 @@ async function ninesDeploy(name, rolling) {
 const rows = [];
 rows.push(await ninesDeploy('rolling maxSurge 25%', "{ maxSurge: '25%', maxUnavailable: 0 }"));
 rows.push(await ninesDeploy('one at a time', '{ maxSurge: 1, maxUnavailable: 0 }'));
+rows.push(
+  await ninesDeploy(
+    'blue-green',
+    '{ maxSurge: 1, maxUnavailable: 0 }',
+    'blue-green',
+    '    blueGreen: { scaleDownDelay: 5s }',
+  ),
+);
+rows.push(
+  await ninesDeploy(
+    'canary 10%/50%',
+    '{ maxSurge: 1, maxUnavailable: 0 }',
+    'canary',
+    '    canary: { steps: [ { setWeight: 10 }, { setWeight: 50 } ] }',
+  ),
+);
 const p = await pm2ReloadUnderLoad({
   appDir: app,
   instances: INSTANCES,

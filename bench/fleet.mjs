@@ -126,6 +126,7 @@ try {
     );
   }
   const failedDeploys = finished.filter((d) => d.state !== 'succeeded');
+  for (const d of failedDeploys) console.log(`deploy of ${d.service} ${d.state}: ${d.reason}`);
   const done = { state: failedDeploys.length === 0 ? 'succeeded' : `${failedDeploys.length} failed` };
   const convergeS = (Date.now() - t0deploy) / 1000;
   const convergeCpu = cpuSeconds(pid) - cpu0;

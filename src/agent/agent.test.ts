@@ -254,6 +254,35 @@ describe('agent', () => {
     assert.ok(gAgain.pid);
   });
 
+  it('preStop: runs in the release dir with the instance env before the SIGTERM; a slow one is cut at its timeout', async (t) => {
+    const e = await setup(t);
+    const agent = e.newAgent();
+    await agent.start();
+    const marker = join(e.dir, 'prestop.txt');
+    const a = e.inst('a', {
+      preStop: {
+        command: `echo "$NINES_INSTANCE_ID $(ls app.mjs)" >> '${marker}'; sleep 0.3`,
+        timeoutMs: 5000,
+      },
+    });
+    const b = e.inst('b', { preStop: { command: 'sleep 30', timeoutMs: 300 } });
+    e.ctl.setDesired([a, b]);
+    await e.ctl.waitInstance('a', up, 'healthy');
+    await e.ctl.waitInstance('b', up, 'healthy');
+    const t0 = Date.now();
+    e.ctl.setDesired([
+      { ...a, desired: 'stopped' },
+      { ...b, desired: 'stopped' },
+    ]);
+    await e.ctl.waitInstance('a', (x) => x.state === 'stopped', 'stopped');
+    assert.ok(Date.now() - t0 >= 300, 'the SIGTERM waited for the preStop hook');
+    assert.equal(readFileSync(marker, 'utf8'), 'a app.mjs\n');
+    await e.ctl.waitInstance('b', (x) => x.state === 'stopped', 'stopped');
+    assert.ok(Date.now() - t0 < 5000, 'the slow preStop was cut at its timeout');
+    const log = readFileSync(join(e.dataDir, 'logs', 'a.log'), 'utf8');
+    assert.ok(log.indexOf('preStop:') < log.indexOf('got SIGTERM'), log);
+  });
+
   it('adoption: a new agent on the same dataDir adopts running instances instead of restarting them', async (t) => {
     const e = await setup(t);
     const first = e.newAgent();

@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
@@ -25,6 +26,7 @@ import { startAgentMetrics } from './metrics-server.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
 import { isProcessAlive } from './procfs.js';
+import { removeSecretsFile } from './secrets.js';
 import {
   type AgentPaths,
   agentPaths,
@@ -35,6 +37,7 @@ import {
   writeJsonAtomic,
 } from './state.js';
 import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
+import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
   /** One controller URL, or several (they fail over: core/failover.ts). */
@@ -47,6 +50,8 @@ export interface AgentOptions {
   /** Address the instances listen on and the proxy reaches them at, e.g. 127.0.0.1. */
   address: string;
   logger: Logger;
+  /** PEM CA bundle for an https controller URL signed by a private CA. */
+  ca?: string;
   /** Long-poll wait in seconds (default 25). */
   pollWaitS?: number;
   /** Heartbeat report interval in ms (default 1000). */
@@ -103,7 +108,7 @@ export class Agent {
     this.o = o;
     this.log = o.logger.child({ component: 'agent', agent: o.name });
     this.paths = agentPaths(o.dataDir);
-    this.client = new ControllerClient(o.controllerUrl, o.token);
+    this.client = new ControllerClient(o.controllerUrl, o.token, o.ca);
     this.probeHttp = new HttpAgent({ connect: { timeout: 5_000 }, pipelining: 0 });
     this.artifacts = new ArtifactCache(
       this.paths.releasesDir,
@@ -220,6 +225,14 @@ export class Agent {
         observed: () => this.observed(),
       });
     }
+    this.loops.push(
+      new TaskRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
   }
 
   /**
@@ -255,6 +268,7 @@ export class Agent {
       logger: this.o.logger.child({ agent: this.o.name }),
       address: this.o.address,
       logsDir: this.paths.logsDir,
+      secretsDir: join(this.o.dataDir, 'secrets'),
       hostId: () => this._hostId ?? this.desired?.hostId,
       provision: (spec: DesiredInstance) => this.artifacts.ensure(spec.service, spec.release),
       allocatePort: async () => {
@@ -478,6 +492,7 @@ export class Agent {
         if (sup && this.forgetting.has(id) && isTerminal(instanceLifecycle, sup.state)) {
           this.sups.delete(id);
           this.forgetting.delete(id);
+          removeSecretsFile(join(this.o.dataDir, 'secrets'), id);
           this.log.info({ instance: id }, 'instance forgotten');
         }
       }

@@ -6,6 +6,7 @@ import { unpackArchive } from '../core/artifact.js';
 import { isNinesError, NinesError } from '../core/errors.js';
 import type { ArtifactRef } from '../core/protocol.js';
 import { type ControllerClient, ControllerHttpError } from './client.js';
+import { downloadPresigned } from './s3.js';
 
 /** A path segment the agent will use as a directory name (service, version, instance id). */
 export function isSafeSegment(s: string): boolean {
@@ -76,10 +77,29 @@ export class ArtifactCache {
     const started = Date.now();
     try {
       const max = release.size > 0 ? release.size : 4 * 1024 ** 3;
+      if (release.downloadUrl) {
+        try {
+          const bytes = await downloadPresigned(release.downloadUrl, tmp, max, this.signal);
+          await unpackArchive(tmp, dir, release.sha256);
+          this.logger.info(
+            { service, version: release.version, bytes, ms: Date.now() - started, source: 'object-storage' },
+            'release unpacked',
+          );
+          return dir;
+        } catch (err) {
+          if (this.signal.aborted) throw err;
+          // Expired URL, storage down, or bytes that do not match the sha256: the controller has them too.
+          this.logger.warn(
+            { service, version: release.version, err: (err as Error).message },
+            'object storage download failed; fetching the artifact from the controller',
+          );
+          rmSync(tmp, { force: true });
+        }
+      }
       const bytes = await this.client.download(release.url, tmp, max, this.signal);
       await unpackArchive(tmp, dir, release.sha256);
       this.logger.info(
-        { service, version: release.version, bytes, ms: Date.now() - started },
+        { service, version: release.version, bytes, ms: Date.now() - started, source: 'controller' },
         'release unpacked',
       );
       return dir;

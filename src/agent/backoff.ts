@@ -43,3 +43,18 @@ export function controllerRetryDelayMs(failures: number, random: () => number = 
 export function attemptAfterCrash(previousAttempt: number, healthyRunMs: number): number {
   return healthyRunMs >= RESTART_BACKOFF.resetAfterHealthyMs ? 0 : previousAttempt;
 }
+
+/**
+ * The restart policy: at most `attempts` restarts within `intervalMs`. Given the times of the crashes
+ * so far (this one included), the ones still inside the window, and whether the budget is spent —
+ * then the instance is `failed` and the controller reschedules it on another host.
+ */
+export function restartBudget(
+  crashes: readonly number[],
+  now: number,
+  policy: { attempts: number; intervalMs: number } | undefined,
+): { recent: number[]; exceeded: boolean } {
+  if (!policy) return { recent: [], exceeded: false };
+  const recent = crashes.filter((t) => t > now - policy.intervalMs);
+  return { recent, exceeded: recent.length > policy.attempts };
+}

@@ -8,6 +8,7 @@ import { Failover } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
 import { signRequest } from '../core/signing.js';
+import { type HostTask, type HostTaskResult, hostTasksAnswerSchema } from '../core/tasks-protocol.js';
 
 /** An HTTP answer from the controller that was not a success. */
 export class ControllerHttpError extends Error {
@@ -39,12 +40,18 @@ export const desiredInstanceSchema = z.object({
     sha256: z.string().min(1),
     size: z.number().nonnegative(),
     url: z.string().startsWith('/'),
+    downloadUrl: z.string().url().optional(),
   }),
   command: z.string().min(1),
   env: z.record(z.string(), z.string()),
+  secrets: z.record(z.string(), z.string()).optional(),
   health: healthSchema,
   drainTimeoutMs: z.number().nonnegative(),
   desired: z.enum(['running', 'stopped']),
+  restart: z
+    .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
+    .optional(),
+  preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */
@@ -79,11 +86,13 @@ export class ControllerClient {
   constructor(
     controllerUrl: string | readonly string[],
     private readonly token: string,
+    /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
+    ca?: string,
   ) {
     this.endpoints = new Failover(controllerUrl);
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
-      connect: { timeout: 5_000 },
+      connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
       headersTimeout: 45_000,
       bodyTimeout: 60_000,
       keepAliveTimeout: 20_000,
@@ -225,6 +234,26 @@ export class ControllerClient {
     const path = `/v1/agent/logs/${encodeURIComponent(requestId)}?${q}`;
     const res = (await this.json('POST', path, chunk, signal)) as { open?: unknown } | undefined;
     return res?.open === true;
+  }
+
+  /** `nines hosts patch`: commands to run on this host (long poll until they differ from `have`). */
+  async tasks(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<HostTask[]> {
+    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
+    const res = hostTasksAnswerSchema.safeParse(
+      await this.json('GET', `/v1/agent/tasks?${q}`, undefined, signal),
+    );
+    if (!res.success) throw new ControllerHttpError(200, undefined, 'host tasks: invalid answer');
+    return res.data.tasks;
+  }
+
+  async sendTaskResult(
+    hostId: string,
+    id: string,
+    result: HostTaskResult,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const q = new URLSearchParams({ hostId });
+    await this.json('POST', `/v1/agent/tasks/${encodeURIComponent(id)}?${q}`, result, signal);
   }
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */

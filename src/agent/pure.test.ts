@@ -6,6 +6,7 @@ import {
   backoffDelayMs,
   controllerRetryDelayMs,
   RESTART_BACKOFF,
+  restartBudget,
   restartDelayMs,
 } from './backoff.js';
 import { type HealthState, initialHealth, nextHealth } from './health.js';
@@ -155,5 +156,22 @@ describe('procfs', () => {
     fields[0] = 'S';
     const parsed = parseProcStat(`123 (we(ird) cmd) ${fields.join(' ')}`);
     assert.deepEqual(parsed, { state: 'S', pgrp: 5, startTime: '22' });
+  });
+});
+
+describe('restart policy', () => {
+  const policy = { attempts: 2, intervalMs: 1000 };
+  it('allows `attempts` restarts within the interval, fails on the next crash', () => {
+    assert.equal(restartBudget([100], 100, policy).exceeded, false);
+    assert.equal(restartBudget([100, 200], 200, policy).exceeded, false);
+    assert.equal(restartBudget([100, 200, 300], 300, policy).exceeded, true);
+  });
+  it('forgets crashes older than the interval', () => {
+    const r = restartBudget([100, 200, 1500], 1500, policy);
+    assert.deepEqual(r.recent, [1500]);
+    assert.equal(r.exceeded, false);
+  });
+  it('without a policy, restarts forever', () => {
+    assert.equal(restartBudget([1, 2, 3, 4, 5], 5, undefined).exceeded, false);
   });
 });

@@ -6,10 +6,11 @@ import type { Dispatcher } from 'undici';
 import { type InstanceState, instanceLifecycle, isTerminal, transition } from '../core/lifecycle.js';
 import type { DesiredInstance, ObservedInstance } from '../core/protocol.js';
 import { describeProvisionError, isRetryableProvisionError, isSafeSegment } from './artifacts.js';
-import { attemptAfterCrash, restartDelayMs } from './backoff.js';
+import { attemptAfterCrash, restartBudget, restartDelayMs } from './backoff.js';
 import { type HealthState, initialHealth, nextHealth } from './health.js';
 import { probeHttp } from './probe.js';
 import { isProcessAlive, processStartTime, signalGroup } from './procfs.js';
+import { removeSecretsFile, writeSecretsFile } from './secrets.js';
 import type { InstanceRecord } from './state.js';
 
 /** How often an adopted process (no longer our child) is checked for liveness. */
@@ -19,6 +20,8 @@ export interface SupervisorDeps {
   logger: Logger;
   address: string;
   logsDir: string;
+  /** Where instance secrets are written (agent/secrets.ts); without it, secrets go to the environment only. */
+  secretsDir?: string;
   hostId(): string | undefined;
   /** Downloads/unpacks the release; resolves to its directory. */
   provision(spec: DesiredInstance): Promise<string>;
@@ -61,6 +64,8 @@ export class InstanceSupervisor {
   private health: HealthState = initialHealth;
   private healthySince: number | undefined;
   private attempt = 0;
+  /** Times of recent crashes, for the restart policy. */
+  private crashes: number[] = [];
   private timers = new Set<NodeJS.Timeout>();
   private watchTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
@@ -149,15 +154,21 @@ export class InstanceSupervisor {
         this.to('stopping'); // pending probes see the state and stop
         const pid = this.pid;
         if (pid !== undefined) {
-          this.log.info({ pid, drainTimeoutMs: this.spec.drainTimeoutMs }, 'stopping: SIGTERM');
-          signalGroup(pid, 'SIGTERM');
-          this.killTimer = setTimeout(() => {
-            this.killTimer = undefined;
-            if (this.pid === pid && !this.detached) {
-              this.log.warn({ pid }, 'drain timeout: SIGKILL');
-              signalGroup(pid, 'SIGKILL');
-            }
-          }, this.spec.drainTimeoutMs);
+          const terminate = () => {
+            if (this.pid !== pid || this.detached) return;
+            this.log.info({ pid, drainTimeoutMs: this.spec.drainTimeoutMs }, 'stopping: SIGTERM');
+            signalGroup(pid, 'SIGTERM');
+            this.killTimer = setTimeout(() => {
+              this.killTimer = undefined;
+              if (this.pid === pid && !this.detached) {
+                this.log.warn({ pid }, 'drain timeout: SIGKILL');
+                signalGroup(pid, 'SIGKILL');
+              }
+            }, this.spec.drainTimeoutMs);
+          };
+          if (this.spec.preStop && this.releaseDir)
+            this.runPreStop(this.spec.preStop, this.releaseDir, terminate);
+          else terminate();
         }
         break;
       }
@@ -165,6 +176,54 @@ export class InstanceSupervisor {
         break;
     }
     return done;
+  }
+
+  /**
+   * The preStop hook: `sh -c` in the release dir with the instance's env, output into its log; the
+   * SIGTERM follows when it exits or after its timeout (its process group is killed then).
+   */
+  private runPreStop(hook: { command: string; timeoutMs: number }, cwd: string, then: () => void): void {
+    let fd: number | undefined;
+    let done = false;
+    const finish = (why: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.log.info({ why }, 'preStop finished');
+      then();
+    };
+    const env: Record<string, string> = {};
+    for (const k of ['PATH', 'HOME', 'LANG'] as const) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    Object.assign(env, this.spec.env, {
+      PORT: String(this.port ?? ''),
+      NINES_INSTANCE_ID: this.id,
+      NINES_SERVICE: this.spec.service,
+      NINES_RELEASE: this.spec.release.version,
+      NINES_HOST_ID: this.deps.hostId() ?? '',
+    });
+    let child: ChildProcess | undefined;
+    try {
+      fd = openSync(join(this.deps.logsDir, `${this.id}.log`), 'a');
+      appendFileSync(fd, `--- nines: ${new Date().toISOString()} preStop: ${hook.command} ---\n`);
+      child = spawn('/bin/sh', ['-c', hook.command], { cwd, detached: true, env, stdio: ['ignore', fd, fd] });
+    } catch (err) {
+      this.log.warn({ err }, 'preStop could not start');
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    const timer = setTimeout(() => {
+      if (child?.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+      finish(`timed out after ${hook.timeoutMs} ms`);
+    }, hook.timeoutMs);
+    if (!child) {
+      finish('not started');
+      return;
+    }
+    child.once('error', () => finish('spawn failed'));
+    child.once('exit', (code) => finish(`exit ${code}`));
   }
 
   /** Stops supervising without touching the process (the next agent adopts it). */
@@ -290,7 +349,9 @@ export class InstanceSupervisor {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
     }
-    Object.assign(env, spec.env, {
+    const secrets = spec.secrets ?? {};
+    const secretsDir = this.deps.secretsDir;
+    Object.assign(env, spec.env, secrets, {
       PORT: String(port),
       NINES_INSTANCE_ID: spec.id,
       NINES_SERVICE: spec.service,
@@ -301,6 +362,11 @@ export class InstanceSupervisor {
     let child: ChildProcess;
     let fd: number | undefined;
     try {
+      if (secretsDir) {
+        if (Object.keys(secrets).length > 0)
+          env.NINES_SECRETS_FILE = writeSecretsFile(secretsDir, spec.id, secrets);
+        else removeSecretsFile(secretsDir, spec.id);
+      }
       mkdirSync(this.deps.logsDir, { recursive: true });
       fd = openSync(join(this.deps.logsDir, `${spec.id}.log`), 'a');
       appendFileSync(
@@ -357,6 +423,16 @@ export class InstanceSupervisor {
       this.log.info({ pid, code, signal }, 'instance stopped');
       this.to('stopped');
       this.releasePort();
+      return;
+    }
+    const budget = restartBudget([...this.crashes, Date.now()], Date.now(), this.spec.restart);
+    this.crashes = budget.recent;
+    if (budget.exceeded && this.spec.restart) {
+      const how = code !== null ? `exit code ${code}` : signal ? `signal ${signal}` : 'unknown status';
+      this.fail(
+        `${reason ?? `exited (${how})`}; ${budget.recent.length} crashes within ` +
+          `${this.spec.restart.intervalMs} ms exceed the restart policy (${this.spec.restart.attempts} attempts)`,
+      );
       return;
     }
     this.attempt = attemptAfterCrash(this.attempt, healthyRunMs);

@@ -2,6 +2,7 @@ import { dirname, resolve } from 'node:path';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
 import { loadConfigFile, type NinesConfig, type ServiceSpec } from '../core/config.js';
 import { type ConfigPlan, planServices, renderPlan } from '../core/config-diff.js';
+import { applyAlerting } from './alerts.js';
 import { applyChecks } from './checks.js';
 import type { Client } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
@@ -65,6 +66,8 @@ export async function applyConfig(
   baseDir: string,
   out: Out,
 ): Promise<void> {
+  // Alerting first: the first deploys already run under the file's rules and deploy grace.
+  await applyAlerting(client, config);
   const plan = await livePlan(client, config);
   await applyPlan(client, plan, baseDir, out);
   await applyChecks(client, config, out);

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import { type ErrorBody, type ErrorCode, isErrorCode } from '../core/errors.js';
 import { Failover } from '../core/failover.js';
 
@@ -22,6 +22,8 @@ export class ApiError extends Error {
 export interface Target {
   url: string;
   token: string;
+  /** PEM CA bundle for an https controller signed by a private CA (`--ca-file`, NINES_CA_FILE). */
+  ca?: string;
 }
 
 /** What `nines up` writes to `<dataDir>/up.json` so that the CLI in another shell finds it. */
@@ -40,6 +42,7 @@ export async function resolveTarget(opts: {
   url?: string;
   token?: string;
   dataDir?: string;
+  caFile?: string;
 }): Promise<Target> {
   const dataDir = resolve(opts.dataDir ?? process.env.NINES_DATA_DIR ?? '.nines');
   let url = opts.url ?? process.env.NINES_URL;
@@ -64,15 +67,19 @@ export async function resolveTarget(opts: {
       `no controller: pass --url or set NINES_URL, or run this where \`nines up\` keeps its data (${dataDir})`,
     );
   }
-  return { url: url.replace(/\/$/, ''), token: token ?? '' };
+  const caFile = opts.caFile ?? process.env.NINES_CA_FILE;
+  const ca = caFile ? await readFile(caFile, 'utf8') : undefined;
+  return { url: url.replace(/\/$/, ''), token: token ?? '', ...(ca ? { ca } : {}) };
 }
 
 export class Client {
   readonly target: Target;
+  private readonly dispatcher: Dispatcher | undefined;
   /** `target.url` may list several controllers (comma-separated): requests fail over between them. */
   private readonly endpoints: Failover;
   constructor(target: Target) {
     this.target = target;
+    this.dispatcher = target.ca ? new Agent({ connect: { ca: target.ca } }) : undefined;
     this.endpoints = new Failover(target.url);
   }
 
@@ -121,6 +128,7 @@ export class Client {
           method,
           headers,
           body: body as string | undefined,
+          ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
           headersTimeout: 60_000,
           bodyTimeout: 60_000,
           signal,
@@ -143,6 +151,7 @@ export class Client {
     return this.endpoints.run(async (base) => {
       const r = await request(base + path, {
         headers: { authorization: `Bearer ${this.target.token}` },
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
         headersTimeout: 60_000,
         bodyTimeout: 60_000,
       }).catch((err: Error) => {
@@ -164,6 +173,7 @@ export class Client {
       try {
         r = await request(base + path, {
           headers: { authorization: `Bearer ${this.target.token}` },
+          ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
           headersTimeout: 60_000,
           // Following a quiet log is idle for as long as the app says nothing.
           bodyTimeout: 0,

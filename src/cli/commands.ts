@@ -119,10 +119,11 @@ export function renderStatus(s: StatusView): string {
 
 export function renderDeploys(list: DeployRecord[]): string {
   return table(
-    ['DEPLOY', 'KIND', 'FROM', 'TO', 'STATE', 'BY', 'STARTED', 'DURATION', 'FAILED', 'REASON'],
+    ['DEPLOY', 'KIND', 'STRATEGY', 'FROM', 'TO', 'STATE', 'BY', 'STARTED', 'DURATION', 'FAILED', 'REASON'],
     list.map((d) => [
       d.id,
       d.kind,
+      d.strategy,
       d.fromVersion ?? '∅',
       d.toVersion,
       d.state,

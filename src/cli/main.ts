@@ -21,13 +21,19 @@ import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
+import { applyAlerting, registerAlertCommands } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, restoreBackup, runAgent, runController, runProxy } from './planes.js';
+import { registerProxiesCommands } from './proxies.js';
+import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
 
 interface Common {
@@ -35,6 +41,7 @@ interface Common {
   url?: string;
   token?: string;
   dataDir?: string;
+  caFile?: string;
 }
 
 const program = new Command('nines')
@@ -48,6 +55,11 @@ const program = new Command('nines')
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
       .env('NINES_DATA_DIR')
       .default('.nines'),
+  )
+  .addOption(
+    new Option('--ca-file <file>', 'PEM CA bundle for an https controller signed by a private CA').env(
+      'NINES_CA_FILE',
+    ),
   )
   .option('--json', 'machine-readable output');
 
@@ -153,12 +165,14 @@ async function nodeToken(opts: { token?: string; tokenFile?: string }): Promise<
   return token;
 }
 
-program
+const controllerCommand = program
   .command('controller')
   .description('run the controller alone (API + store + deploy engine + reconciler)')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'API port (0: any free port)', '7070')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
+  .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
+  .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
   .addOption(
     new Option(
       '--database-url <url>',
@@ -179,58 +193,75 @@ program
       '  nines controller --database-url postgres://nines@db/nines --host 0.0.0.0 --advertise-url http://10.0.0.1:7070',
   )
   .action(
-    action(
-      async (
-        out,
-        o,
-        opts: {
-          host: string;
-          port: string;
-          logLevel: string;
-          databaseUrl?: string;
-          databaseSchema?: string;
-          leaseTimeout: string;
-          advertiseUrl?: string;
-          backupDir?: string;
-          backupKeyFile?: string;
-          backupEvery: string;
-          backupKeep: string;
-          backupArtifacts?: boolean;
-        },
-      ) => {
-        const dataDir = resolve(o.dataDir ?? '.nines');
-        const { logger } = await fileLogger(dataDir, opts.logLevel);
-        const ctl = await runController({
-          dataDir,
-          host: opts.host,
-          port: Number(opts.port),
-          logger,
-          leaseTimeoutMs: parseLeaseTimeout(opts.leaseTimeout),
-          ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
-          ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
-          ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
-          ...(opts.backupDir ? { backups: await backupSchedule(opts) } : {}),
-        });
-        const info = {
-          pid: process.pid,
-          apiUrl: ctl.controller.url,
-          adminTokenFile: ctl.controller.adminTokenFile,
-          nodeTokenFile: join(dataDir, 'node-token'),
-        };
-        await writeFile(join(dataDir, 'controller.json'), `${JSON.stringify(info, null, 2)}\n`, {
-          mode: 0o600,
-        });
-        out.line(`controller ${ctl.controller.url} (pid ${process.pid})`);
-        out.line(`  admin token ${info.adminTokenFile}, node token ${info.nodeTokenFile}`);
-        out.line(`ready: ${ctl.controller.url}`);
-        return untilSignal(out, async () => {
-          await rm(join(dataDir, 'controller.json'), { force: true });
-          await ctl.stop();
-          logger.flush();
-        });
-      },
-    ),
+    action(async (out, o, opts: ControllerFlags) => {
+      const dataDir = resolve(o.dataDir ?? '.nines');
+      const s3 = s3Options(opts);
+      const tls = await tlsFiles(opts);
+      const { logger } = await fileLogger(dataDir, opts.logLevel);
+      const hostDownAfterMs = Number(opts.hostDownAfter);
+      if (!Number.isInteger(hostDownAfterMs) || hostDownAfterMs < 1000) {
+        throw new NinesError('NINES_E_VALIDATION', '--host-down-after: milliseconds ≥ 1000');
+      }
+      const ctl = await runController({
+        dataDir,
+        host: opts.host,
+        port: Number(opts.port),
+        logger,
+        hostDownAfterMs,
+        environment: opts.environment,
+        ...(s3 ? { s3 } : {}),
+        ...(tls ? { tls } : {}),
+        leaseTimeoutMs: parseLeaseTimeout(opts.leaseTimeout),
+        ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+        ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+        ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
+        ...(opts.backupDir ? { backups: await backupSchedule(opts) } : {}),
+      });
+      const info = {
+        pid: process.pid,
+        apiUrl: ctl.controller.url,
+        adminTokenFile: ctl.controller.adminTokenFile,
+        nodeTokenFile: join(dataDir, 'node-token'),
+      };
+      await writeFile(join(dataDir, 'controller.json'), `${JSON.stringify(info, null, 2)}\n`, {
+        mode: 0o600,
+      });
+      out.line(`controller ${ctl.controller.url} (pid ${process.pid})`);
+      out.line(`  admin token ${info.adminTokenFile}, node token ${info.nodeTokenFile}`);
+      out.line(`ready: ${ctl.controller.url}`);
+      return untilSignal(out, async () => {
+        await rm(join(dataDir, 'controller.json'), { force: true });
+        await ctl.stop();
+        logger.flush();
+      });
+    }),
   );
+
+addS3Options(controllerCommand);
+addTlsOptions(controllerCommand);
+
+interface ControllerFlags {
+  host: string;
+  hostDownAfter: string;
+  port: string;
+  logLevel: string;
+  environment: string;
+  s3Bucket?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3Prefix?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  leaseTimeout: string;
+  advertiseUrl?: string;
+  backupDir?: string;
+  backupKeyFile?: string;
+  backupEvery: string;
+  backupKeep: string;
+  backupArtifacts?: boolean;
+}
 
 program
   .command('agent')
@@ -249,6 +280,7 @@ program
   .option('--label <k=v...>', 'host label, repeatable', [])
   .option('--address <addr>', "address the proxies reach this host's instances on", '127.0.0.1')
   .option('--metrics-listen <host:port>', 'serve node_exporter-compatible /metrics here (no token)')
+  .option('--slots <n>', 'instance slots this host offers (sets the label slots=N; default: no limit)')
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -270,6 +302,7 @@ program
           address: string;
           metricsListen?: string;
           logLevel: string;
+          slots?: string;
         },
       ) => {
         const metricsListen = opts.metricsListen ? parseListen(opts.metricsListen) : undefined;
@@ -278,6 +311,11 @@ program
           const i = kv.indexOf('=');
           if (i <= 0) throw new NinesError('NINES_E_VALIDATION', `--label ${kv}: use key=value`);
           labels[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        if (opts.slots !== undefined) {
+          if (!/^\d{1,6}$/.test(opts.slots))
+            throw new NinesError('NINES_E_VALIDATION', '--slots: a whole number');
+          labels.slots = opts.slots;
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
@@ -291,6 +329,7 @@ program
           address: opts.address,
           logger,
           ...(metricsListen ? { metricsListen } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`agent for ${opts.controller}, zone ${opts.zone} (pid ${process.pid})`);
         if (agent.agent.metricsPort !== undefined) {
@@ -313,7 +352,13 @@ program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
   .requiredOption('--controller <url>', 'controller API URL (several, comma-separated: fail over)')
-  .addOption(new Option('--token <token>', 'node token').env('NINES_NODE_TOKEN'))
+  .addOption(
+    new Option(
+      '--join-token <token>',
+      "join token (nines join-token create); used once, to get this proxy's own credential",
+    ).env('NINES_PROXY_JOIN_TOKEN'),
+  )
+  .addOption(new Option('--token <token>', 'node token (instead of a join token)').env('NINES_NODE_TOKEN'))
   .option('--token-file <file>', 'file holding the node token')
   .option('--host <addr>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port (0: any free port)', '8080')
@@ -342,9 +387,11 @@ program
           id?: string;
           logLevel: string;
           workers: string;
+          joinToken?: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const proxyToken = await proxyCredential(dataDir, o, opts);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
           throw new NinesError('NINES_E_VALIDATION', '--workers must be a whole number from 1 to 64');
@@ -354,22 +401,24 @@ program
             dataDir,
             workers,
             controller: opts.controller,
-            token: await nodeToken(opts),
+            token: proxyToken,
             host: opts.host,
             port: Number(opts.port),
             proxyId: opts.id ?? `${hostname()}-proxy`,
             logLevel: opts.logLevel,
+            ...(o.caFile ? { caFile: resolve(o.caFile) } : {}),
           });
         }
         const { logger } = await fileLogger(dataDir, opts.logLevel);
         const proxy = await runProxy({
           controllerUrl: opts.controller,
-          token: await nodeToken(opts),
+          token: proxyToken,
           dataDir,
           host: opts.host,
           port: Number(opts.port),
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
+          ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);
@@ -380,6 +429,35 @@ program
       },
     ),
   );
+
+/**
+ * The proxy's bearer token: its own credential (kept in <data-dir>/proxy/credentials.json, obtained
+ * once with --join-token), else the shared node token.
+ */
+async function proxyCredential(
+  dataDir: string,
+  o: Common,
+  opts: { controller: string; id?: string; joinToken?: string; token?: string; tokenFile?: string },
+): Promise<string> {
+  const name = opts.id ?? `${hostname()}-proxy`;
+  const file = join(dataDir, 'proxy', 'credentials.json');
+  const kept = readProxyCredentials(file, name);
+  if (kept) return kept.token;
+  if (opts.joinToken) {
+    const ca = o.caFile ? await readFile(o.caFile, 'utf8') : undefined;
+    const c = await registerProxy({
+      controllerUrl: opts.controller,
+      joinToken: opts.joinToken,
+      name,
+      file,
+      ...(ca ? { ca } : {}),
+    }).catch((err: Error) => {
+      throw new NinesError('NINES_E_AUTH_INVALID', err.message);
+    });
+    return c.token;
+  }
+  return nodeToken(opts);
+}
 
 /** `nines proxy --workers N`: the cluster primary (dist/proxy/cluster.js) as a child, signals forwarded. */
 async function runProxyCluster(
@@ -393,6 +471,7 @@ async function runProxyCluster(
     port: number;
     proxyId: string;
     logLevel: string;
+    caFile?: string;
   },
 ): Promise<number> {
   if (o.port === 0) throw new NinesError('NINES_E_VALIDATION', '--workers needs an explicit --port');
@@ -409,7 +488,7 @@ async function runProxyCluster(
     },
     logLevel: o.logLevel,
     logFile: join(o.dataDir, 'logs', 'proxy.log'),
-    controller: { url: o.controller, token: o.token },
+    controller: { url: o.controller, token: o.token, ...(o.caFile ? { caFile: o.caFile } : {}) },
   };
   // The file holds the node token.
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
@@ -488,48 +567,60 @@ async function runDeploy(out: Out, c: Client, deploy: DeployRecord, wait: boolea
   return done.state === 'succeeded' ? EXIT.ok : EXIT.failed;
 }
 
-const CONTROLS = ['pause', 'resume', 'abort'] as const;
+const CONTROLS = ['pause', 'resume', 'abort', 'promote'] as const;
 
 program
   .command('deploy <service> <version>')
   .description(
-    'rolling deploy of a release, with live progress; exit 0 done, 1 failed, 2 refused.\n' +
-      '`nines deploy pause|resume|abort <service>` controls the deploy in flight',
+    'deploy a release (the service strategy, or --strategy), with live progress; exit 0 done, 1 failed, 2 refused.\n' +
+      '`nines deploy pause|resume|promote|abort <service>` controls the deploy in flight',
   )
   .option('--no-wait', 'return once the deploy has started')
+  .option('--strategy <name>', 'rolling, blue-green, canary or all-at-once (overrides nines.yaml)')
+  .option('--no-auto-revert', 'on a failed analysis, pause for a person instead of reverting')
   .addHelpText(
     'after',
-    '\nExamples:\n  nines deploy hello v2\n  nines deploy pause hello\n  nines deploy abort hello',
+    '\nExamples:\n  nines deploy hello v2\n  nines deploy hello v3 --strategy canary\n  nines deploy promote hello\n  nines deploy abort hello',
   )
   .action(
-    action(async (out, o, service: string, version: string, opts: { wait: boolean }) => {
-      const c = await client(o);
-      const control = CONTROLS.find((x) => x === service);
-      if (control) {
-        // `nines deploy pause <service>`: the deploy holding the service's lock.
-        const { service: svc } = await c.get<{ service: ServiceRecord }>(
-          `/v1/services/${encodeURIComponent(version)}`,
-        );
-        if (!svc.lockedBy || svc.lockedBy.startsWith('heal-')) {
-          throw new NinesError('NINES_E_INVALID_TRANSITION', `no deploy of ${version} is in flight`);
+    action(
+      async (
+        out,
+        o,
+        service: string,
+        version: string,
+        opts: { wait: boolean; strategy?: string; autoRevert: boolean },
+      ) => {
+        const c = await client(o);
+        const control = CONTROLS.find((x) => x === service);
+        if (control) {
+          // `nines deploy pause <service>`: the deploy holding the service's lock.
+          const { service: svc } = await c.get<{ service: ServiceRecord }>(
+            `/v1/services/${encodeURIComponent(version)}`,
+          );
+          if (!svc.lockedBy || svc.lockedBy.startsWith('heal-') || svc.lockedBy.startsWith('standby-')) {
+            throw new NinesError('NINES_E_INVALID_TRANSITION', `no deploy of ${version} is in flight`);
+          }
+          const { deploy } = await c.post<{ deploy: DeployRecord }>(
+            `/v1/deploys/${encodeURIComponent(svc.lockedBy)}/${control}`,
+          );
+          out.result(
+            { deploy },
+            `${control}: ${deploy.id} (${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion})`,
+          );
+          return EXIT.ok;
         }
         const { deploy } = await c.post<{ deploy: DeployRecord }>(
-          `/v1/deploys/${encodeURIComponent(svc.lockedBy)}/${control}`,
+          `/v1/services/${encodeURIComponent(service)}/deploys`,
+          {
+            version,
+            ...(opts.strategy ? { strategy: opts.strategy } : {}),
+            ...(opts.autoRevert === false ? { autoRevert: false } : {}),
+          },
         );
-        out.result(
-          { deploy },
-          `${control}: ${deploy.id} (${deploy.service} ${deploy.fromVersion ?? '∅'} → ${deploy.toVersion})`,
-        );
-        return EXIT.ok;
-      }
-      const { deploy } = await c.post<{ deploy: DeployRecord }>(
-        `/v1/services/${encodeURIComponent(service)}/deploys`,
-        {
-          version,
-        },
-      );
-      return runDeploy(out, c, deploy, opts.wait);
-    }),
+        return runDeploy(out, c, deploy, opts.wait);
+      },
+    ),
   );
 
 program
@@ -739,6 +830,8 @@ hosts
     }),
   );
 
+registerFleetCommands(program, hosts, { action, client });
+
 const joinTokens = program.command('join-token').description('tokens that let a new host join the fleet');
 joinTokens
   .command('create')
@@ -803,7 +896,7 @@ joinTokens
 
 program
   .command('deploys [service]')
-  .description('deploy history: who, when, from, to, result, duration')
+  .description('deploy history: who, when, strategy, from, to, result, duration, failed requests')
   .addHelpText('after', '\nExample:\n  nines deploys hello')
   .action(
     action(async (out, o, service?: string) => {
@@ -894,6 +987,7 @@ program
       const c = await client(o);
       const plan = await livePlan(c, config);
       out.line(renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
       const checks = await applyChecks(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
@@ -931,6 +1025,8 @@ program
       return EXIT.ok;
     }),
   );
+
+registerAlertCommands(program, { action, client });
 
 program
   .command('completion <shell>')
@@ -1108,8 +1204,20 @@ program
   );
 
 addCheckCommands(program, { client, action });
+registerSecretsCommands(program, { action, client });
+registerProxiesCommands(program, { action, client });
 
 await program.parseAsync(process.argv);
+
+/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
+function parseListen(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
+  }
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}
 
 /** `--lease-timeout`: a duration from 300 ms to 5 min (a bad one is refused before anything starts). */
 function parseLeaseTimeout(v: string): number {
@@ -1158,14 +1266,4 @@ async function backupSchedule(opts: {
     keep,
     artifacts: opts.backupArtifacts === true,
   };
-}
-
-/** `host:port` (or `:port`, meaning 127.0.0.1) for a listener. */
-function parseListen(v: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  const port = Number(v.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
-  }
-  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
 }

@@ -5,9 +5,12 @@ import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
 import type { BackupScheduleOptions } from '../controller/backups.js';
 import { Controller } from '../controller/controller.js';
+import type { S3Options } from '../controller/s3.js';
 import { openPostgresStore } from '../controller/store/postgres.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
+import type { TlsFiles } from '../controller/tls.js';
 import { readBackup, readBackupKey, restoreArtifacts } from '../core/backup-file.js';
+import { redactOptions } from '../core/redact.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
 /**
@@ -23,7 +26,13 @@ export interface Running {
 export async function fileLogger(dataDir: string, level: string): Promise<{ logger: Logger; file: string }> {
   await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'logs', 'nines.log');
-  return { logger: pino({ level }, pino.destination({ dest: file, sync: false, mkdir: true })), file };
+  return {
+    logger: pino(
+      { level, redact: redactOptions },
+      pino.destination({ dest: file, sync: false, mkdir: true }),
+    ),
+    file,
+  };
 }
 
 export async function runController(o: {
@@ -31,6 +40,10 @@ export async function runController(o: {
   host: string;
   port: number;
   logger: Logger;
+  hostDownAfterMs?: number;
+  environment?: string;
+  s3?: S3Options;
+  tls?: TlsFiles;
   /** PostgreSQL URL: several controllers share it (HA); default the embedded SQLite file. */
   databaseUrl?: string;
   /** PostgreSQL schema (default the connection's current schema). */
@@ -56,6 +69,10 @@ export async function runController(o: {
     logger,
     host: o.host,
     port: o.port,
+    ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
+    ...(o.environment ? { environment: o.environment } : {}),
+    ...(o.s3 ? { s3: o.s3 } : {}),
+    ...(o.tls ? { tls: o.tls } : {}),
     ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
     ...(o.backups ? { backups: o.backups } : {}),
   });
@@ -80,6 +97,7 @@ export async function runProxy(o: {
   port: number;
   logger: Logger;
   proxyId?: string;
+  ca?: string;
 }): Promise<Running & { port: number }> {
   const logger = o.logger.child({ plane: 'proxy' });
   const proxy = new NinesProxy({
@@ -90,7 +108,13 @@ export async function runProxy(o: {
     snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
   });
   const { port } = await proxy.listen();
-  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy, logger });
+  const link = new ControllerLink({
+    baseUrl: o.controllerUrl,
+    token: o.token,
+    proxy,
+    logger,
+    ...(o.ca ? { ca: o.ca } : {}),
+  });
   link.start();
   return {
     port,
@@ -111,6 +135,7 @@ export async function runAgent(o: {
   address: string;
   logger: Logger;
   metricsListen?: { host: string; port: number };
+  ca?: string;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -122,6 +147,7 @@ export async function runAgent(o: {
     address: o.address,
     logger: o.logger.child({ plane: 'agent' }),
     ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
+    ...(o.ca ? { ca: o.ca } : {}),
   });
   await agent.start();
   return {

@@ -167,6 +167,14 @@ describe('controller API', () => {
     });
     assert.equal(badBody.status, 400);
     assert.equal(badBody.body.error.code, 'NINES_E_VALIDATION');
+    const badStrategy = await call('POST', '/v1/services/web/deploys', {
+      token: admin,
+      json: { version: 'v1', strategy: 'red-black' },
+    });
+    assert.equal(badStrategy.status, 400);
+    assert.equal(badStrategy.body.error.code, 'NINES_E_VALIDATION');
+    assert.match(badStrategy.body.error.message, /strategy/);
+    assert.equal((await store.listDeploys('web')).length, 0, 'a refused deploy changes nothing');
 
     assert.deepEqual(await store.acquireDeployLock('web', 'd-other'), { ok: true });
     const locked = await call('POST', '/v1/services/web/deploys', { token: admin, json: { version: 'v1' } });

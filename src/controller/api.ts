@@ -2,12 +2,13 @@ import { PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { duration, serviceSchema, zodIssues } from '../core/config.js';
+import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
-import type { ArtifactStore } from './artifacts.js';
+import { isAlertAckPath } from './alerts-api.js';
+import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import { isPublicStatusPath } from './checks/routes.js';
 import type { DeployEngine } from './engine/engine.js';
@@ -15,8 +16,11 @@ import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
 import { type Leadership, needsLeader } from './leadership.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
+import { mayReportAs } from './proxies.js';
+import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
+import { httpsServerFactory, type TlsFiles } from './tls.js';
 import { isPublicWebPath } from './web.js';
 
 declare module 'fastify' {
@@ -35,6 +39,10 @@ export interface ApiDeps {
   artifacts: ArtifactStore;
   auth: Authenticator;
   logger: Logger;
+  /** Variables and secrets merged into desired states (secrets only for the host's own signed poll). */
+  secrets?: Secrets;
+  /** Serve HTTPS with these (controller/tls.ts); plain HTTP without. */
+  tls?: TlsFiles;
   /** Several controllers: followers refuse what only the leader may do (NINES_E_NOT_LEADER). */
   leadership?: Leadership;
 }
@@ -65,7 +73,11 @@ function sameIds(open: { id: string }[], have: string): boolean {
   return open.length === known.length && open.every((r) => known.includes(r.id));
 }
 const releaseParams = z.object({ name: z.string().min(1), version: z.string().min(1) });
-const deployBody = z.strictObject({ version: z.string().regex(VERSION_RE) });
+const deployBody = z.strictObject({
+  version: z.string().regex(VERSION_RE),
+  strategy: z.enum(STRATEGIES).optional(),
+  autoRevert: z.boolean().optional(),
+});
 const rollbackBody = z.strictObject({ to: z.string().regex(VERSION_RE).optional() }).default({});
 const pollQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
@@ -94,6 +106,7 @@ export function buildApi(deps: ApiDeps) {
     bodyLimit: 1024 * 1024,
     // Long polls hold requests for up to MAX_WAIT_S; keep connections open a little longer than that.
     keepAliveTimeout: (MAX_WAIT_S + 5) * 1000,
+    ...(deps.tls ? { serverFactory: httpsServerFactory(deps.tls) } : {}),
   });
   app.decorateRequest('principal', null);
   app.decorateRequest('pendingSignature', null);
@@ -113,7 +126,7 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('onRequest', async (req) => {
     if (req.url === '/healthz' || isPublicWebPath(req.method, req.url)) return;
-    if (isPublicStatusPath(req.method, req.url)) return;
+    if (isPublicStatusPath(req.method, req.url) || isAlertAckPath(req.method, req.url)) return;
     const { principal, pending } = await auth.authenticate(req.headers.authorization);
     if (!allowed(principal, req.method, req.url)) {
       throw new NinesError(
@@ -291,7 +304,7 @@ export function buildApi(deps: ApiDeps) {
     );
     let release: Awaited<ReturnType<Store['insertRelease']>>;
     try {
-      await artifacts.commit(got.tmp, name, version);
+      await artifacts.commit(got.tmp, name, version, got.sha256);
       release = await store.insertRelease({
         service: name,
         version,
@@ -330,8 +343,12 @@ export function buildApi(deps: ApiDeps) {
 
   app.post('/v1/services/:name/deploys', async (req, reply) => {
     const { name } = parse(nameParams, req.params, 'path');
-    const { version } = parse(deployBody, req.body, 'deploy request');
-    const deploy = await engine.create(name, version, { createdBy: who(req) });
+    const { version, strategy, autoRevert } = parse(deployBody, req.body, 'deploy request');
+    const deploy = await engine.create(name, version, {
+      createdBy: who(req),
+      ...(strategy ? { strategy } : {}),
+      ...(autoRevert !== undefined ? { autoRevert } : {}),
+    });
     return reply.status(202).send({ deploy });
   });
 
@@ -358,7 +375,7 @@ export function buildApi(deps: ApiDeps) {
   });
 
   // Deploy controls: pause holds at the next step boundary, resume continues, abort reverts.
-  for (const action of ['pause', 'resume', 'abort'] as const) {
+  for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
     app.post(`/v1/deploys/:id/${action}`, async (req) => {
       const { id } = parse(z.object({ id: z.string().min(1) }), req.params, 'path');
       const deploy = await engine[action](id, who(req));
@@ -470,9 +487,10 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    const desired = await fleet.desiredFor(q.hostId);
+    const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
+    const answer = deps.secrets ? await deps.secrets.forHost(desired, req.principal?.hostId) : desired;
     // Agents refuse desired state stamped with a token older than one they have seen (fencing).
-    return leadership ? { ...desired, fencingToken: leadership.token } : desired;
+    return leadership ? { ...answer, fencingToken: leadership.token } : answer;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {
@@ -557,7 +575,14 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.post('/v1/proxy/report', async (req, reply) => {
-    fleet.proxyReport(parse(proxyReportSchema, req.body, 'proxy report'));
+    const report = parse(proxyReportSchema, req.body, 'proxy report');
+    if (!mayReportAs(req.principal, report.proxyId)) {
+      throw new NinesError(
+        'NINES_E_FORBIDDEN',
+        `proxy ${req.principal?.name} may not report as ${report.proxyId}`,
+      );
+    }
+    fleet.proxyReport(report);
     return reply.status(204).send();
   });
 

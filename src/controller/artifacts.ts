@@ -6,6 +6,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { inspectArchive } from '../core/artifact.js';
 import { NinesError } from '../core/errors.js';
+import type { HostDesiredState } from '../core/protocol.js';
+import type { S3Artifacts } from './s3.js';
 
 /**
  * Release artifacts on the controller's disk: `<dir>/<service>/<version>.tgz`. An upload is streamed to
@@ -15,10 +17,13 @@ import { NinesError } from '../core/errors.js';
 export class ArtifactStore {
   readonly dir: string;
   readonly maxBytes: number;
+  /** Object storage: every committed artifact is stored there too, and agents download from it. */
+  readonly remote: S3Artifacts | undefined;
 
-  constructor(opts: { dir: string; maxBytes?: number }) {
+  constructor(opts: { dir: string; maxBytes?: number; remote?: S3Artifacts }) {
     this.dir = opts.dir;
     this.maxBytes = opts.maxBytes ?? 512 * 1024 * 1024;
+    this.remote = opts.remote;
   }
 
   path(service: string, version: string): string {
@@ -68,7 +73,9 @@ export class ArtifactStore {
     }
   }
 
-  async commit(tmp: string, service: string, version: string): Promise<void> {
+  /** With object storage, the upload must succeed first (NINES_E_ARTIFACT_STORAGE otherwise). */
+  async commit(tmp: string, service: string, version: string, sha256 = ''): Promise<void> {
+    if (this.remote) await this.remote.put(service, version, tmp, sha256);
     await rename(tmp, this.path(service, version));
   }
 
@@ -83,7 +90,24 @@ export class ArtifactStore {
   async open(service: string, version: string): Promise<{ stream: Readable; size: number }> {
     const file = this.path(service, version);
     const st = await stat(file).catch(() => undefined);
+    // Another controller (or this one before its disk was replaced) stored it: read it from storage.
+    if (!st && this.remote) return this.remote.open(service, version);
     if (!st) throw new NinesError('NINES_E_RELEASE_NOT_FOUND', `no artifact for ${service} ${version}`);
     return { stream: createReadStream(file), size: st.size };
   }
+}
+
+/** Presigned object-storage URLs for each instance's artifact (see s3.ts for why URLs, not credentials). */
+export async function withDownloadUrls(
+  artifacts: ArtifactStore,
+  desired: HostDesiredState,
+): Promise<HostDesiredState> {
+  const remote = artifacts.remote;
+  if (!remote || desired.instances.length === 0) return desired;
+  const instances = [];
+  for (const i of desired.instances) {
+    const downloadUrl = await remote.presignedUrl(i.service, i.release.version);
+    instances.push({ ...i, release: { ...i.release, downloadUrl } });
+  }
+  return { ...desired, instances };
 }

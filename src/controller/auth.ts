@@ -135,8 +135,12 @@ export function allowed(p: Principal, method: string, url: string): boolean {
   if (p.role === 'admin') return true;
   const isProtocol = url.startsWith('/v1/agent/') || url.startsWith('/v1/proxy/');
   const isArtifact = method === 'GET' && /^\/v1\/services\/[^/]+\/releases\/[^/]+\/artifact/.test(url);
-  if (p.role === 'join') return method === 'POST' && url === '/v1/agent/register';
-  // A Prometheus scraper's token: /metrics and nothing else.
+  if (p.role === 'join') {
+    return method === 'POST' && (url === '/v1/agent/register' || url === '/v1/proxy/register');
+  }
+  // A proxy own token: its part of the protocol only (registering again takes a join token).
+  if (p.role === 'proxy') return url.startsWith('/v1/proxy/') && !url.startsWith('/v1/proxy/register');
+  // A Prometheus scraper token: /metrics and nothing else.
   if (p.role === 'metrics')
     return (method === 'GET' || method === 'HEAD') && url.split('?')[0] === '/metrics';
   if (p.role === 'node') return isProtocol || isArtifact;

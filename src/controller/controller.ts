@@ -1,8 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-
 import type { Logger } from 'pino';
+import { AlertRuntime } from './alerting/runtime.js';
+import { AlertScheduler } from './alerting/scheduler.js';
+import { FleetSignals, RequestSignals } from './alerting/sources.js';
+import { AlertStore } from './alerting/store.js';
+import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
 import { ArtifactSync } from './artifact-sync.js';
 import { ArtifactStore } from './artifacts.js';
@@ -10,14 +15,24 @@ import { Authenticator, createToken, hashToken } from './auth.js';
 import { type BackupScheduleOptions, BackupScheduler } from './backups.js';
 import { registerCheckRoutes } from './checks/routes.js';
 import { CheckService } from './checks/service.js';
+import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
 import { Reconciler } from './engine/reconciler.js';
 import { Fleet } from './fleet.js';
+import { registerFleetApi } from './fleet-api.js';
+import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
 import { Leadership } from './leadership.js';
+import { registerProxyRoutes } from './proxies.js';
+import { S3Artifacts, type S3Options } from './s3.js';
+import { Secrets } from './secrets/index.js';
+import { registerSecretRoutes } from './secrets/routes.js';
 import { Signals } from './signals/signals.js';
+import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
+import { HostTasks } from './tasks.js';
+import type { TlsFiles } from './tls.js';
 import { registerWeb } from './web.js';
 
 export interface ControllerOptions {
@@ -26,9 +41,19 @@ export interface ControllerOptions {
   logger: Logger;
   host: string;
   port: number;
+  /** Alert evaluation period (default 1 s). */
+  alertIntervalMs?: number;
+  /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
+  hostDownAfterMs?: number;
+  /** The environment whose secrets and variables this controller's instances get (default production). */
+  environment?: string;
+  /** Release artifacts also in S3-compatible object storage; agents download from it. */
+  s3?: S3Options;
+  /** Serve the API over HTTPS. */
+  tls?: TlsFiles;
   /**
    * Several controllers on one (PostgreSQL) database: the lease timeout, and the URL the others and
-   * the clients reach this one at (default `http://<host>:<port>`).
+   * the clients reach this one at (default this controller's own URL).
    */
   ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
   /** Scheduled backups (run by the leader). */
@@ -51,14 +76,23 @@ export class Controller {
   readonly ops: InstanceOps;
   readonly reconciler: Reconciler;
   readonly artifacts: ArtifactStore;
+  /** Alerting (docs/alerting.md): evaluated by `alertScheduler` — to be run on the leader only. */
+  readonly alerts: AlertStore;
+  readonly alertRuntime: AlertRuntime;
+  readonly alertScheduler: AlertScheduler;
+  private ackSecret = '';
+  readonly tasks: HostTasks;
+  readonly hostOps: HostOps;
+  readonly autoscaler: Autoscaler;
+  readonly secrets: Secrets;
+  private readonly app: ReturnType<typeof buildApi>;
+  private readonly opts: ControllerOptions;
+  private boundPort = 0;
   /** Who leads; subsystems that must run once per cluster register with `leadership.onLeadership`. */
   readonly leadership: Leadership;
   readonly backups: BackupScheduler | undefined;
   private readonly artifactSync: ArtifactSync;
   private nodeToken: string | undefined;
-  private readonly app: ReturnType<typeof buildApi>;
-  private readonly opts: ControllerOptions;
-  private boundPort = 0;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -75,7 +109,13 @@ export class Controller {
     });
     // The leader's parts write through the fenced store: a stale leader's late writes are refused.
     const fenced = this.leadership.fence(opts.store);
-    this.fleet = new Fleet({ store: fenced, hub: this.hub, logger: opts.logger, signals: this.signals });
+    this.fleet = new Fleet({
+      store: fenced,
+      hub: this.hub,
+      logger: opts.logger,
+      signals: this.signals,
+      ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
+    });
     this.ops = new InstanceOps({ store: fenced, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
       store: fenced,
@@ -83,6 +123,7 @@ export class Controller {
       fleet: this.fleet,
       ops: this.ops,
       logger: opts.logger,
+      artifactPath: (service, version) => this.artifacts.path(service, version),
     });
     this.reconciler = new Reconciler({
       store: fenced,
@@ -91,7 +132,17 @@ export class Controller {
       ops: this.ops,
       logger: opts.logger.child({ part: 'reconciler' }),
     });
-    this.artifacts = new ArtifactStore({ dir: join(opts.dataDir, 'artifacts') });
+    this.artifacts = new ArtifactStore({
+      dir: join(opts.dataDir, 'artifacts'),
+      ...(opts.s3 ? { remote: new S3Artifacts(opts.s3) } : {}),
+    });
+    this.secrets = new Secrets({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'secrets' }),
+      dataDir: opts.dataDir,
+      ...(opts.environment ? { environment: opts.environment } : {}),
+    });
     this.app = buildApi({
       store: this.store,
       hub: this.hub,
@@ -100,8 +151,12 @@ export class Controller {
       artifacts: this.artifacts,
       auth: new Authenticator(this.store),
       logger: opts.logger,
+      secrets: this.secrets,
+      ...(opts.tls ? { tls: opts.tls } : {}),
       leadership: this.leadership,
     });
+    registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
+    registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
     registerWeb(this.app, { store: this.store, hub: this.hub });
     this.checks = new CheckService({
       store: this.store,
@@ -114,6 +169,41 @@ export class Controller {
       hub: this.hub,
       signals: this.signals,
       checks: this.checks,
+    });
+    if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
+    this.alerts = new AlertStore(this.store.kysely);
+    this.alertRuntime = new AlertRuntime({
+      alerts: this.alerts,
+      store: this.store,
+      sources: [new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs })],
+      requests: new RequestSignals(this.hub),
+      controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      ackSecret: () => this.ackSecret,
+      baseUrl: () => this.url,
+      logger: opts.logger.child({ part: 'alerting' }),
+    });
+    this.alertScheduler = new AlertScheduler(this.alertRuntime, {
+      logger: opts.logger.child({ part: 'alerting' }),
+      ...(opts.alertIntervalMs === undefined ? {} : { intervalMs: opts.alertIntervalMs }),
+    });
+    registerAlertsApi(this.app, {
+      runtime: this.alertRuntime,
+      alerts: this.alerts,
+      ackSecret: () => this.ackSecret,
+    });
+    this.tasks = new HostTasks(this.hub);
+    this.hostOps = new HostOps({
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      tasks: this.tasks,
+      logger: opts.logger.child({ part: 'hostops' }),
+    });
+    registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.autoscaler = new Autoscaler({
+      store: this.store,
+      hub: this.hub,
+      logger: opts.logger.child({ part: 'autoscaler' }),
     });
     this.backups = opts.backups
       ? new BackupScheduler({
@@ -134,7 +224,7 @@ export class Controller {
   }
 
   get url(): string {
-    return `http://${this.opts.host}:${this.boundPort}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.opts.host}:${this.boundPort}`;
   }
 
   get adminTokenFile(): string {
@@ -151,9 +241,12 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    await this.secrets.init();
+    this.ackSecret = await this.alerts.ackSecret(Date.now());
     this.leadership.setId(await this.controllerId());
     // The leader's parts: a new leader re-learns the fleet (agents and proxies report to it now),
-    // resumes the deploys in flight where the fleet actually is, then heals and evaluates checks.
+    // resumes the deploys in flight where the fleet actually is, then heals, evaluates checks and
+    // alerts, and autoscales. Followers run none of them.
     this.leadership.onLeadership(
       async () => {
         this.hub.agents.clear();
@@ -161,8 +254,12 @@ export class Controller {
         await this.engine.recover();
         this.reconciler.start();
         this.checks.start();
+        this.alertScheduler.start();
+        this.autoscaler.start();
       },
       async () => {
+        await this.autoscaler.stop();
+        await this.alertScheduler.stop();
         await this.checks.stop();
         await this.reconciler.stop();
         await this.engine.close();
@@ -176,9 +273,11 @@ export class Controller {
   }
 
   async close(): Promise<void> {
+    this.hostOps.close();
     await this.artifactSync.stop();
     await this.leadership.stop();
     await this.app.close();
+    this.artifacts.remote?.close();
   }
 
   /** This controller's stable id: a restarted controller takes its own lease back at once. */

@@ -10,8 +10,8 @@ import type {
   RoutingSnapshot,
 } from '../core/protocol.js';
 import { newHostKey } from '../core/signing.js';
+import { loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
-import { placeInstance } from './placement.js';
 import type { Signals } from './signals/signals.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
 import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
@@ -174,10 +174,34 @@ export class Fleet {
   }
 
   /** Create a new instance of `release` on a placed host; the agent starts it on its next poll. */
-  async createInstance(release: ReleaseRecord, deployId: string | null): Promise<InstanceRecord> {
-    const [hosts, instances] = await Promise.all([this.store.listHosts(), this.store.listInstances()]);
-    const host = placeInstance(release.service, this.liveHosts(hosts), instances);
-    if (!host) throw new NinesError('NINES_E_UNAVAILABLE', 'no live host to place the instance on');
+  async createInstance(
+    release: ReleaseRecord,
+    deployId: string | null,
+    avoid?: ReadonlySet<string>,
+  ): Promise<InstanceRecord> {
+    // One placement at a time: each must see the instances the previous ones created, or a deploy
+    // that starts several at once would put them all on the same host.
+    const run = this.placing.then(() => this.placeAndInsert(release, deployId, avoid));
+    this.placing = run.catch(() => undefined);
+    return run;
+  }
+
+  private placing: Promise<unknown> = Promise.resolve();
+
+  private async placeAndInsert(
+    release: ReleaseRecord,
+    deployId: string | null,
+    avoid: ReadonlySet<string> | undefined,
+  ): Promise<InstanceRecord> {
+    const [state, instances, svc] = await Promise.all([
+      loadFleetState(this.store, this.hostDownAfterMs),
+      this.store.listInstances(),
+      this.store.getService(release.service),
+    ]);
+    // Placement follows the service's spec as it is now (constraints may change without a release).
+    const placed = placeFor(release.service, svc?.spec ?? release.spec, state, instances, avoid);
+    if (!placed.ok) throw new NinesError('NINES_E_NO_CAPACITY', placed.reason);
+    const host = placed.host;
     const now = Date.now();
     const rec: InstanceRecord = {
       id: `${release.service}-${randomBytes(3).toString('hex')}`,

@@ -1,34 +1,115 @@
-import type { HostRecord, InstanceRecord } from './store/types.js';
+import type { PlacementSpec } from '../core/fleet-config.js';
+import type { HostState } from '../core/host-lifecycle.js';
 
 /**
- * Choose a host for a new instance of `service`: among live hosts, the one with the fewest
- * instances of that service, then the fewest instances overall, then by name (stable).
- * Zone spreading, constraints and capacity arrive with the fleet issue; the shape stays.
+ * Where a new instance goes, as a pure function. Eligible hosts are `ready`, carry every label of the
+ * service's `constraints` and have a free slot (declared capacity; none declared: unlimited). Among
+ * them, the service spreads across zones: a zone may take the instance only if its count of the
+ * service's instances would then exceed the smallest count of an eligible zone by at most `maxSkew`
+ * (1: as even as the fleet allows). A full zone does not hold the others back — it cannot take the
+ * instance, so it is not a zone to balance against. Within the allowed zones: the host with the
+ * fewest instances of the service, then the emptier zone, then the lowest share of its slots used,
+ * then by name (stable).
+ * Hosts in `avoid` (where the instance just failed) are used only when no other host can take it.
  */
-export function placeInstance(
-  service: string,
-  hosts: readonly HostRecord[],
-  instances: readonly InstanceRecord[],
-): HostRecord | undefined {
-  let best: HostRecord | undefined;
-  let bestKey: [number, number, string] | undefined;
-  for (const h of hosts) {
-    let mine = 0;
-    let all = 0;
-    for (const i of instances) {
-      if (i.hostId !== h.id || i.desired !== 'running') continue;
-      all++;
-      if (i.service === service) mine++;
-    }
-    const key: [number, number, string] = [mine, all, h.name];
+
+export interface PlacementHost {
+  id: string;
+  name: string;
+  zone: string;
+  labels: Readonly<Record<string, string>>;
+  state: HostState;
+  /** Declared instance slots; undefined: no limit. */
+  slots: number | undefined;
+}
+
+export interface PlacedInstance {
+  service: string;
+  hostId: string;
+}
+
+export interface PlacementInput {
+  service: string;
+  placement: PlacementSpec;
+  hosts: readonly PlacementHost[];
+  /** Every instance record that holds a slot (any service, any desired state). */
+  instances: readonly PlacedInstance[];
+  avoid?: ReadonlySet<string>;
+}
+
+export type PlacementResult = { ok: true; host: PlacementHost } | { ok: false; reason: string };
+
+export function placeInstance(input: PlacementInput): PlacementResult {
+  const used = new Map<string, number>();
+  const mine = new Map<string, number>();
+  for (const i of input.instances) {
+    used.set(i.hostId, (used.get(i.hostId) ?? 0) + 1);
+    if (i.service === input.service) mine.set(i.hostId, (mine.get(i.hostId) ?? 0) + 1);
+  }
+  const why = { notReady: 0, labels: 0, full: 0 };
+  const eligible: PlacementHost[] = [];
+  for (const h of input.hosts) {
+    if (h.state !== 'ready') why.notReady++;
+    else if (!matches(h.labels, input.placement.constraints)) why.labels++;
+    else if (h.slots !== undefined && (used.get(h.id) ?? 0) >= h.slots) why.full++;
+    else eligible.push(h);
+  }
+  if (eligible.length === 0) {
+    const parts = [
+      why.notReady && `${why.notReady} not ready (down, cordoned or draining)`,
+      why.labels && `${why.labels} without ${labelText(input.placement.constraints)}`,
+      why.full && `${why.full} full`,
+    ].filter(Boolean);
+    return {
+      ok: false,
+      reason:
+        `no host can take an instance of ${input.service}: ${input.hosts.length} host(s)` +
+        (parts.length ? `, ${parts.join(', ')}` : ''),
+    };
+  }
+  const preferred = eligible.filter((h) => !input.avoid?.has(h.id));
+  const pool = preferred.length > 0 ? preferred : eligible;
+
+  const zoneCount = new Map<string, number>();
+  for (const h of pool) zoneCount.set(h.zone, 0);
+  for (const h of input.hosts) {
+    if (zoneCount.has(h.zone)) zoneCount.set(h.zone, (zoneCount.get(h.zone) ?? 0) + (mine.get(h.id) ?? 0));
+  }
+  const min = Math.min(...zoneCount.values());
+  const allowed = pool.filter((h) => (zoneCount.get(h.zone) ?? 0) + 1 - min <= input.placement.maxSkew);
+
+  let best: PlacementHost | undefined;
+  let bestKey: [number, number, number, string] | undefined;
+  for (const h of allowed) {
+    const key: [number, number, number, string] = [
+      mine.get(h.id) ?? 0,
+      zoneCount.get(h.zone) ?? 0,
+      h.slots ? (used.get(h.id) ?? 0) / h.slots : (used.get(h.id) ?? 0) / 1e6,
+      h.name,
+    ];
     if (!bestKey || compare(key, bestKey) < 0) {
       best = h;
       bestKey = key;
     }
   }
-  return best;
+  // `allowed` always holds the hosts of the least-loaded zone, so best is set.
+  return best ? { ok: true, host: best } : { ok: false, reason: `no host for ${input.service}` };
 }
 
-function compare(a: [number, number, string], b: [number, number, string]): number {
-  return a[0] - b[0] || a[1] - b[1] || a[2].localeCompare(b[2]);
+export function matches(
+  labels: Readonly<Record<string, string>>,
+  constraints: Readonly<Record<string, string>>,
+): boolean {
+  for (const [k, v] of Object.entries(constraints)) if (labels[k] !== v) return false;
+  return true;
+}
+
+function labelText(c: Readonly<Record<string, string>>): string {
+  return Object.entries(c)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+}
+
+function compare(a: [number, number, number, string], b: [number, number, number, string]): number {
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2] || a[3].localeCompare(b[3]);
 }

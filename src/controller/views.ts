@@ -6,6 +6,7 @@ import type {
   RouteService,
   RoutingSnapshot,
 } from '../core/protocol.js';
+import { instanceWeights, type TrafficSplit } from '../core/strategies.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, ServiceRecord } from './store/types.js';
 
 /**
@@ -47,6 +48,17 @@ export function hostDesiredState(
       health: healthSpec(r.spec),
       drainTimeoutMs: r.spec.drainTimeout,
       desired: i.desired,
+      ...(r.spec.restart
+        ? { restart: { attempts: r.spec.restart.attempts, intervalMs: r.spec.restart.interval } }
+        : {}),
+      ...(r.spec.hooks?.preStop
+        ? {
+            preStop: {
+              command: r.spec.hooks.preStop.command,
+              timeoutMs: r.spec.hooks.preStop.timeout ?? 30_000,
+            },
+          }
+        : {}),
     });
   }
   out.sort((a, b) => a.id.localeCompare(b.id));
@@ -95,5 +107,33 @@ export function routingSnapshot(
   }
   const list = [...byService.values()];
   for (const s of list) s.instances.sort((a, b) => a.id.localeCompare(b.id));
+  for (const s of services) if (s.traffic) applyTraffic(list, byService.get(s.name), s.traffic);
   return { version, services: list };
+}
+
+/**
+ * A service's traffic split: the preview release's instances move to a `previewOf` entry (reached by
+ * the X-Nines-Preview header or the preview hosts), and release weights become instance weights under
+ * the `weighted` balancer, so a canary's share is exact whatever the instance counts.
+ */
+function applyTraffic(list: RouteService[], svc: RouteService | undefined, t: TrafficSplit): void {
+  if (!svc) return;
+  if (t.preview !== undefined) {
+    const preview = svc.instances.filter((i) => i.release === t.preview);
+    svc.instances = svc.instances.filter((i) => i.release !== t.preview);
+    list.push({
+      ...svc,
+      name: `${svc.name}~preview`,
+      hosts: t.previewHosts ?? [],
+      mode: 'live',
+      instances: preview,
+      previewOf: svc.name,
+    });
+  }
+  if (t.weights) {
+    const routed = svc.instances.filter((i) => i.state === 'ready');
+    const w = instanceWeights(t, routed);
+    for (const i of svc.instances) i.weight = w.get(i.id) ?? 0;
+    svc.balance = 'weighted';
+  }
 }

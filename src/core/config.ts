@@ -1,9 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import {
+  alertingConfigOf,
+  alertingSettingsSchema,
+  alertsSchema,
+  channelsSchema,
+  checkAlertingRefs,
+  escalationsSchema,
+  maintenanceWindowsSchema,
+  schedulesSchema,
+  sloSchema,
+} from './alerting-config.js';
 import { checksSchema } from './checks.js';
 import { duration } from './duration.js';
 import { NinesError } from './errors.js';
+import { instancesOutOfRange, placementSchema, restartPolicySchema, scalingSchema } from './fleet-config.js';
 
 /**
  * `nines.yaml`: the one source of truth for what runs. This zod schema is the definition; the
@@ -48,6 +60,63 @@ export const routeSchema = z.strictObject({
   pathPrefix: z.string().startsWith('/').default('/'),
 });
 
+/** How a new release replaces the old one (see docs/configuration.md, *Deploy strategies*). */
+export const STRATEGIES = ['rolling', 'blue-green', 'canary', 'all-at-once'] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+export const blueGreenSchema = z.strictObject({
+  /** The old group stays up (out of rotation) this long after the switch; `nines rollback` meanwhile is instant. */
+  scaleDownDelay: duration.optional(),
+  /** Hosts that reach the new group before the switch (besides the `X-Nines-Preview` header). */
+  previewHosts: z.array(z.string().min(1)).optional(),
+  /** Switch as soon as the new group is healthy (default); false holds until `nines deploy promote`. */
+  autoPromote: z.boolean().optional(),
+});
+
+/** One canary step, named as Argo Rollouts does. */
+export const canaryStepSchema = z.union([
+  z.strictObject({ setWeight: z.number().int().min(0).max(100) }),
+  /** `pause: {}` waits for `nines deploy promote`; `pause: {duration: 30s}` waits that long. */
+  z.strictObject({ pause: z.strictObject({ duration: duration.optional() }) }),
+  z.strictObject({ analysis: z.strictObject({ window: duration.optional() }) }),
+]);
+export type CanaryStep = z.infer<typeof canaryStepSchema>;
+
+export const canarySchema = z.strictObject({
+  steps: z.array(canaryStepSchema).min(1).optional(),
+});
+
+export const analysisSchema = z.strictObject({
+  /** Longest share of 5xx answers of the new release, in percent. */
+  maxErrorPercent: z.number().min(0).max(100).optional(),
+  /** Highest p99 latency of the new release. */
+  maxP99: duration.optional(),
+  /** Also fail when the new release is this many percentage points worse than the old over the same window. */
+  maxErrorPercentOverStable: z.number().min(0).max(100).optional(),
+  /** Fewer requests to the new release than this in the window: inconclusive (the deploy pauses). */
+  minRequests: z.number().int().min(0).optional(),
+  /** Measurement window (after each rolling batch; the default for canary `analysis` steps). */
+  window: duration.optional(),
+  /** Analyse after each rolling batch (canaries always analyse at their `analysis` steps). */
+  afterEachBatch: z.boolean().optional(),
+});
+
+export const hookSchema = z.strictObject({
+  /** Run with `sh -c` in an unpacked copy of the release, with the service's env and NINES_* set. */
+  command: z.string().min(1),
+  timeout: duration.optional(),
+});
+export type HookConfig = z.infer<typeof hookSchema>;
+
+export const hooksSchema = z.strictObject({
+  /** Once before any instance starts (migrations); failure or timeout aborts before traffic moves. */
+  preDeploy: hookSchema.optional(),
+  /** Once after the deploy succeeded; a failure is reported, not reverted. */
+  postDeploy: hookSchema.optional(),
+  /** On the instance's host before it is drained and stopped. */
+  preStop: hookSchema.optional(),
+});
+
 const SERVICE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 export const serviceSchema = z.strictObject({
@@ -64,26 +133,57 @@ export const serviceSchema = z.strictObject({
   /** A new instance that is not healthy within this time fails the deploy. */
   healthyDeadline: duration.default(60_000),
   rolling: rollingSchema.default(rollingSchema.parse({})),
+  /** Availability objective over 30 days with burn-rate alerts (docs/alerting.md). */
+  slo: sloSchema.optional(),
+  /** Fleet fields (`src/core/fleet-config.ts`); absent means the defaults. */
+  placement: placementSchema.optional(),
+  restart: restartPolicySchema.optional(),
+  scaling: scalingSchema.optional(),
+  // Deploy settings: optional so specs stored before they existed read the same; defaults in
+  // core/strategies.ts (`deploySettings`).
+  strategy: z.enum(STRATEGIES).optional(),
+  blueGreen: blueGreenSchema.optional(),
+  canary: canarySchema.optional(),
+  analysis: analysisSchema.optional(),
+  hooks: hooksSchema.optional(),
+  /** A new instance must stay healthy this long before its batch counts. */
+  minHealthyTime: duration.optional(),
+  /** A deploy that makes no progress (no instance becomes healthy) for this long fails. */
+  progressDeadline: duration.optional(),
+  /** On failure (health, analysis, deadline) revert to the last stable release. */
+  autoRevert: z.boolean().optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceSpecInput = z.input<typeof serviceSchema>;
 
-export const configSchema = z.strictObject({
-  version: z.literal(1).default(1),
-  services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
-    for (const name of Object.keys(services)) {
-      if (!SERVICE_NAME.test(name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [name],
-          message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
-        });
+export const configSchema = z
+  .strictObject({
+    version: z.literal(1).default(1),
+    // Alerting (docs/alerting.md): rules, channels, on-call; cross-references checked below.
+    alerts: alertsSchema.optional(),
+    channels: channelsSchema.optional(),
+    schedules: schedulesSchema.optional(),
+    escalations: escalationsSchema.optional(),
+    maintenance: maintenanceWindowsSchema.optional(),
+    alerting: alertingSettingsSchema.optional(),
+    services: z.record(z.string(), serviceSchema).superRefine((services, ctx) => {
+      for (const name of Object.keys(services)) {
+        if (!SERVICE_NAME.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `"${name}" is not a service name: lowercase a-z, 0-9 and -, starting with a letter, up to 63`,
+          });
+        }
+        const svc = services[name];
+        const range = svc && instancesOutOfRange(svc.instances, svc.scaling);
+        if (range) ctx.addIssue({ code: 'custom', path: [name, 'instances'], message: range });
       }
-    }
-  }),
-  /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
-  checks: checksSchema.default({}),
-});
+    }),
+    /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
+    checks: checksSchema.default({}),
+  })
+  .superRefine((c, ctx) => checkAlertingRefs(alertingConfigOf(c), ctx));
 export type NinesConfig = z.infer<typeof configSchema>;
 
 export interface ConfigIssue {

@@ -50,6 +50,23 @@ export const errorRegistry = {
   NINES_E_ALERT_NOT_FOUND: { status: 404, title: 'No such alert' },
   NINES_E_DELIVERY_FAILED: { status: 502, title: 'Notification channel did not accept the message' },
   NINES_E_CHECK_NOT_FOUND: { status: 404, title: 'No such check' },
+  NINES_E_CHANNEL_NOT_FOUND: { status: 404, title: 'No such notification channel' },
+  NINES_E_SILENCE_NOT_FOUND: { status: 404, title: 'No such silence (or it already ended)' },
+  NINES_E_NO_CAPACITY: { status: 409, title: 'No host can take the instance' },
+  NINES_E_DISRUPTION_BUDGET: { status: 409, title: 'Would break the disruption budget (minAvailable)' },
+  NINES_E_ZONE_NOT_FOUND: { status: 404, title: 'No such zone' },
+  NINES_E_HOST_TASK_FAILED: { status: 502, title: 'A command run on a host through its agent failed' },
+  NINES_E_HOST_DOWN: { status: 409, title: 'Host is down (no heartbeat)' },
+  NINES_E_PATCH_NOT_FOUND: { status: 404, title: 'No such host patch' },
+  NINES_E_SECRET_NOT_FOUND: { status: 404, title: 'No such secret or variable' },
+  NINES_E_SECRETS_KEY: {
+    status: 500,
+    title: 'Secrets key missing, unreadable or not the one the secrets were sealed with',
+  },
+  NINES_E_ARTIFACT_STORAGE: {
+    status: 502,
+    title: 'Object storage (S3) refused or failed an artifact operation',
+  },
   NINES_E_NOT_LEADER: { status: 503, title: 'This controller is a follower; ask the leader' },
   NINES_E_FENCED: { status: 409, title: 'Write refused: this controller lost its leadership (fencing)' },
   NINES_E_BACKUP_INVALID: {

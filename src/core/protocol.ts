@@ -45,6 +45,11 @@ export interface ArtifactRef {
   size: number;
   /** Path on the controller API (`/v1/services/:s/releases/:v/artifact`), fetched with the node token. */
   url: string;
+  /**
+   * With object storage: a presigned GET URL of the artifact, fetched without credentials; the agent
+   * falls back to `url` when it fails. The sha256 is verified either way.
+   */
+  downloadUrl?: string;
 }
 
 export interface DesiredInstance {
@@ -53,10 +58,20 @@ export interface DesiredInstance {
   release: ArtifactRef;
   command: string;
   env: Record<string, string>;
+  /**
+   * The service's secrets in the controller's environment, opened: present only in the answer to the
+   * host's own signed request. The agent writes them to a 0600 env file and into the process's
+   * environment; they never appear in logs (core/redact.ts).
+   */
+  secrets?: Record<string, string>;
   health: HealthCheckSpec;
   drainTimeoutMs: number;
   /** `running`: keep it up (restart on crash). `stopped`: SIGTERM, then SIGKILL after drainTimeoutMs. */
   desired: 'running' | 'stopped';
+  /** Restart policy: more than `attempts` crashes within `intervalMs` and the instance is `failed`. */
+  restart?: { attempts: number; intervalMs: number };
+  /** Run (`sh -c`, release dir, the instance's env) before the SIGTERM of a stop; killed after timeoutMs. */
+  preStop?: { command: string; timeoutMs: number };
 }
 
 export interface HostDesiredState {
@@ -179,6 +194,12 @@ export interface RouteService {
   pauseTimeoutMs?: number;
   /** WebSockets on a draining instance get a close frame 1001 after this time. Default 5000. */
   wsDrainTimeoutMs?: number;
+  /**
+   * This entry is the preview group of the named service (blue-green before the switch): it gets the
+   * requests for that service that carry `X-Nines-Preview`, and those for its own `hosts` (none: the
+   * header only). It is never matched as a service of its own otherwise.
+   */
+  previewOf?: string;
 }
 
 export interface RoutingSnapshot {
@@ -193,7 +214,16 @@ export interface ProxyInstanceStatus {
   inflight: number;
   /** state is draining, in-flight is 0 and the proxy's pooled connections to it are closed. */
   drained: boolean;
+  /** Answers the instance gave through this proxy (cumulative while the proxy knows the instance). */
+  requests?: number;
+  /** Of those, 5xx. */
+  failed?: number;
+  /** Their latencies: counts per bucket of LATENCY_BOUNDS_MS (non-cumulative; the last is +Inf). */
+  latency?: number[];
 }
+
+/** Upper bounds (ms) of the latency buckets proxies report per instance (the deploy analysis reads p99). */
+export const LATENCY_BOUNDS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000] as const;
 
 /** Answers per service since the proxy started (cumulative; a proxy restart starts from 0 again). */
 export interface ProxyServiceCounters {
@@ -267,6 +297,9 @@ export const proxyReportSchema = z.strictObject({
       up: z.boolean(),
       inflight: z.number().int().nonnegative(),
       drained: z.boolean(),
+      requests: z.number().int().nonnegative().optional(),
+      failed: z.number().int().nonnegative().optional(),
+      latency: z.array(z.number().nonnegative()).max(64).optional(),
     }),
   ),
 });

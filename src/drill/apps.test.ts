@@ -108,10 +108,10 @@ describe('examples/hello', () => {
 });
 
 describe('fixtures/apps', () => {
-  test('the four fixtures are one file differing only in MODE', () => {
+  test('the five fixtures are one file differing only in MODE', () => {
     const read = (m: string) => readFileSync(`${root}fixtures/apps/${m}/server.js`, 'utf8');
     const base = read('graceful');
-    for (const m of ['abrupt', 'unhealthy', 'slow']) {
+    for (const m of ['abrupt', 'unhealthy', 'slow', 'flaky']) {
       assert.equal(read(m), base.replace("const MODE = 'graceful';", `const MODE = '${m}';`), m);
     }
   });
@@ -167,6 +167,22 @@ describe('fixtures/apps', () => {
     try {
       assert.deepEqual(await get(client, '/').then((r) => [r.status, r.body]), [200, 'v3']);
       assert.equal((await get(client, '/healthz')).status, 500);
+    } finally {
+      await client.destroy();
+      app.proc.kill('SIGTERM');
+      await app.exited;
+    }
+  });
+
+  test('flaky: exactly 3 of every 10 answers to / are 500, /healthz stays 200', async () => {
+    const app = await startApp('fixtures/apps/flaky', { NINES_RELEASE: 'v5' });
+    const client = new Client(app.origin);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await get(client, '/')).status);
+      assert.equal(statuses.filter((s) => s === 500).length, 6);
+      assert.equal(statuses.filter((s) => s === 200).length, 14);
+      assert.equal((await get(client, '/healthz')).status, 200);
     } finally {
       await client.destroy();
       app.proc.kill('SIGTERM');

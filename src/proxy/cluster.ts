@@ -25,7 +25,7 @@ export interface ClusterConfig {
   logLevel?: string;
   /** Default: stderr. */
   logFile?: string;
-  controller?: { url: string; token?: string; tokenFile?: string };
+  controller?: { url: string; token?: string; tokenFile?: string; caFile?: string };
   /** A static snapshot applied at start (tests, benchmarks; no controller needed). */
   snapshotFile?: string;
   /** Seconds a worker gets to close on handover/shutdown. Default 10. */
@@ -145,7 +145,14 @@ async function runWorker(file: string, index: number): Promise<void> {
   let link: ControllerLink | null = null;
   if (config.controller !== undefined) {
     const token = config.controller.token ?? readFileSync(config.controller.tokenFile ?? '', 'utf8').trim();
-    link = new ControllerLink({ baseUrl: config.controller.url, token, proxy, logger });
+    const ca = config.controller.caFile ? readFileSync(config.controller.caFile, 'utf8') : undefined;
+    link = new ControllerLink({
+      baseUrl: config.controller.url,
+      token,
+      proxy,
+      logger,
+      ...(ca ? { ca } : {}),
+    });
     link.start();
   }
   let closing = false;

@@ -34,6 +34,11 @@ class BadResponseError extends Error {
 class LimitError extends Error {
   readonly code = 'NINES_LIMIT';
 }
+class UpstreamLostError extends Error {
+  readonly code = 'NINES_UPSTREAM_LOST';
+}
+/** The instance went down (health checks, ejection) while this request waited for its answer. */
+const UPSTREAM_LOST = new UpstreamLostError('instance went down before answering');
 const BODY_TOO_LARGE = new LimitError('request body too large');
 const TOTAL_TIMEOUT = new LimitError('total request timeout');
 
@@ -118,6 +123,8 @@ export class Forward implements Dispatcher.DispatchHandler {
   /** Counted in route.activeRetries. */
   private retrying = false;
   private limit: LimitError | null = null;
+  /** Aborted because its instance went down: re-sent elsewhere outside the retry budget. */
+  private lost = false;
   private bodyBytes = 0;
   private timer: NodeJS.Timeout | null = null;
 
@@ -156,7 +163,20 @@ export class Forward implements Dispatcher.DispatchHandler {
       this.req.on('data', onReqData);
     }
     this.upstream.inflight++;
+    this.upstream.track(this);
     this.upstream.pool!.dispatch(this.opts, this);
+  }
+
+  /**
+   * @internal its instance went down (a host or zone lost: health checks time out, connects fail)
+   * before any answer. An idempotent body-less request is aborted and sent to another instance; one
+   * waiting for a dead host would otherwise hang until the headers timeout.
+   */
+  abandon(): void {
+    if (this.done || this.responded || !this.retryable || this.abortFn === null || this.limit !== null)
+      return;
+    this.lost = true;
+    this.abortFn(UPSTREAM_LOST);
   }
 
   // ---- undici handler (raw callbacks) -----------------------------------------------------------
@@ -173,6 +193,8 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.clientGone) return false;
     this.resumeFn = resume;
     const upstream = this.upstream;
+    // Answered: no longer waiting on the instance (its 5xx may eject it right here).
+    upstream.untrack(this);
     upstream.answered(statusCode);
     const out: string[] = [];
     let hasId = false;
@@ -209,6 +231,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.upstream.untrack(this);
     this.upstream.release();
     this.res.end();
     this.finish();
@@ -216,7 +239,10 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const failed = this.upstream;
+    failed.untrack(this);
     failed.release();
+    const lost = this.lost;
+    this.lost = false;
     if (this.clientGone || this.res.destroyed) {
       this.finish();
       return;
@@ -246,7 +272,9 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (
       !this.badResponse &&
       ((kind === FailKind.Connect && !this.hasBody) || (kind === FailKind.Reset && this.retryable)) &&
-      this.route.mayRetry(this.attempts)
+      // A request whose instance died is not a retry storm: the budget guards against re-sending
+      // what overloaded instances failed, not against moving off a dead one (still once at most).
+      (lost ? this.attempts <= this.route.retryAttempts : this.route.mayRetry(this.attempts))
     ) {
       const next = this.route.pick(failed);
       if (next !== null && next.pool !== null) {
@@ -260,6 +288,7 @@ export class Forward implements Dispatcher.DispatchHandler {
         this.connected = false;
         this.abortFn = null;
         next.inflight++;
+        next.track(this);
         next.pool!.dispatch(this.opts, this);
         return;
       }

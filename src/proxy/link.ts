@@ -9,6 +9,8 @@ export interface ControllerLinkOptions {
   /** e.g. `http://127.0.0.1:7070` (a path prefix is kept), or several controllers to fail over between. */
   baseUrl: string | readonly string[];
   token: string;
+  /** PEM CA bundle for an https controller signed by a private CA. */
+  ca?: string;
   proxy: NinesProxy;
   logger: Logger;
   /** Long-poll wait the controller is asked for, in seconds. Default 25. */
@@ -52,7 +54,11 @@ export class ControllerLink {
     this.endpoints = new Failover(opts.baseUrl, {
       onSwitch: (from, to, why) => this.logger.warn({ from, to, why }, 'proxy link: switching controller'),
     });
-    this.pool = new Agent({ connections: 4, pipelining: 1 });
+    this.pool = new Agent({
+      connections: 4,
+      pipelining: 1,
+      ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
+    });
     this.authorization = `Bearer ${opts.token}`;
     this.waitSeconds = opts.waitSeconds ?? 25;
     this.reportIntervalMs = opts.reportIntervalMs ?? 1000;

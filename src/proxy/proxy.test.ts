@@ -21,10 +21,11 @@ import {
 
 const env = testEnv;
 
+/** The instance's routing status in a report (its traffic counters are checked on their own). */
 function inst(r: ProxyReport, id: string) {
   const s = r.instances.find((i) => i.id === id);
   assert.ok(s, `instance ${id} in report`);
-  return s;
+  return { id: s.id, up: s.up, inflight: s.inflight, drained: s.drained };
 }
 
 /** Raw HTTP/1.1 over a socket: full control of the request bytes; reads until the server closes. */
@@ -569,4 +570,40 @@ test('access log: one JSON line per request through pino when enabled, none othe
   await second.client.req('/');
   await sleep(20);
   assert.ok(!quiet.some((l) => l.includes('"msg":"access"')));
+});
+
+test('an instance that goes down while requests wait on it: GETs move to another instance, POSTs do not', async (t) => {
+  const e = env(t);
+  // `dead` accepts requests and never answers, like a host whose links were cut after the connect.
+  const dead = await e.backend('dead', () => {});
+  const good = await e.backend('good');
+  const { proxy, client } = await e.proxy({ upstreamHeadersTimeoutMs: 3000 });
+  const health = { ...fastHealth, intervalMs: 100, timeoutMs: 200, rise: 1, fall: 1 };
+  proxy.applySnapshot(
+    snapshot(1, [
+      {
+        health,
+        balance: 'round-robin',
+        instances: [
+          { id: 'dead', port: dead.port },
+          { id: 'good', port: good.port },
+        ],
+      },
+    ]),
+  );
+  await waitFor('both up', () => inst(proxy.report(), 'dead').up && inst(proxy.report(), 'good').up);
+  const started = Date.now();
+  const gets = Array.from({ length: 6 }, (_, i) => client.json(`/g${i}`));
+  const post = client.req('/p', { method: 'POST', body: 'x' });
+  await waitFor('requests waiting on dead', () => dead.hits >= 3);
+  dead.healthy = false; // the next check fails: down
+  const answers = await Promise.all(gets);
+  assert.deepEqual(
+    answers.map((a) => [a.status, a.body.name]),
+    Array.from({ length: 6 }, () => [200, 'good']),
+  );
+  assert.ok(Date.now() - started < 5000, 'moved when the instance went down, not at the headers timeout');
+  const p = await post;
+  // The POST went to one of the two; on `dead` it waits for the headers timeout (never re-sent).
+  if (p.status !== 200) assert.equal(JSON.parse(p.text).error.code, 'NINES_E_UPSTREAM_TIMEOUT');
 });

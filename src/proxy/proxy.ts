@@ -41,7 +41,7 @@ export interface ProxyOptions {
   accessLog?: boolean;
   /** One JSON line per request to this file (its own asynchronous pino destination); implies accessLog. */
   accessLogFile?: string;
-  /** Default 3000. A connect failure ejects the instance and retries elsewhere. */
+  /** Default 1000 (a LAN connect takes well under 1 ms; a dead host must not hold a request for long). A connect failure ejects the instance and retries elsewhere. */
   upstreamConnectTimeoutMs?: number;
   /** Time for an instance to send response headers; then 504 NINES_E_UPSTREAM_TIMEOUT. Default 60000. */
   upstreamHeadersTimeoutMs?: number;
@@ -160,7 +160,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
     this.opts = opts;
     this.logger = opts.logger;
     this.proxyId = opts.proxyId;
-    this.connectTimeoutMs = opts.upstreamConnectTimeoutMs ?? 3000;
+    this.connectTimeoutMs = opts.upstreamConnectTimeoutMs ?? 1000;
     this.headersTimeoutMs = opts.upstreamHeadersTimeoutMs ?? 60_000;
     this.bodyTimeoutMs = opts.upstreamBodyTimeoutMs ?? 300_000;
     this.totalTimeoutMs = opts.upstreamTotalTimeoutMs ?? 0;
@@ -300,7 +300,14 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
       route.update(svc, list);
       for (const u of list) if (u.route === null || !routes.has(u.route.name)) u.route = route;
       routes.set(svc.name, route);
-      entries.push({ svc, route });
+      // A preview group is reached through its service (header) or its own hosts, never as a catch-all.
+      if (svc.previewOf === undefined || svc.hosts.length > 0) entries.push({ svc, route });
+    }
+    for (const r of routes.values()) r.preview = null;
+    for (const svc of s.services) {
+      if (svc.previewOf === undefined) continue;
+      const main = routes.get(svc.previewOf);
+      if (main !== undefined) main.preview = routes.get(svc.name) ?? null;
     }
     for (const u of fresh) if (u.routable) u.startRamp();
     for (const [id, u] of this.upstreams) {
@@ -515,6 +522,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
     let connection: string | undefined;
     let contentLength = -1;
     let hasBody = false;
+    let preview = false;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const value = raw[i + 1]!;
@@ -558,6 +566,10 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
             if (trusted) xff = xff === undefined ? value : `${xff}, ${value}`;
             continue;
           }
+          if (eqi(name, 'x-nines-preview')) {
+            preview = true;
+            continue;
+          }
           break;
         case 16:
           if (eqi(name, 'x-forwarded-host')) {
@@ -596,7 +608,8 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
       headers.push('x-request-id', requestId);
     }
 
-    const route = this.table.match(host, url);
+    let route = this.table.match(host, url);
+    if (preview && route !== null && route.preview !== null) route = route.preview;
     if (route === null) {
       this.rejectedNoRoute++;
       this.reject(req, res, 'NINES_E_NO_ROUTE', requestId, null, startedAt);

@@ -78,6 +78,8 @@ export class Route {
   readonly servedByClass = [0, 0, 0, 0, 0];
   readonly localLatency = new Histogram();
   readonly held = new Set<Held>();
+  /** The blue-green preview group: requests with `X-Nines-Preview` go here instead (set per snapshot). */
+  preview: Route | null = null;
 
   private readonly logger: Logger;
 

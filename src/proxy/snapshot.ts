@@ -52,6 +52,7 @@ export const routingSnapshotSchema = z.object({
       maintenance: z.object({ message: z.string().optional(), html: z.string().optional() }).optional(),
       pauseTimeoutMs: nonNeg.optional(),
       wsDrainTimeoutMs: nonNeg.optional(),
+      previewOf: z.string().min(1).optional(),
       instances: z.array(
         z.object({
           id: z.string().min(1),

@@ -25,6 +25,11 @@ export interface Tunnel {
 
 export type InstanceRouteState = RouteInstance['state'];
 
+/** A request waiting on an instance (a Forward) that can be moved off it when it goes down. */
+export interface Abandonable {
+  abandon(): void;
+}
+
 export function originOf(address: string, port: number): string {
   const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
   return `http://${host}:${port}`;
@@ -52,6 +57,8 @@ export class Upstream {
   /** up && state === 'ready' && not removed: the one flag the balancer reads per request. */
   routable: boolean;
   inflight = 0;
+  /** Requests waiting for this instance's answer (not WebSockets). */
+  private readonly waiting = new Set<Abandonable>();
   /** Draining (or removed), in-flight 0 and the pool to it closed. */
   drained = false;
   /** Gone from the snapshot: closes once its in-flight requests finished, then is forgotten. */
@@ -111,7 +118,17 @@ export class Upstream {
   }
 
   status(): ProxyInstanceStatus {
-    return { id: this.id, up: this.up, inflight: this.inflight, drained: this.drained };
+    const c = this.byClass;
+    return {
+      id: this.id,
+      up: this.up,
+      inflight: this.inflight,
+      drained: this.drained,
+      // What the deploy analysis compares releases by (requests, 5xx, latency buckets).
+      requests: c[0]! + c[1]! + c[2]! + c[3]! + c[4]!,
+      failed: c[4]!,
+      latency: Array.from(this.latency.counts),
+    };
   }
 
   /** Slow start of a new instance: called once its route is known. */
@@ -178,6 +195,14 @@ export class Upstream {
     this.clearEjection();
     this.drainTunnels();
     this.maybeClose();
+  }
+
+  track(f: Abandonable): void {
+    this.waiting.add(f);
+  }
+
+  untrack(f: Abandonable): void {
+    this.waiting.delete(f);
   }
 
   /** Per-request accounting, called when an attempt on this instance ends. */
@@ -304,6 +329,10 @@ export class Upstream {
     if (up !== this.up) {
       this.up = up;
       this.owner.upstreamChanged();
+      if (!up && this.waiting.size > 0) {
+        // Down: what waits for its answer would wait for a dead host; move it (idempotent only).
+        for (const f of [...this.waiting]) f.abandon();
+      }
     }
   }
 

@@ -1,12 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { StrategyName } from '../../core/config.js';
 import { isNinesError, NinesError } from '../../core/errors.js';
 import { deployLifecycle, transition } from '../../core/lifecycle.js';
+import { type DeploySettings, deploySettings } from '../../core/strategies.js';
 import type { Fleet } from '../fleet.js';
 import type { Hub } from '../hub.js';
 import type { DeployKind, DeployRecord, InstanceRecord, ReleaseRecord, Store } from '../store/types.js';
+import { runAllAtOnce } from './allatonce.js';
+import { analysisStep } from './analysis.js';
+import { runBlueGreen, StandbyGroups, switchBack } from './bluegreen.js';
+import { runCanary } from './canary.js';
+import { hookFailure, runHook } from './hooks.js';
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
+import { type DeployRun, sleep } from './run.js';
 
 /** A deploy in flight: how to stop it (controller going down), abort it (a person) or hold it. */
 interface Control {
@@ -20,11 +28,21 @@ interface Control {
   done: Promise<void>;
   /** The proxies' counters for the service when the deploy (or its resumption) started. */
   baseline: Map<string, { requests: number; failed: number }>;
+  /** `nines deploy promote` arrived and was not consumed by a pause yet. */
+  promoted: boolean;
+  /** Wakes a timed pause early on promote. */
+  promoteWake: (() => void) | null;
+  /** Last time the deploy made progress (an instance routed or stopped); for progressDeadline. */
+  progressAt: number;
 }
 
 export interface CreateDeployOptions {
   kind?: DeployKind;
   createdBy: string;
+  /** Overrides the release spec's strategy for this deploy. */
+  strategy?: StrategyName;
+  /** Overrides the spec's autoRevert for this deploy. */
+  autoRevert?: boolean;
 }
 
 /**
@@ -42,13 +60,25 @@ export class DeployEngine {
   private readonly log: Logger;
   private readonly ops: InstanceOps;
   private readonly running = new Map<string, Control>();
+  private readonly standby: StandbyGroups;
+  private readonly artifactPath: ((service: string, version: string) => string) | null;
 
-  constructor(deps: { store: Store; hub: Hub; fleet: Fleet; ops: InstanceOps; logger: Logger }) {
+  constructor(deps: {
+    store: Store;
+    hub: Hub;
+    fleet: Fleet;
+    ops: InstanceOps;
+    logger: Logger;
+    /** Where a release's artifact is (deploy hooks run in an unpacked copy). */
+    artifactPath?: (service: string, version: string) => string;
+  }) {
     this.store = deps.store;
     this.hub = deps.hub;
     this.fleet = deps.fleet;
     this.ops = deps.ops;
     this.log = deps.logger;
+    this.artifactPath = deps.artifactPath ?? null;
+    this.standby = new StandbyGroups({ ...deps, log: deps.logger });
   }
 
   /** Validate, take the service's lock, record the deploy and start running it in the background. */
@@ -64,7 +94,9 @@ export class DeployEngine {
       service,
       fromVersion: svc.currentRelease,
       toVersion: version,
-      strategy: 'rolling',
+      // A first deploy has no traffic to protect: it starts every instance at once (rolling from zero).
+      strategy:
+        svc.currentRelease === null ? 'rolling' : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
       kind: opts.kind ?? 'deploy',
       state: 'pending',
       reason: null,
@@ -74,9 +106,16 @@ export class DeployEngine {
       finishedAt: null,
       requests: null,
       failedRequests: null,
+      ...(opts.autoRevert !== undefined ? { options: { autoRevert: opts.autoRevert } } : {}),
     };
     await this.store.transaction(async (tx) => {
-      const lock = await tx.acquireDeployLock(service, deploy.id);
+      let lock = await tx.acquireDeployLock(service, deploy.id);
+      // A blue-green standby group waiting for its scale-down: this deploy takes the service over
+      // (a rollback to it is an instant switch back; anything else scales it down first).
+      if (!lock.ok && lock.heldBy.startsWith('standby-')) {
+        await tx.releaseDeployLock(service, lock.heldBy);
+        lock = await tx.acquireDeployLock(service, deploy.id);
+      }
       if (!lock.ok) {
         const holder = await tx.getDeploy(lock.heldBy);
         if (lock.heldBy.startsWith('heal-')) {
@@ -97,6 +136,7 @@ export class DeployEngine {
       }
       await tx.insertDeploy(deploy);
     });
+    this.standby.cancel(service);
     await this.event(
       deploy.id,
       'deploy.created',
@@ -120,6 +160,9 @@ export class DeployEngine {
       wake: null,
       done: Promise.resolve(),
       baseline: this.hub.serviceCounters(deploy.service),
+      promoted: false,
+      promoteWake: null,
+      progressAt: Date.now(),
     };
     this.running.set(deploy.id, ctl);
     ctl.done = this.run(ctl, release, resumed)
@@ -153,6 +196,19 @@ export class DeployEngine {
     ctl.paused = false;
     ctl.wake?.();
     await this.event(id, 'deploy.continued', `resumed by ${who}`);
+    return ctl.deploy;
+  }
+
+  /**
+   * Go past the current hold: a canary pause (timed or not), a blue-green switch waiting for a person,
+   * or a deploy paused by an inconclusive analysis.
+   */
+  async promote(id: string, who: string): Promise<DeployRecord> {
+    const ctl = await this.control(id);
+    ctl.promoted = true;
+    ctl.promoteWake?.();
+    await this.event(id, 'deploy.promoted', `promoted by ${who}`);
+    if (ctl.deploy.state === 'paused') return this.resume(id, who);
     return ctl.deploy;
   }
 
@@ -224,9 +280,11 @@ export class DeployEngine {
       }
       this.launch(d, release, d.state !== 'pending');
     }
+    await this.standby.arm();
   }
 
   async close(): Promise<void> {
+    this.standby.close();
     for (const r of this.running.values()) {
       r.stop.abort(new Error('controller stopping'));
       r.wake?.();
@@ -240,11 +298,15 @@ export class DeployEngine {
     const deploy = ctl.deploy;
     const t0 = deploy.startedAt ?? Date.now();
     const created: InstanceRecord[] = [];
-    const event = (type: string, message: string, data?: Record<string, unknown>) =>
-      this.event(deploy.id, type, message, data);
+    const settings = deploySettings(release.spec, deploy.strategy);
+    const progress = new AbortController();
+    const event = (type: string, message: string, data?: Record<string, unknown>) => {
+      if (PROGRESS.test(type)) ctl.progressAt = Date.now();
+      return this.event(deploy.id, type, message, data);
+    };
     const ctx: OpContext = {
       deployId: deploy.id,
-      signal: AbortSignal.any([ctl.stop.signal, ctl.user.signal]),
+      signal: AbortSignal.any([ctl.stop.signal, ctl.user.signal, progress.signal]),
       event,
     };
     const signal = ctl.stop.signal;
@@ -254,8 +316,65 @@ export class DeployEngine {
           ctl.wake = wake;
         });
         ctl.wake = null;
+        ctl.progressAt = Date.now();
       }
       ctx.signal.throwIfAborted();
+    };
+    // progressDeadline: no step done for that long (time paused for a person does not count).
+    const watchdog = setInterval(() => {
+      if (ctl.paused || ctl.promoteWake !== null) ctl.progressAt = Date.now();
+      if (Date.now() - ctl.progressAt > settings.progressDeadline) {
+        progress.abort(
+          new OperationFailure(`no progress within the progress deadline of ${settings.progressDeadline} ms`),
+        );
+      }
+    }, 1000);
+    watchdog.unref();
+    const run: DeployRun = {
+      store: this.store,
+      hub: this.hub,
+      fleet: this.fleet,
+      ops: this.ops,
+      log: this.log,
+      ctx,
+      deploy,
+      release,
+      settings,
+      created,
+      checkpoint,
+      beforeRevert: [],
+      onRevert: [],
+      hold: async (reason) => {
+        if (deploy.state !== 'paused') {
+          await this.store.updateDeploy(deploy.id, {
+            state: transition(deployLifecycle, deploy.state, 'paused'),
+          });
+          deploy.state = 'paused';
+        }
+        ctl.paused = true;
+        await event('deploy.paused', reason);
+        await checkpoint();
+      },
+      waitPromote: async (ms, what) => {
+        if (ctl.promoted) {
+          ctl.promoted = false;
+          return;
+        }
+        if (ms === null) {
+          await run.hold(`${what} (nines deploy promote ${deploy.service})`);
+          ctl.promoted = false;
+          return;
+        }
+        await event('deploy.waiting', `${what} (or until nines deploy promote)`, { ms });
+        const early = new Promise<void>((wake) => {
+          ctl.promoteWake = wake;
+        });
+        await Promise.race([sleep(ms, ctx.signal), early]).finally(() => {
+          ctl.promoteWake = null;
+        });
+        ctl.promoted = false;
+        await checkpoint();
+      },
     };
     try {
       if (resumed) {
@@ -266,13 +385,24 @@ export class DeployEngine {
           startedAt: t0,
         });
         deploy.state = 'running';
+        await this.hook(run, 'preDeploy');
       }
       await checkpoint();
-      await this.roll(ctx, deploy, release, created, checkpoint);
+      if (!(deploy.kind === 'rollback' && (await switchBack(run, settings.scaleDownDelay)))) {
+        // A blue-green standby group left from the previous deploy goes before anything starts.
+        await this.standby.scaleDown(deploy.service, deploy.id, ctx.signal);
+        await this.strategy(run, settings);
+      }
       await this.store.setCurrentRelease(deploy.service, release.version);
       await this.store.markReleaseStable(deploy.service, release.version);
+      clearInterval(watchdog);
       await this.finish(deploy, 'succeeded', null, t0);
+      await this.standby.arm(deploy.service);
+      await this.hook(run, 'postDeploy').catch(async (err: Error) => {
+        await this.event(deploy.id, 'hook.failed', `${err.message} (the deploy stays done)`);
+      });
     } catch (err) {
+      clearInterval(watchdog);
       if (signal.aborted || (isNinesError(err) && err.code === 'NINES_E_FENCED')) {
         // Left `running` with its lock: the next controller start resumes it.
         await this.event(
@@ -290,7 +420,9 @@ export class DeployEngine {
       this.log.warn({ deployId: deploy.id, err }, 'deploy failed');
       await this.event(deploy.id, 'deploy.reverting', `failed: ${reason}; stopping the new instances`);
       try {
+        for (const f of run.beforeRevert) await f();
         await this.revert({ ...ctx, signal }, deploy, created);
+        for (const f of run.onRevert) await f();
       } catch (revertErr) {
         this.log.error({ deployId: deploy.id, err: revertErr }, 'revert failed');
         await this.event(deploy.id, 'deploy.revert-failed', `revert failed: ${(revertErr as Error).message}`);
@@ -345,12 +477,71 @@ export class DeployEngine {
     }
   }
 
+  private async strategy(run: DeployRun, settings: DeploySettings): Promise<void> {
+    switch (settings.strategy) {
+      case 'canary':
+        return runCanary(run);
+      case 'blue-green':
+        return runBlueGreen(run);
+      case 'all-at-once':
+        return runAllAtOnce(run);
+      default:
+        return this.roll(run.ctx, run.deploy, run.release, run.created, run.checkpoint, (batch) =>
+          this.afterBatch(run, batch),
+        );
+    }
+  }
+
+  /** Gates after a rolling batch: minHealthyTime, then (when configured) analysis of the new release. */
+  private async afterBatch(run: DeployRun, batch: InstanceRecord[]): Promise<void> {
+    const { settings, ctx } = run;
+    if (batch.length > 0 && settings.minHealthyTime > 0) {
+      await sleep(settings.minHealthyTime, ctx.signal);
+      for (const i of batch) {
+        const o = this.hub.observed(i.hostId, i.id);
+        const up = this.hub.liveProxies().every((p) => p.instances.get(i.id)?.up !== false);
+        if (!o?.healthy || !up) {
+          throw new OperationFailure(
+            `instance ${i.id} did not stay healthy for minHealthyTime (${settings.minHealthyTime} ms)`,
+          );
+        }
+      }
+      await ctx.event(
+        'gate.min-healthy',
+        `${batch.length} instance(s) stayed healthy ${settings.minHealthyTime} ms`,
+      );
+    }
+    if (batch.length > 0 && settings.analysis.afterEachBatch && run.deploy.fromVersion !== null) {
+      await analysisStep(run, settings.analysis.window, 'batch analysis');
+    }
+  }
+
+  private async hook(run: DeployRun, name: 'preDeploy' | 'postDeploy'): Promise<void> {
+    const hook = run.settings[name];
+    if (!hook) return;
+    if (!this.artifactPath) throw new OperationFailure(`${name} hook: the engine has no artifact store`);
+    await run.ctx.event(`hook.${name}`, `${name}: running \`${hook.command}\` (timeout ${hook.timeout} ms)`);
+    const signal = name === 'preDeploy' ? run.ctx.signal : AbortSignal.timeout(hook.timeout + 5000);
+    const r = await runHook(
+      name,
+      hook,
+      run.deploy,
+      run.release,
+      this.artifactPath(run.deploy.service, run.release.version),
+      signal,
+    );
+    if (!r.ok) throw hookFailure(name, hook, r);
+    const tail = r.output ? `: ${r.output.split('\n').slice(-3).join(' | ')}` : '';
+    await run.ctx.event(`hook.${name}.done`, `${name} finished in ${r.ms} ms${tail}`, { ms: r.ms });
+  }
+
   private async roll(
     ctx: OpContext,
     deploy: DeployRecord,
     release: ReleaseRecord,
     created: InstanceRecord[],
     checkpoint: () => Promise<void>,
+    afterBatch?: (batch: InstanceRecord[]) => Promise<void>,
   ): Promise<void> {
     const spec = release.spec;
     const params = resolveRolling(spec.rolling, spec.instances);
@@ -374,16 +565,19 @@ export class DeployEngine {
       if (step.done) return;
       const stopping = old.splice(0, step.stop);
       const tasks: Promise<unknown>[] = stopping.map((i) => this.ops.stop(ctx, i));
+      const batch: InstanceRecord[] = [];
       for (let k = 0; k < step.start; k++) {
         tasks.push(
           this.ops.start(ctx, release, created).then((i) => {
             fresh.push(i);
+            batch.push(i);
           }),
         );
       }
       const results = await Promise.allSettled(tasks);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      if (afterBatch) await afterBatch(batch);
     }
   }
 
@@ -479,6 +673,9 @@ export class DeployEngine {
     this.hub.signal(`deploy:${deployId}`);
   }
 }
+
+/** Events that count as progress for `progressDeadline`. */
+const PROGRESS = /^(instance\.routed|instance\.stopped|canary\.|analysis\.|bluegreen\.|allatonce\.|hook\.)/;
 
 function mustBe(d: DeployRecord, state: DeployRecord['state'], verb: string): void {
   if (d.state !== state) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type HealInstance, isNoop, planHeal } from './heal.js';
+import { clampDesired, type HealInstance, isNoop, planHeal, rescheduleDelayMs } from './heal.js';
 
 const inst = (id: string, o: Partial<HealInstance> = {}): HealInstance => ({
   id,
@@ -71,4 +71,47 @@ test('scaling down stops the least useful first: other release, unhealthy, unrou
   });
   assert.deepEqual(p.stop, ['i3', 'i4', 'i5']);
   assert.equal(p.start, 0);
+});
+
+test('instances on a draining host move: replaced first, not counted as surplus', () => {
+  const p = planHeal({
+    desired: 2,
+    currentRelease: 'v2',
+    hostsUp: up,
+    moving: new Set(['h1']),
+    instances: [inst('i1', { hostId: 'h1' }), inst('i2', { hostId: 'h2' })],
+  });
+  assert.deepEqual(p.move, ['i1']);
+  assert.equal(p.start, 0);
+  assert.deepEqual(p.stop, []);
+  assert.ok(!isNoop(p));
+});
+
+test('a surplus is taken from draining hosts first and then need not move', () => {
+  const p = planHeal({
+    desired: 1,
+    currentRelease: 'v2',
+    hostsUp: up,
+    moving: new Set(['h1']),
+    instances: [inst('i1', { hostId: 'h1' }), inst('i2', { hostId: 'h2' })],
+  });
+  assert.deepEqual(p.stop, ['i1']);
+  assert.deepEqual(p.move, []);
+});
+
+test('failed instances are marked for rescheduling; the delay doubles from the second', () => {
+  const p = planHeal({
+    desired: 1,
+    currentRelease: 'v2',
+    hostsUp: up,
+    instances: [inst('i1', { state: 'failed', healthy: false })],
+  });
+  assert.equal(p.forget[0]?.failed, true);
+  assert.deepEqual([1, 2, 3, 4, 10].map(rescheduleDelayMs), [0, 1000, 2000, 4000, 60_000]);
+});
+
+test('the instance count is kept within min/max', () => {
+  assert.equal(clampDesired(3, undefined), 3);
+  assert.equal(clampDesired(1, { min: 2, max: 5 }), 2);
+  assert.equal(clampDesired(9, { min: 2, max: 5 }), 5);
 });

@@ -15,6 +15,8 @@ export interface OpContext {
   deployId: string | null;
   signal: AbortSignal;
   event(type: string, message: string, data?: Record<string, unknown>): Promise<void>;
+  /** Hosts a new instance should not go to unless nothing else can take it (where it just failed). */
+  avoid?: ReadonlySet<string>;
 }
 
 /**
@@ -40,7 +42,7 @@ export class InstanceOps {
   /** Start a new instance of `release`; `created` receives it as soon as it exists (for cleanup). */
   async start(ctx: OpContext, release: ReleaseRecord, created?: InstanceRecord[]): Promise<InstanceRecord> {
     const spec = release.spec;
-    const rec = await this.fleet.createInstance(release, ctx.deployId);
+    const rec = await this.fleet.createInstance(release, ctx.deployId, ctx.avoid);
     created?.push(rec);
     await ctx.event('instance.starting', `${rec.id} (${release.version}) starting on ${rec.hostId}`, {
       instance: rec.id,

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { NinesError } from '../../core/errors.js';
+import { fleetSpec } from '../../core/fleet-config.js';
 import type { Fleet } from '../fleet.js';
+import { type FleetState, loadFleetState, setHostAdminState } from '../fleet-state.js';
 import type { Hub } from '../hub.js';
 import type { InstanceRecord, ServiceRecord, Store } from '../store/types.js';
-import { isNoop, planHeal } from './heal.js';
+import { clampDesired, isNoop, planHeal, rescheduleDelayMs } from './heal.js';
 import type { InstanceOps, OpContext } from './ops.js';
 
 /**
@@ -28,6 +31,8 @@ export class Reconciler {
   private running: Promise<void> | undefined;
   /** Per service: no healing before this time (backoff after a failed attempt). */
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  /** Per service: consecutive instances its agents gave up on, and the hosts they failed on. */
+  private readonly failures = new Map<string, { count: number; at: number; hosts: Set<string> }>();
 
   constructor(deps: {
     store: Store;
@@ -72,16 +77,43 @@ export class Reconciler {
     const now = Date.now();
     const inGrace = now - this.startedAt < this.fleet.hostDownAfterMs;
     if (inGrace && hosts.some((h) => !this.hub.agents.has(h.id))) return;
+    const state = await loadFleetState(this.store, this.fleet.hostDownAfterMs, now, hosts);
+    // Heartbeats as this controller saw them, or as stored (another controller, or before a restart).
     const hostsUp = new Set(
-      hosts
-        .filter((h) => (this.hub.agents.get(h.id)?.at ?? 0) >= now - this.fleet.hostDownAfterMs)
+      state.hosts
+        .filter(
+          (h) =>
+            h.state !== 'down' ||
+            ((this.hub.agents.get(h.id)?.at ?? 0) >= now - this.fleet.hostDownAfterMs &&
+              hosts.find((x) => x.id === h.id)?.revokedAt === null),
+        )
         .map((h) => h.id),
     );
+    const moving = new Set(state.hosts.filter((h) => h.state === 'draining').map((h) => h.id));
     for (const svc of await this.store.listServices()) {
       if (this.abort.signal.aborted) return;
       if (!svc.currentRelease || svc.lockedBy) continue;
       if ((this.backoff.get(svc.name)?.until ?? 0) > now) continue;
-      await this.heal(svc, svc.currentRelease, hostsUp);
+      await this.heal(svc, svc.currentRelease, hostsUp, moving);
+    }
+    await this.finishDrains(state);
+  }
+
+  /** A drained host (operator drain) with nothing left on it is cordoned: drained, kept out. */
+  private async finishDrains(state: FleetState): Promise<void> {
+    const draining = state.hosts.filter((h) => h.admin === 'draining');
+    if (draining.length === 0) return;
+    const instances = await this.store.listInstances();
+    for (const h of draining) {
+      if (instances.some((i) => i.hostId === h.id)) continue;
+      await setHostAdminState(this.store, h, 'cordoned', 'reconciler');
+      await this.store.appendEvent({
+        at: Date.now(),
+        kind: 'host.drained',
+        subject: h.id,
+        message: `host ${h.name} is drained (no instances left) and stays cordoned`,
+        data: null,
+      });
     }
   }
 
@@ -89,12 +121,16 @@ export class Reconciler {
     svc: ServiceRecord,
     currentRelease: string,
     hostsUp: ReadonlySet<string>,
+    moving: ReadonlySet<string>,
   ): Promise<void> {
     const instances = await this.store.listInstances({ service: svc.name });
+    const { scaling, placement } = fleetSpec(svc.spec);
+    const desired = clampDesired(svc.spec.instances, scaling);
     const plan = planHeal({
-      desired: svc.spec.instances,
+      desired,
       currentRelease,
       hostsUp,
+      moving,
       instances: instances.map((i) => {
         const o = this.hub.observed(i.hostId, i.id);
         return {
@@ -115,27 +151,51 @@ export class Reconciler {
     const holder = `heal-${randomBytes(3).toString('hex')}`;
     const lock = await this.store.acquireDeployLock(svc.name, holder);
     if (!lock.ok) return;
+    const failedBefore = this.failures.get(svc.name);
     const ctx: OpContext = {
       deployId: null,
       signal: this.abort.signal,
       event: async (type, message, data) => this.log.debug({ service: svc.name, type, ...data }, message),
+      ...(failedBefore ? { avoid: failedBefore.hosts } : {}),
     };
     const note = (kind: string, message: string, data: Record<string, unknown> | null = null) =>
       this.store.appendEvent({ at: Date.now(), kind, subject: svc.name, message, data });
     try {
+      let rescheduleIn = 0;
       for (const f of plan.forget) {
         const rec = instances.find((i) => i.id === f.id);
         if (!rec) continue;
         await this.fleet.removeInstance(rec);
+        if (f.failed) {
+          // Failures long apart do not add up: a release that crashes once a day is not crash-looping.
+          const prev = this.failures.get(svc.name);
+          const cur =
+            prev && Date.now() - prev.at < 600_000
+              ? { count: prev.count + 1, at: Date.now(), hosts: prev.hosts }
+              : { count: 1, at: Date.now(), hosts: new Set<string>() };
+          cur.hosts.add(rec.hostId);
+          this.failures.set(svc.name, cur);
+          rescheduleIn = Math.max(rescheduleIn, rescheduleDelayMs(cur.count));
+        }
         await note('instance.lost', `${svc.name}: instance ${f.id} is lost: ${f.reason}; replacing it`, {
           instance: f.id,
+          host: rec.hostId,
         });
       }
-      const have = svc.spec.instances - plan.start + plan.stop.length;
+      if (rescheduleIn > 0) {
+        this.backoff.set(svc.name, { until: Date.now() + rescheduleIn, delayMs: rescheduleIn });
+        await note(
+          'service.reschedule-backoff',
+          `${svc.name}: instances keep failing; rescheduling in ${rescheduleIn} ms on another host`,
+        );
+        return;
+      }
+      await this.moveAll(ctx, svc.name, release, plan.move, instances, placement.minAvailable ?? desired);
+      const have = desired - plan.start + plan.stop.length;
       if (plan.start > 0 || plan.stop.length > 0) {
         await note(
           'service.healing',
-          `${svc.name}: ${have} instance(s) serving, ${svc.spec.instances} wanted` +
+          `${svc.name}: ${have} instance(s) serving, ${desired} wanted` +
             (plan.start ? `; starting ${plan.start}` : '') +
             (plan.stop.length ? `; stopping ${plan.stop.join(', ')}` : ''),
         );
@@ -161,9 +221,69 @@ export class Reconciler {
         );
       } else {
         this.backoff.delete(svc.name);
+        // Healthy again: a later failure starts the reschedule backoff over.
+        const f = this.failures.get(svc.name);
+        if (f && created.length > 0 && plan.forget.length === 0) this.failures.delete(svc.name);
       }
+    } catch (err) {
+      const prev = this.backoff.get(svc.name)?.delayMs ?? 1000;
+      const delayMs = Math.min(prev * 2, 60_000);
+      this.backoff.set(svc.name, { until: Date.now() + delayMs, delayMs });
+      await note(
+        'service.heal-failed',
+        `${svc.name}: healing failed (${(err as Error).message}); next try in ${delayMs} ms`,
+      );
     } finally {
       await this.store.releaseDeployLock(svc.name, holder);
+    }
+  }
+
+  /**
+   * Move instances off draining hosts one at a time: a replacement starts elsewhere and is routed
+   * before the old one is drained and stopped, so serving capacity never dips. With no room anywhere,
+   * an instance is stopped without replacement only while the service keeps `minAvailable` serving;
+   * otherwise it stays and the drain waits (NINES_E_DISRUPTION_BUDGET in the event log).
+   */
+  private async moveAll(
+    ctx: OpContext,
+    service: string,
+    release: NonNullable<Awaited<ReturnType<Store['getRelease']>>>,
+    ids: readonly string[],
+    instances: readonly InstanceRecord[],
+    minAvailable: number,
+  ): Promise<void> {
+    let serving = instances.filter((i) => i.desired === 'running' && i.route === 'ready').length;
+    for (const id of ids) {
+      if (this.abort.signal.aborted) return;
+      const old = instances.find((i) => i.id === id);
+      if (!old) continue;
+      const created: InstanceRecord[] = [];
+      try {
+        await this.ops.start(ctx, release, created);
+      } catch (err) {
+        for (const rec of created) await this.ops.stop(ctx, rec).catch(() => {});
+        if ((err as { code?: string }).code === 'NINES_E_NO_CAPACITY' && serving - 1 >= minAvailable) {
+          await this.ops.stop(ctx, old);
+          serving--;
+          continue;
+        }
+        if ((err as { code?: string }).code === 'NINES_E_NO_CAPACITY') {
+          throw new NinesError(
+            'NINES_E_DISRUPTION_BUDGET',
+            `cannot move ${id} of ${service}: ${(err as Error).message}; stopping it would leave ` +
+              `fewer than minAvailable (${minAvailable}) serving`,
+          );
+        }
+        throw new Error(`cannot move ${id} of ${service}: ${(err as Error).message}`);
+      }
+      await this.ops.stop(ctx, old);
+      await this.store.appendEvent({
+        at: Date.now(),
+        kind: 'instance.moved',
+        subject: service,
+        message: `${service}: ${id} moved off draining host ${old.hostId} to ${created[0]?.hostId ?? '?'}`,
+        data: { instance: id, to: created[0]?.id ?? null },
+      });
     }
   }
 }

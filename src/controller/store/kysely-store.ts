@@ -5,7 +5,9 @@ import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
+import * as secretsSql from '../secrets/sql.js';
 import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
@@ -22,6 +24,7 @@ import * as snapshot from './snapshot.js';
 import type {
   DeployEventRecord,
   DeployKind,
+  DeployOptions,
   DeployRecord,
   EventRecord,
   HostRecord,
@@ -29,6 +32,7 @@ import type {
   InstanceRouteState,
   LeaseRecord,
   ReleaseRecord,
+  SecretRecord,
   ServiceMode,
   ServiceModeOptions,
   ServiceRecord,
@@ -99,6 +103,11 @@ export class KyselyStore implements Store {
 
   checks(): CheckStore {
     return new KyselyCheckStore(this.db);
+  }
+
+  /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */
+  get kysely(): Kysely<Database> {
+    return this.kdb;
   }
 
   async migrate(): Promise<void> {
@@ -211,6 +220,15 @@ export class KyselyStore implements Store {
     const r = await this.db
       .updateTable('services')
       .set({ mode, mode_options: options === null ? null : JSON.stringify(options), updated_at: this.now() })
+      .where('name', '=', service)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
+  }
+
+  async setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void> {
+    const r = await this.db
+      .updateTable('services')
+      .set({ traffic: traffic === null ? null : JSON.stringify(traffic), updated_at: this.now() })
       .where('name', '=', service)
       .executeTakeFirst();
     if (r.numUpdatedRows === 0n) throw serviceNotFound(service);
@@ -362,6 +380,7 @@ export class KyselyStore implements Store {
           last_event_seq: 0,
           requests: d.requests,
           failed_requests: d.failedRequests,
+          options: d.options ? JSON.stringify(d.options) : null,
         })
         .execute();
     });
@@ -653,6 +672,60 @@ export class KyselyStore implements Store {
     return r.numUpdatedRows > 0n;
   }
 
+  // ---- fleet meta (0007) ----------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<unknown> {
+    const row = await this.db
+      .selectFrom('fleet_meta')
+      .select('value')
+      .where('key', '=', key)
+      .executeTakeFirst();
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    const v = JSON.stringify(value);
+    const at = this.now();
+    await this.db
+      .insertInto('fleet_meta')
+      .values({ key, value: v, updated_at: at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: v, updated_at: at }))
+      .execute();
+  }
+
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.deleteFrom('fleet_meta').where('key', '=', key).execute();
+  }
+
+  async listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>> {
+    const rows = await this.db
+      .selectFrom('fleet_meta')
+      .select(['key', 'value'])
+      .where('key', '>=', prefix)
+      .where('key', '<', `${prefix}\uffff`)
+      .orderBy('key')
+      .execute();
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) }));
+  }
+
+  // ---- secrets and variables (queries in controller/secrets/sql.ts) ---------------------------------
+
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord> {
+    return secretsSql.putSecret(this.db, r);
+  }
+
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void> {
+    return secretsSql.rewrapSecret(this.db, service, environment, name, value);
+  }
+
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]> {
+    return secretsSql.listSecrets(this.db, filter);
+  }
+
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean> {
+    return secretsSql.deleteSecret(this.db, service, environment, name);
+  }
+
   // ---- counters -------------------------------------------------------------------------------------
 
   async nextCounter(name: string): Promise<number> {
@@ -783,6 +856,7 @@ function toService(row: Selectable<ServicesTable>): ServiceRecord {
     updatedAt: num(row.updated_at),
     mode: row.mode as ServiceMode,
     modeOptions: row.mode_options === null ? null : (JSON.parse(row.mode_options) as ServiceModeOptions),
+    ...(row.traffic ? { traffic: JSON.parse(row.traffic) as TrafficSplit } : {}),
   };
 }
 
@@ -816,6 +890,7 @@ function toDeploy(row: Selectable<DeploysTable>): DeployRecord {
     finishedAt: numOrNull(row.finished_at),
     requests: numOrNull(row.requests),
     failedRequests: numOrNull(row.failed_requests),
+    ...(row.options ? { options: JSON.parse(row.options) as DeployOptions } : {}),
   };
 }
 

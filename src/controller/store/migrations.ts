@@ -1,4 +1,5 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { alertsMigration } from '../alerting/store.js';
 
 /**
  * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
@@ -263,6 +264,67 @@ const checks: Migration = {
 };
 
 /**
+ * Operational fleet state that is not config: host lifecycle (cordoned, draining) and evacuated zones,
+ * as JSON by key, so new fleet state needs no new migration.
+ */
+const fleet: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('fleet_meta')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.dropTable('fleet_meta').execute();
+  },
+};
+
+/**
+ * Secrets and environment variables per service and environment. `value` is the plain value of a
+ * variable, or for a secret the AES-256-GCM sealed form (`v1.<key id>.<iv>.<tag>.<ciphertext>`, see
+ * controller/secrets/keyring.ts): the key lives outside the store.
+ */
+const secrets: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('secrets')
+      .addColumn('service', 'text', (c) => c.notNull())
+      .addColumn('environment', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_by', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('secrets_pk', ['service', 'environment', 'name'])
+      .execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.dropTable('secrets').execute();
+  },
+};
+
+/** Deploy strategies: a service's traffic split, a deploy's own options (auto-revert). */
+const deployStrategies: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('services').addColumn('traffic', 'text').execute();
+    await db.schema.alterTable('deploys').addColumn('options', 'text').execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('deploys').dropColumn('options').execute();
+    await db.schema.alterTable('services').dropColumn('traffic').execute();
+  },
+};
+
+/**
  * Leadership of several controllers on one database: one row per lease (`controller`), its holder, the
  * holder's advertised URL, a fencing token that grows with every change of holder, and its expiry.
  */
@@ -293,7 +355,11 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003_service_modes': serviceModes,
   '0004_deploy_counts': deployCounts,
   '0005_checks': checks,
+  '0006_alerts': alertsMigration,
+  '0007_fleet': fleet,
+  '0008_secrets': secrets,
   '0009_leader_lease': leaderLease,
+  '0010_deploy_strategies': deployStrategies,
 };
 
 export const migrationProvider: MigrationProvider = {

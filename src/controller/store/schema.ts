@@ -22,6 +22,8 @@ export interface ServicesTable {
   mode: ColumnType<string, string | undefined, string>;
   /** 0003: JSON of ServiceModeOptions, or null. */
   mode_options: string | null;
+  /** 0010: JSON of TrafficSplit (canary weights, blue-green preview/standby), or null. */
+  traffic: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ReleasesTable {
@@ -56,6 +58,8 @@ export interface DeploysTable {
   /** 0004: answers the proxies gave for the service during the deploy, and how many were 5xx. */
   requests: Int8Null;
   failed_requests: Int8Null;
+  /** 0010: JSON of DeployOptions (per-deploy overrides), or null. */
+  options: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface DeployEventsTable {
@@ -120,6 +124,24 @@ export interface CountersTable {
   value: Int8;
 }
 
+/** 0007: operational fleet state by key (`host:<id>`, `zone:<name>`): JSON values. */
+export interface FleetMetaTable {
+  key: string;
+  value: string;
+  updated_at: Int8;
+}
+
+export interface SecretsTable {
+  service: string;
+  environment: string;
+  name: string;
+  kind: string;
+  value: string;
+  version: number;
+  updated_at: Int8;
+  updated_by: string;
+}
+
 /** 0009: one row per lease (`controller`): who leads, its URL, the fencing token, when it expires. */
 export interface LeaderLeaseTable {
   name: string;
@@ -141,5 +163,7 @@ export interface Database {
   events: EventsTable;
   tokens: TokensTable;
   counters: CountersTable;
+  fleet_meta: FleetMetaTable;
+  secrets: SecretsTable;
   leader_lease: LeaderLeaseTable;
 }

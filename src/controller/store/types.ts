@@ -1,7 +1,8 @@
 import type { StateSnapshot } from '../../core/backup-file.js';
-import type { ServiceSpec } from '../../core/config.js';
+import type { ServiceSpec, StrategyName } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
+import type { TrafficSplit } from '../../core/strategies.js';
 import type { CheckStore } from '../checks/store.js';
 
 /**
@@ -36,6 +37,8 @@ export interface ServiceRecord {
   updatedAt: number;
   mode: ServiceMode;
   modeOptions: ServiceModeOptions | null;
+  /** How the proxies split traffic between releases (canary, blue-green); null/absent: evenly. */
+  traffic?: TrafficSplit | null;
 }
 
 export interface ReleaseRecord {
@@ -60,7 +63,7 @@ export interface DeployRecord {
   service: string;
   fromVersion: string | null;
   toVersion: string;
-  strategy: 'rolling';
+  strategy: StrategyName;
   kind: DeployKind;
   state: DeployState;
   reason: string | null;
@@ -71,6 +74,13 @@ export interface DeployRecord {
   /** Answers the proxies gave for the service while the deploy ran, and how many were 5xx (null: unknown). */
   requests: number | null;
   failedRequests: number | null;
+  /** Per-deploy overrides (`nines deploy --no-auto-revert`). */
+  options?: DeployOptions | null;
+}
+
+export interface DeployOptions {
+  /** Overrides the spec's autoRevert. */
+  autoRevert?: boolean;
 }
 
 export interface DeployEventRecord {
@@ -124,9 +134,10 @@ export interface EventRecord {
   data: Record<string, unknown> | null;
 }
 
-/** `join` tokens only register hosts (then the host signs with its own key); `node` is the shared
- *  token of the embedded platform and of proxies. */
-export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'metrics';
+/** `join` tokens only register hosts and proxies (then a host signs with its own key, a proxy uses its
+ *  own `proxy` token: controller/proxies.ts); `node` is the shared token of the embedded platform;
+ *  `metrics` only scrapes /metrics. */
+export type TokenRole = 'admin' | 'read' | 'node' | 'join' | 'proxy' | 'metrics';
 
 export interface TokenRecord {
   id: string;
@@ -138,6 +149,23 @@ export interface TokenRecord {
   revokedAt: number | null;
   /** After this time the token is refused; null: never expires. */
   expiresAt: number | null;
+}
+
+/**
+ * A secret or an environment variable of a service in one environment. For a secret, `value` is the
+ * sealed form (controller/secrets/keyring.ts) and never leaves the controller except to the hosts that
+ * run the service; a variable's value is plain.
+ */
+export interface SecretRecord {
+  service: string;
+  environment: string;
+  name: string;
+  kind: 'secret' | 'var';
+  value: string;
+  /** 1 on creation, +1 on each set. */
+  version: number;
+  updatedAt: number;
+  updatedBy: string;
 }
 
 /** A leadership lease (migration 0009). `token` is the fencing token: it grows with every new holder. */
@@ -167,6 +195,8 @@ export interface Store {
   setCurrentRelease(service: string, version: string | null): Promise<void>;
   /** Throws NINES_E_SERVICE_NOT_FOUND for an unknown service. */
   setServiceMode(service: string, mode: ServiceMode, options: ServiceModeOptions | null): Promise<void>;
+  /** Throws NINES_E_SERVICE_NOT_FOUND for an unknown service. */
+  setServiceTraffic(service: string, traffic: TrafficSplit | null): Promise<void>;
   /** Take the service's deploy lock for `deployId`. Returns the holder's id when already held by another. */
   acquireDeployLock(service: string, deployId: string): Promise<{ ok: true } | { ok: false; heldBy: string }>;
   releaseDeployLock(service: string, deployId: string): Promise<void>;
@@ -218,6 +248,20 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   /** Sets revokedAt once; false for an unknown or already revoked token. */
   revokeToken(id: string, at: number): Promise<boolean>;
+
+  /** Operational fleet state by key (0007): JSON values; `listMeta` returns keys starting with `prefix`. */
+  getMeta(key: string): Promise<unknown>;
+  putMeta(key: string, value: unknown): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  listMeta(prefix: string): Promise<Array<{ key: string; value: unknown }>>;
+  /** Creates (version 1) or replaces (version + 1) a secret or variable; returns the stored record. */
+  putSecret(r: Omit<SecretRecord, 'version'>): Promise<SecretRecord>;
+  /** Replaces a sealed value without a new version (key rotation). */
+  rewrapSecret(service: string, environment: string, name: string, value: string): Promise<void>;
+  /** Ordered by service, environment, name. */
+  listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]>;
+  /** False when there was no such secret or variable. */
+  deleteSecret(service: string, environment: string, name: string): Promise<boolean>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
