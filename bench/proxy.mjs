@@ -6,7 +6,8 @@
 // `--workers 2` runs unpinned. nines runs from the compiled dist (NINES_DIST_DIR, default dist) with
 // every feature on: active health checks, retries, passive ejection, metrics, access log to a file.
 // Installs haproxy/nginx/wrk with apt-get when missing. Prints a table and, last, one JSON line.
-// Usage: npm run bench:proxy [-- --duration 10 --rounds 3 --connections 50]
+// Usage: npm run bench:proxy [-- --duration 10 --rounds 3 --connections 50 --only haproxy,nines,...]
+// NINES_BASELINE_DIST_DIR=dist-old adds a row for another build of nines (A/B in one run).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -274,6 +275,22 @@ backend b
     (port) => [join(dist, 'proxy', 'bench.js'), String(port), String(backendPort)],
     ninesEnv,
   );
+
+  // A/B inside one run (the machine is shared): NINES_BASELINE_DIST_DIR=<an older build> adds a row.
+  if (process.env.NINES_BASELINE_DIST_DIR) {
+    await add(
+      'nines-baseline',
+      `nines baseline (${process.env.NINES_BASELINE_DIST_DIR})`,
+      1,
+      process.execPath,
+      (port) => [
+        join(root, process.env.NINES_BASELINE_DIST_DIR, 'proxy', 'bench.js'),
+        String(port),
+        String(backendPort),
+      ],
+      ninesEnv,
+    );
+  }
 
   await add('nines-workers-2', 'nines --workers 2 (unpinned)', null, process.execPath, (port) => {
     const snap = join(tmp, 'snapshot.json');

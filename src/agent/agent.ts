@@ -19,13 +19,14 @@ import {
   desiredInstanceSchema,
   hostDesiredStateSchema,
 } from './client.js';
+import { FaultRunner } from './faults.js';
 import { readHostSignals } from './hostmetrics.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
 import { startAgentMetrics } from './metrics-server.js';
 import { planInstances } from './plan.js';
 import { allocatePort } from './ports.js';
-import { isProcessAlive } from './procfs.js';
+import { isProcessAlive, signalGroup } from './procfs.js';
 import { removeSecretsFile } from './secrets.js';
 import {
   type AgentPaths,
@@ -103,6 +104,8 @@ export class Agent {
   /** Host signals read since the last report that carried them. */
   private pendingHost: HostSignals | undefined;
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
+  /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
+  private lostUntil = 0;
 
   constructor(o: AgentOptions) {
     this.o = o;
@@ -208,6 +211,16 @@ export class Agent {
         signal: this.abort.signal,
       }).run(),
     );
+    this.loops.push(
+      new FaultRunner({
+        transport: this.client,
+        hostId: () => this._hostId,
+        observed: () => this.observed(),
+        hostLoss: (ms) => this.simulateHostLoss(ms),
+        logger: this.log,
+        signal: this.abort.signal,
+      }).run(),
+    );
     this.loops.push(this.rotateLoop());
     if ((this.o.hostSignalsMs ?? 5000) > 0) this.loops.push(this.hostSignalsLoop());
     this.loops.push(
@@ -291,9 +304,38 @@ export class Agent {
     };
   }
 
+  /**
+   * Drill `host-loss` (src/agent/faults.ts): every instance process of this host gets SIGKILL (its whole
+   * process group), supervision ends, and for `ms` the agent says nothing to the controller and starts
+   * nothing — the controller and the proxies see a lost host. Then it comes back like a rebooted host:
+   * it reports and starts what the controller still wants here. Returns the killed pids.
+   */
+  simulateHostLoss(ms: number): number[] {
+    this.lostUntil = Date.now() + ms;
+    const killed: number[] = [];
+    for (const [id, sup] of this.sups) {
+      const pid = sup.observed().pid;
+      sup.detach();
+      this.sups.delete(id);
+      this.forgetting.delete(id);
+      if (pid !== undefined && signalGroup(pid, 'SIGKILL')) killed.push(pid);
+    }
+    this.ports.clear();
+    this.persistInstances();
+    const back = setTimeout(() => {
+      this.lostUntil = 0;
+      this.log.warn('drill: host-loss over, host back');
+      this.reconcile();
+      this.scheduleReport();
+    }, ms);
+    back.unref();
+    this.log.warn({ ms, killed }, 'drill: host-loss — instances killed, silent');
+    return killed;
+  }
+
   private reconcile(): void {
     const desired = this.desired;
-    if (!desired || this.stopping) return;
+    if (!desired || this.stopping || Date.now() < this.lostUntil) return;
     const current = [...this.sups.values()].map((s) => ({
       id: s.id,
       state: s.state,
@@ -478,6 +520,10 @@ export class Agent {
   private async flushReport(): Promise<void> {
     const hostId = this._hostId;
     if (this.stopping || this.reporting || !hostId) return;
+    if (Date.now() < this.lostUntil) {
+      this.armHeartbeat();
+      return;
+    }
     this.reporting = true;
     this.reportDirty = false;
     const body = this.buildReport(hostId);

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
 import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
+import { type AgentFault, type AgentFaultResult, agentFaultsAnswerSchema } from '../core/drill-protocol.js';
 import { Failover } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
@@ -254,6 +255,26 @@ export class ControllerClient {
   ): Promise<void> {
     const q = new URLSearchParams({ hostId });
     await this.json('POST', `/v1/agent/tasks/${encodeURIComponent(id)}?${q}`, result, signal);
+  }
+
+  /** `nines drill`: the faults open for this host (long poll until they differ from `have`). */
+  async faults(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<AgentFault[]> {
+    const q = new URLSearchParams({ hostId, have: have.join(','), wait: String(waitS) });
+    const res = agentFaultsAnswerSchema.safeParse(
+      await this.json('GET', `/v1/agent/faults?${q}`, undefined, signal),
+    );
+    if (!res.success) throw new ControllerHttpError(200, undefined, 'faults: invalid answer');
+    return res.data.faults;
+  }
+
+  async faultDone(
+    hostId: string,
+    faultId: string,
+    result: AgentFaultResult,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const q = new URLSearchParams({ hostId });
+    await this.json('POST', `/v1/agent/faults/${encodeURIComponent(faultId)}?${q}`, result, signal);
   }
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */

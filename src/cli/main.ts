@@ -28,8 +28,10 @@ import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
+import { registerDrillCommands } from './drill.js';
 import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { registerHaproxyCommand } from './haproxy.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
 import { fileLogger, restoreBackup, runAgent, runController, runProxy } from './planes.js';
 import { registerProxiesCommands } from './proxies.js';
@@ -1206,6 +1208,8 @@ program
 addCheckCommands(program, { client, action });
 registerSecretsCommands(program, { action, client });
 registerProxiesCommands(program, { action, client });
+registerHaproxyCommand(program, { action, nodeToken, untilSignal });
+registerDrillCommands(program, { action, nodeToken, untilSignal });
 
 await program.parseAsync(process.argv);
 

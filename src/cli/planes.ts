@@ -11,6 +11,8 @@ import { openSqliteStore } from '../controller/store/sqlite.js';
 import type { TlsFiles } from '../controller/tls.js';
 import { readBackup, readBackupKey, restoreArtifacts } from '../core/backup-file.js';
 import { redactOptions } from '../core/redact.js';
+import { HaproxyAdapter } from '../haproxy/adapter.js';
+import { HaproxyRuntime } from '../haproxy/runtime.js';
 import { ControllerLink, Proxy as NinesProxy } from '../proxy/index.js';
 
 /**
@@ -187,4 +189,40 @@ export async function restoreBackup(o: {
   } finally {
     await store.close();
   }
+}
+
+/**
+ * The HAProxy adapter: follows the controller's routing snapshots like a proxy and drives an
+ * external HAProxy through its Runtime API (src/haproxy). Checks the socket answers before it reports.
+ */
+export async function runHaproxyAdapter(o: {
+  controllerUrl: string;
+  token: string;
+  socket: string;
+  backends: Record<string, string>;
+  prefix: string;
+  check: boolean;
+  proxyId: string;
+  logger: Logger;
+}): Promise<Running> {
+  const logger = o.logger.child({ plane: 'haproxy-adapter' });
+  const runtime = new HaproxyRuntime(o.socket);
+  await runtime.command('show info');
+  const adapter = new HaproxyAdapter({
+    proxyId: o.proxyId,
+    runtime,
+    logger,
+    backends: o.backends,
+    prefix: o.prefix,
+    check: o.check,
+  });
+  adapter.start();
+  const link = new ControllerLink({ baseUrl: o.controllerUrl, token: o.token, proxy: adapter, logger });
+  link.start();
+  return {
+    async stop() {
+      await link.stop();
+      await adapter.stop();
+    },
+  };
 }

@@ -11,6 +11,7 @@ import { isAlertAckPath } from './alerts-api.js';
 import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import { isPublicStatusPath } from './checks/routes.js';
+import { registerDrillRoutes } from './drills.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
@@ -159,6 +160,8 @@ export function buildApi(deps: ApiDeps) {
       auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
     }
   });
+
+  registerDrillRoutes(app, { store, hub });
 
   app.setErrorHandler((err, req, reply) => {
     if (isNinesError(err)) {

@@ -73,6 +73,9 @@ export const errorRegistry = {
     status: 400,
     title: 'Backup cannot be read (wrong key, damaged or not a backup)',
   },
+  NINES_E_HAPROXY_UNREACHABLE: { status: 502, title: 'HAProxy Runtime API did not answer' },
+  NINES_E_DRILL_REFUSED: { status: 409, title: 'Drill target is outside the fleet nines manages' },
+  NINES_E_DRILL_NOT_FOUND: { status: 404, title: 'No such drill' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

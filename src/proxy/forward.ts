@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
+import { ClientCode, type Exchange, eqi, type UpstreamConn } from './client.js';
 import { type ProxyErrorCode, sendError } from './errors.js';
 import { classIndex } from './metrics.js';
 import type { Route } from './routing.js';
@@ -42,13 +42,7 @@ const UPSTREAM_LOST = new UpstreamLostError('instance went down before answering
 const BODY_TOO_LARGE = new LimitError('request body too large');
 const TOTAL_TIMEOUT = new LimitError('total request timeout');
 
-/**
- * Lower-case equality for a header name whose length already matched. Most clients send canonical
- * case, so the cheap comparison usually decides.
- */
-export function eqi(name: string, lower: string): boolean {
-  return name === lower || name.toLowerCase() === lower;
-}
+export { eqi } from './client.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus `Proxy-*`; compared without allocating in the common case. */
 export function isHopByHop(name: string): boolean {
@@ -88,18 +82,23 @@ const failCodes: readonly ProxyErrorCode[] = [
 ];
 
 /**
- * One proxied request: the undici dispatch handler (legacy raw-header callbacks, which skip undici's
- * header parsing and controller wrapper) and the state of the exchange. Listeners on the client response
- * are shared module functions that find their Forward through a symbol, so a request allocates this
- * object, its header array and the dispatch options, and no closures.
+ * One proxied request: the exchange our upstream client (`client.ts`) runs, and its state. Listeners
+ * on the client response are shared module functions that find their Forward through a symbol, so a
+ * request allocates this object and its header array, and no closures.
  */
-export class Forward implements Dispatcher.DispatchHandler {
+export class Forward implements Exchange {
   readonly owner: ForwardOwner;
   readonly req: IncomingMessage;
   readonly res: ProxiedResponse;
   readonly route: Route;
-  readonly opts: Dispatcher.DispatchOptions;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: string[];
+  readonly body: IncomingMessage | null;
+  readonly headersTimeoutMs = 0;
   readonly requestId: string;
+  /** The Host the client asked for (access log). */
+  readonly host: string;
   readonly hasBody: boolean;
   /** Idempotent method and no body: may be retried after a reset before any response byte. */
   readonly retryable: boolean;
@@ -110,9 +109,8 @@ export class Forward implements Dispatcher.DispatchHandler {
   /** The upstream exchange failed for this reason (set before an error response). */
   failure: FailKind | -1 = -1;
 
-  private abortFn: ((err?: Error) => void) | null = null;
-  private resumeFn: (() => void) | null = null;
-  /** undici handed the request to a connected socket (so a failure is no longer a connect failure). */
+  /** The upstream connection running the exchange: a failure is no longer a connect failure. */
+  private conn: UpstreamConn | null = null;
   private connected = false;
   /** Response headers went to the client: never retry, never answer with an error body. */
   private responded = false;
@@ -134,7 +132,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     res: ServerResponse,
     route: Route,
     upstream: Upstream,
-    opts: Dispatcher.DispatchOptions,
+    method: string,
+    path: string,
+    headers: string[],
+    host: string,
     requestId: string,
     hasBody: boolean,
     retryable: boolean,
@@ -145,7 +146,11 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.res = res;
     this.route = route;
     this.upstream = upstream;
-    this.opts = opts;
+    this.method = method;
+    this.path = path;
+    this.headers = headers;
+    this.host = host;
+    this.body = hasBody ? req : null;
     this.requestId = requestId;
     this.hasBody = hasBody;
     this.retryable = retryable;
@@ -158,40 +163,43 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.route.active++;
     const owner = this.owner;
     if (owner.totalTimeoutMs > 0) this.timer = setTimeout(onTotalTimeout, owner.totalTimeoutMs, this);
-    if (this.hasBody && owner.maxBodyBytes > 0 && this.req.headers['content-length'] === undefined) {
-      (this.req as ProxiedRequest)[kForward] = this;
-      this.req.on('data', onReqData);
-    }
     this.upstream.inflight++;
     this.upstream.track(this);
-    this.upstream.pool!.dispatch(this.opts, this);
+    this.upstream.pool!.dispatch(this);
   }
 
   /**
    * @internal its instance went down (a host or zone lost: health checks time out, connects fail)
    * before any answer. An idempotent body-less request is aborted and sent to another instance; one
-   * waiting for a dead host would otherwise hang until the headers timeout.
+   * waiting for a dead host would otherwise hang until the headers timeout. (Still connecting: the
+   * connect timeout moves it.)
    */
   abandon(): void {
-    if (this.done || this.responded || !this.retryable || this.abortFn === null || this.limit !== null)
-      return;
+    if (this.done || this.responded || !this.retryable || this.conn === null || this.limit !== null) return;
     this.lost = true;
-    this.abortFn(UPSTREAM_LOST);
+    this.conn.abort(UPSTREAM_LOST);
   }
 
-  // ---- undici handler (raw callbacks) -----------------------------------------------------------
+  // ---- Exchange (called by the upstream connection) ---------------------------------------------
 
-  onConnect(abort: (err?: Error) => void): void {
+  onConnect(conn: UpstreamConn): void {
     this.connected = true;
-    this.abortFn = abort;
-    if (this.clientGone) abort(CLIENT_GONE);
-    else if (this.limit !== null) abort(this.limit);
+    this.conn = conn;
+    if (this.clientGone) conn.abort(CLIENT_GONE);
+    else if (this.limit !== null) conn.abort(this.limit);
+    else if (
+      this.hasBody &&
+      this.owner.maxBodyBytes > 0 &&
+      this.req.headers['content-length'] === undefined
+    ) {
+      // Counted from here, in the same tick the connection starts reading the body: no chunk is missed.
+      (this.req as ProxiedRequest)[kForward] = this;
+      this.req.on('data', onReqData);
+    }
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx: not forwarded
+  onHeaders(statusCode: number, rawHeaders: string[], conn: UpstreamConn): boolean {
     if (this.clientGone) return false;
-    this.resumeFn = resume;
     const upstream = this.upstream;
     // Answered: no longer waiting on the instance (its 5xx may eject it right here).
     upstream.untrack(this);
@@ -199,10 +207,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     const out: string[] = [];
     let hasId = false;
     for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i]!.toString('latin1');
+      const name = rawHeaders[i]!;
       if (isHopByHop(name)) continue;
       if (name.length === 12 && eqi(name, 'x-request-id')) hasId = true;
-      out.push(name, rawHeaders[i + 1]!.toString('latin1'));
+      out.push(name, rawHeaders[i + 1]!);
     }
     if (!hasId) out.push('x-request-id', this.requestId);
     const res = this.res;
@@ -213,7 +221,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     } catch (err) {
       // An upstream header node refuses to write (invalid characters): answer 502 instead.
       this.badResponse = true;
-      this.abortFn?.(new BadResponseError(String(err)));
+      conn.abort(new BadResponseError(String(err)));
       return false;
     }
     this.responded = true;
@@ -230,14 +238,17 @@ export class Forward implements Dispatcher.DispatchHandler {
     return false;
   }
 
-  onComplete(): void {
+  onComplete(last: Buffer | null): void {
+    this.conn = null;
     this.upstream.untrack(this);
     this.upstream.release();
-    this.res.end();
+    if (last === null) this.res.end();
+    else this.res.end(last);
     this.finish();
   }
 
   onError(err: Error): void {
+    this.conn = null;
     const failed = this.upstream;
     failed.untrack(this);
     failed.release();
@@ -259,11 +270,10 @@ export class Forward implements Dispatcher.DispatchHandler {
       kind = this.limit === BODY_TOO_LARGE ? FailKind.TooLarge : FailKind.Timeout;
       if (kind === FailKind.TooLarge) this.res.shouldKeepAlive = false;
     } else if (this.badResponse) kind = FailKind.Reset;
-    else if (code === 'UND_ERR_HEADERS_TIMEOUT') kind = FailKind.Timeout;
-    else if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') kind = FailKind.BadRequest;
+    else if (code === ClientCode.HeadersTimeout) kind = FailKind.Timeout;
     else if (!this.connected) {
       kind = FailKind.Connect;
-      if (code !== 'UND_ERR_DESTROYED' && code !== 'UND_ERR_CLOSED') failed.connectFailed(err);
+      if (code !== ClientCode.PoolClosed) failed.connectFailed(err);
     } else kind = FailKind.Reset;
 
     // A connect failure sent nothing, so any body-less request may go elsewhere; a reset may have
@@ -286,10 +296,9 @@ export class Forward implements Dispatcher.DispatchHandler {
         }
         this.upstream = next;
         this.connected = false;
-        this.abortFn = null;
         next.inflight++;
         next.track(this);
-        next.pool!.dispatch(this.opts, this);
+        next.pool!.dispatch(this);
         return;
       }
     }
@@ -303,12 +312,12 @@ export class Forward implements Dispatcher.DispatchHandler {
   clientClosed(): void {
     if (this.done) return;
     this.clientGone = true;
-    if (this.abortFn !== null) this.abortFn(CLIENT_GONE);
+    if (this.conn !== null) this.conn.abort(CLIENT_GONE);
   }
 
   /** @internal client response drained. */
   resume(): void {
-    if (this.resumeFn !== null) this.resumeFn();
+    if (this.conn !== null) this.conn.resume();
   }
 
   /** @internal a request body chunk (only counted for chunked bodies under a size limit). */
@@ -328,7 +337,7 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   private cut(reason: LimitError): void {
     this.limit = reason;
-    if (this.abortFn !== null) this.abortFn(reason);
+    if (this.conn !== null) this.conn.abort(reason);
   }
 
   private finish(): void {

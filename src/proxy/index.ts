@@ -1,3 +1,3 @@
-export { ControllerLink, type ControllerLinkOptions } from './link.js';
+export { ControllerLink, type ControllerLinkOptions, type LinkTarget } from './link.js';
 export { Proxy, type ProxyOptions } from './proxy.js';
 export { parseSnapshot, routingSnapshotSchema } from './snapshot.js';

@@ -5,13 +5,23 @@ import type { ProxyReport } from '../core/protocol.js';
 import type { Proxy as NinesProxy } from './proxy.js';
 import { parseSnapshot } from './snapshot.js';
 
+/**
+ * What the link drives: the nines proxy, or the HAProxy adapter (src/haproxy), which follows the same
+ * snapshots and reports the same way. `snapshotVersion` (default: the applied version) is what the
+ * next poll asks to be newer than — a target that received a snapshot but could not apply it yet must
+ * not have the controller answer the same snapshot again at once.
+ */
+export type LinkTarget = Pick<NinesProxy, 'report' | 'applySnapshot' | 'onReportChange'> & {
+  snapshotVersion?(): number;
+};
+
 export interface ControllerLinkOptions {
   /** e.g. `http://127.0.0.1:7070` (a path prefix is kept), or several controllers to fail over between. */
   baseUrl: string | readonly string[];
   token: string;
   /** PEM CA bundle for an https controller signed by a private CA. */
   ca?: string;
-  proxy: NinesProxy;
+  proxy: LinkTarget;
   logger: Logger;
   /** Long-poll wait the controller is asked for, in seconds. Default 25. */
   waitSeconds?: number;
@@ -28,7 +38,7 @@ export interface ControllerLinkOptions {
  * snapshot, so a lost controller changes nothing on the data path.
  */
 export class ControllerLink {
-  private readonly proxy: NinesProxy;
+  private readonly proxy: LinkTarget;
   private readonly logger: Logger;
   private readonly pool: Agent;
   private readonly endpoints: Failover;
@@ -93,7 +103,7 @@ export class ControllerLink {
 
   private async poll(): Promise<void> {
     while (this.running) {
-      const after = this.proxy.report().appliedVersion;
+      const after = this.proxy.snapshotVersion?.() ?? this.proxy.report().appliedVersion;
       const started = Date.now();
       let newer = false;
       try {

@@ -525,6 +525,54 @@ test('applySnapshot: same version is a no-op, older ignored, instances keep heal
   assert.equal((await client.req('/', { headers: { host: 'other.test' } })).status, 200);
 });
 
+test('access log file: pino-format JSON lines (hand-built on the hot path), flushed on close', async (t) => {
+  const e = env(t);
+  const b = await e.backend('a');
+  const dir = mkdtempSync(join(tmpdir(), 'nines-access-'));
+  e.defer(async () => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'access.log');
+  const { proxy, client } = await e.proxy({ accessLogFile: file, proxyId: 'p"1' });
+  proxy.applySnapshot(snapshot(1, [{ name: 'web', instances: [{ id: 'a', port: b.port }] }]));
+  await client.req('/q?x="\\', { headers: { 'x-request-id': 'rid"\\1', host: 'h.test' } });
+  await client.req('/nope', { method: 'POST', body: 'x' });
+  await proxy.close();
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2);
+  const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(first), [
+    'level',
+    'time',
+    'proxy',
+    'reqId',
+    'method',
+    'url',
+    'host',
+    'client',
+    'status',
+    'service',
+    'instance',
+    'attempts',
+    'ms',
+    'msg',
+  ]);
+  assert.equal(first.level, 30);
+  assert.ok(Math.abs((first.time as number) - Date.now()) < 60_000);
+  assert.equal(first.proxy, 'p"1');
+  assert.equal(first.reqId, 'rid"\\1');
+  assert.equal(first.url, '/q?x="\\');
+  assert.equal(first.host, 'h.test');
+  assert.equal(first.client, '127.0.0.1');
+  assert.equal(first.status, 200);
+  assert.equal(first.service, 'web');
+  assert.equal(first.instance, 'a');
+  assert.equal(first.attempts, 1);
+  assert.equal(typeof first.ms, 'number');
+  assert.equal(first.msg, 'access');
+  const second = JSON.parse(lines[1]!) as Record<string, unknown>;
+  assert.equal(second.method, 'POST');
+  assert.equal(second.status, 200);
+});
+
 test('access log: one JSON line per request through pino when enabled, none otherwise', async (t) => {
   const e = env(t);
   const b = await e.backend('a');

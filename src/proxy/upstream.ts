@@ -1,7 +1,7 @@
 import { connect as netConnect } from 'node:net';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
 import type { HealthCheckSpec, ProxyInstanceStatus, RouteInstance } from '../core/protocol.js';
+import { HealthCheck, UpstreamPool } from './client.js';
 import { Histogram } from './metrics.js';
 import type { Route } from './routing.js';
 
@@ -64,7 +64,7 @@ export class Upstream {
   /** Gone from the snapshot: closes once its in-flight requests finished, then is forgotten. */
   removed = false;
   /** null while the pool is closed or closing (drained / removed). */
-  pool: Pool | null = null;
+  pool: UpstreamPool | null = null;
 
   // balancing
   weight: number;
@@ -338,12 +338,12 @@ export class Upstream {
 
   private openPool(): void {
     this.poolGen++;
-    this.pool = new Pool(this.origin, {
-      connections: null,
-      pipelining: 1,
-      connect: { timeout: this.owner.connectTimeoutMs },
-      headersTimeout: this.owner.headersTimeoutMs,
-      bodyTimeout: this.owner.bodyTimeoutMs,
+    this.pool = new UpstreamPool({
+      host: this.address,
+      port: this.port,
+      connectTimeoutMs: this.owner.connectTimeoutMs,
+      headersTimeoutMs: this.owner.headersTimeoutMs,
+      bodyTimeoutMs: this.owner.bodyTimeoutMs,
     });
   }
 
@@ -358,14 +358,10 @@ export class Upstream {
     const gen = ++this.poolGen;
     this.pool = null;
     // close() lets a running health check finish, then closes the idle keep-alive sockets.
-    const closing = pool
-      .close()
-      .catch(() => pool.destroy())
-      .catch(() => {})
-      .then(() => {
-        if (this.closing === closing) this.closing = null;
-        if (gen === this.poolGen && this.pool === null) this.markDrained();
-      });
+    const closing = pool.close().then(() => {
+      if (this.closing === closing) this.closing = null;
+      if (gen === this.poolGen && this.pool === null) this.markDrained();
+    });
     this.closing = closing;
   }
 
@@ -429,21 +425,9 @@ export class Upstream {
     this.scheduleCheck(this.changing ? this.fastInterval() : Math.max(1, this.health.intervalMs));
   }
 
-  private async httpCheck(pool: Pool): Promise<boolean> {
+  private httpCheck(pool: UpstreamPool): Promise<boolean> {
     const { path, timeoutMs } = this.health;
-    try {
-      const res = await pool.request({
-        path,
-        method: 'GET',
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      await res.body.dump();
-      return res.statusCode >= 200 && res.statusCode < 400;
-    } catch {
-      return false;
-    }
+    return new HealthCheck(pool, path, timeoutMs).run();
   }
 
   private tcpCheck(): Promise<boolean> {

@@ -1,11 +1,12 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NinesError } from '../../core/errors.js';
 import type { HostDesiredState } from '../../core/protocol.js';
 import { hostCounter } from '../fleet.js';
 import type { Hub } from '../hub.js';
 import type { SecretRecord, Store } from '../store/types.js';
-import { Keyring } from './keyring.js';
+import { KEY_FILE, Keyring } from './keyring.js';
 
 export { Keyring } from './keyring.js';
 
@@ -74,6 +75,24 @@ export class Secrets {
   async init(): Promise<void> {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
     this.ring = Keyring.open(this.dataDir);
+    // Secrets sealed with keys this controller does not have: a second controller on a shared store
+    // without a copy of secrets.key, or a restored store without its key. A key made just now would
+    // seal new secrets that the other controllers cannot open: refuse to start instead.
+    const ring = this.ring;
+    const unknown = new Set<string>();
+    for (const r of await this.store.listSecrets()) {
+      const id = r.kind === 'secret' ? Keyring.sealedKeyId(r.value) : undefined;
+      if (id && !ring.has(id)) unknown.add(id);
+    }
+    if (unknown.size > 0) {
+      const msg = `the store holds secrets sealed with key(s) ${[...unknown].join(', ')}, which ${this.dataDir}/secrets.key does not hold: copy secrets.key from the controller that sealed them (or restore it from the backup)`;
+      if (ring.created) {
+        rmSync(join(this.dataDir, KEY_FILE), { force: true });
+        this.ring = undefined;
+        throw new NinesError('NINES_E_SECRETS_KEY', msg);
+      }
+      this.log.error({ keyIds: [...unknown] }, msg);
+    }
     if (this.ring.rotationPending()) {
       this.log.warn('finishing an interrupted secrets key rotation');
       await this.rotateKey('controller (interrupted rotation)');

@@ -82,11 +82,30 @@ export class Keyring {
   /** Loads the key files of `dir`, creating `secrets.key` on first start. */
   static open(dir: string): Keyring {
     let current = readKeyFile(join(dir, KEY_FILE));
-    if (!current) current = writeKeyFile(join(dir, KEY_FILE));
+    let created = false;
+    if (!current) {
+      current = writeKeyFile(join(dir, KEY_FILE));
+      created = true;
+    }
     const others = [NEXT_KEY_FILE, PREV_KEY_FILE]
       .map((f) => readKeyFile(join(dir, f)))
       .filter((k): k is Buffer => k !== undefined);
-    return new Keyring(dir, current, others);
+    const ring = new Keyring(dir, current, others);
+    ring.created = created;
+    return ring;
+  }
+
+  /** True when `open` had to create `secrets.key` (a first start, or a key that went missing). */
+  created = false;
+
+  /** The key id a sealed value names (undefined for a value not in sealed form). */
+  static sealedKeyId(sealed: string): string | undefined {
+    const [v, id] = sealed.split('.');
+    return v === 'v1' && id ? id : undefined;
+  }
+
+  has(id: string): boolean {
+    return this.keys.has(id);
   }
 
   /** A keyring over given keys (tests). */

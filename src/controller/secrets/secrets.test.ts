@@ -176,6 +176,18 @@ describe('secrets', () => {
   });
 });
 
+describe('a controller without the key', () => {
+  it('refuses to start with a new key when the store holds secrets sealed by another, and makes no key file', async () => {
+    const { store, secrets } = await setup();
+    await secrets.set({ service: 'api', name: 'A', kind: 'secret', value: 'one', by: 't' });
+    const other = tmp();
+    const second = new Secrets({ store, hub: new Hub(), logger, dataDir: other });
+    await assert.rejects(second.init(), { code: 'NINES_E_SECRETS_KEY' });
+    assert.throws(() => statSync(join(other, KEY_FILE)), 'no key file is left behind');
+    await store.close();
+  });
+});
+
 describe('agent env file and log redaction', () => {
   it('writes the env file with mode 0600 and dotenv escapes', () => {
     const dir = join(tmp(), 'secrets');

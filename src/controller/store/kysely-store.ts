@@ -13,6 +13,7 @@ import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migr
 import type {
   Database,
   DeploysTable,
+  DrillsTable,
   EventsTable,
   HostsTable,
   InstancesTable,
@@ -26,6 +27,7 @@ import type {
   DeployKind,
   DeployOptions,
   DeployRecord,
+  DrillRecord,
   EventRecord,
   HostRecord,
   InstanceRecord,
@@ -623,6 +625,39 @@ export class KyselyStore implements Store {
     return (await q.execute()).map(toEvent);
   }
 
+  // ---- drills ---------------------------------------------------------------------------------------
+
+  async insertDrill(d: DrillRecord): Promise<void> {
+    await this.db
+      .insertInto('drills')
+      .values({
+        id: d.id,
+        service: d.service,
+        scenario: d.scenario,
+        outcome: d.outcome,
+        created_by: d.createdBy,
+        started_at: d.startedAt,
+        finished_at: d.finishedAt,
+        result: JSON.stringify(d.result),
+      })
+      .execute();
+  }
+
+  async getDrill(id: string): Promise<DrillRecord | undefined> {
+    const row = await this.db.selectFrom('drills').selectAll().where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : toDrill(row);
+  }
+
+  async listDrills(opts: { service?: string; limit?: number } = {}): Promise<DrillRecord[]> {
+    let q = this.db.selectFrom('drills').selectAll();
+    if (opts.service !== undefined) q = q.where('service', '=', opts.service);
+    q = q
+      .orderBy('started_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(opts.limit ?? 100);
+    return (await q.execute()).map(toDrill);
+  }
+
   // ---- tokens ---------------------------------------------------------------------------------------
 
   async insertToken(t: TokenRecord): Promise<void> {
@@ -920,6 +955,19 @@ function toHost(row: Selectable<HostsTable>): HostRecord {
     lastSeenAt: num(row.last_seen_at),
     key: row.auth_key,
     revokedAt: numOrNull(row.revoked_at),
+  };
+}
+
+function toDrill(row: Selectable<DrillsTable>): DrillRecord {
+  return {
+    id: row.id,
+    service: row.service,
+    scenario: row.scenario,
+    outcome: row.outcome as DrillRecord['outcome'],
+    createdBy: row.created_by,
+    startedAt: num(row.started_at),
+    finishedAt: num(row.finished_at),
+    result: parseJsonOrNull<Record<string, unknown>>(row.result) ?? {},
   };
 }
 

@@ -324,6 +324,33 @@ const deployStrategies: Migration = {
   },
 };
 
+/** `nines drill` results, newest first per service. */
+const drills: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('drills')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('service', 'text', (c) => c.notNull())
+      .addColumn('scenario', 'text', (c) => c.notNull())
+      .addColumn('outcome', 'text', (c) => c.notNull())
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('finished_at', 'bigint', (c) => c.notNull())
+      .addColumn('result', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('drills_service_started_ix')
+      .on('drills')
+      .columns(['service', 'started_at'])
+      .execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.dropTable('drills').execute();
+  },
+};
+
 /**
  * Leadership of several controllers on one database: one row per lease (`controller`), its holder, the
  * holder's advertised URL, a fencing token that grows with every change of holder, and its expiry.
@@ -360,6 +387,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0008_secrets': secrets,
   '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
+  '0011_drills': drills,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -166,4 +166,17 @@ export interface Database {
   fleet_meta: FleetMetaTable;
   secrets: SecretsTable;
   leader_lease: LeaderLeaseTable;
+  drills: DrillsTable;
+}
+
+/** `nines drill` results (migration 0011_drills); `result` is the JSON of the drill's report. */
+export interface DrillsTable {
+  id: string;
+  service: string;
+  scenario: string;
+  outcome: string;
+  created_by: string;
+  started_at: Int8;
+  finished_at: Int8;
+  result: string;
 }

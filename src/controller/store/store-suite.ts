@@ -570,6 +570,34 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
       });
     });
 
+    describe('drills', () => {
+      it('keeps drill results, newest first, filtered by service', async () => {
+        const d = (id: string, service: string, at: number) => ({
+          id,
+          service,
+          scenario: 'instance-kill',
+          outcome: 'passed' as const,
+          createdBy: 'admin',
+          startedAt: T0 + at,
+          finishedAt: T0 + at + 5000,
+          result: { sent: 100, failed: 0, nested: { p99: 1.5 } },
+        });
+        await store.insertDrill(d('dr-1', 'web', 0));
+        await store.insertDrill(d('dr-2', 'web', 10));
+        await store.insertDrill(d('dr-3', 'api', 20));
+        assert.deepEqual(await store.getDrill('dr-2'), d('dr-2', 'web', 10));
+        assert.equal(await store.getDrill('nope'), undefined);
+        assert.deepEqual(
+          (await store.listDrills({ service: 'web' })).map((x) => x.id),
+          ['dr-2', 'dr-1'],
+        );
+        assert.deepEqual(
+          (await store.listDrills({ limit: 2 })).map((x) => x.id),
+          ['dr-3', 'dr-2'],
+        );
+      });
+    });
+
     describe('counters', () => {
       it('start at 1, increment by 1, are independent, and getCounter is 0 for unknown', async () => {
         assert.equal(await store.getCounter('routing'), 0);

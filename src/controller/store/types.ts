@@ -125,6 +125,18 @@ export interface HostRecord {
   revokedAt: number | null;
 }
 
+/** A finished drill: what was injected, what the load saw, pass/fail. `result` is the report (src/drill/drill.ts). */
+export interface DrillRecord {
+  id: string;
+  service: string;
+  scenario: string;
+  outcome: 'passed' | 'failed' | 'error';
+  createdBy: string;
+  startedAt: number;
+  finishedAt: number;
+  result: Record<string, unknown>;
+}
+
 export interface EventRecord {
   id: number;
   at: number;
@@ -262,6 +274,11 @@ export interface Store {
   listSecrets(filter?: { service?: string; environment?: string }): Promise<SecretRecord[]>;
   /** False when there was no such secret or variable. */
   deleteSecret(service: string, environment: string, name: string): Promise<boolean>;
+  /** `nines drill` results (issue 8). */
+  insertDrill(d: DrillRecord): Promise<void>;
+  getDrill(id: string): Promise<DrillRecord | undefined>;
+  /** Newest first. */
+  listDrills(opts?: { service?: string; limit?: number }): Promise<DrillRecord[]>;
 
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
