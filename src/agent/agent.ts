@@ -41,7 +41,8 @@ import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
 import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
-  controllerUrl: string;
+  /** One controller URL, or several (they fail over: core/failover.ts). */
+  controllerUrl: string | readonly string[];
   token: string;
   dataDir: string;
   name: string;
@@ -158,6 +159,8 @@ export class Agent {
     if (cached.success) {
       this.desired = cached.data;
       this.desiredJson = JSON.stringify(cached.data);
+      // Fencing survives agent restarts: a stale leader is refused even by a fresh agent process.
+      this.client.fencingToken = cached.data.fencingToken ?? 0;
       this._hostId ??= cached.data.hostId;
     }
 

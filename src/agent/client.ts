@@ -5,6 +5,7 @@ import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
 import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
 import { type AgentFault, type AgentFaultResult, agentFaultsAnswerSchema } from '../core/drill-protocol.js';
+import { Failover } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
 import { signRequest } from '../core/signing.js';
@@ -16,6 +17,8 @@ export class ControllerHttpError extends Error {
     readonly status: number,
     readonly code: string | undefined,
     message: string,
+    /** The leader a follower named (NINES_E_NOT_LEADER), for failover. */
+    readonly leader: string | null = null,
   ) {
     super(message);
     this.name = 'ControllerHttpError';
@@ -57,6 +60,7 @@ export const hostDesiredStateSchema = z.object({
   hostId: z.string().min(1),
   generation: z.number().int().nonnegative(),
   instances: z.array(desiredInstanceSchema),
+  fencingToken: z.number().int().nonnegative().optional(),
 });
 
 /** The host's identity once registered: every request is then signed with its key. */
@@ -71,17 +75,22 @@ export interface HostCredentials {
  * register; from then on every request is signed (`core/signing.ts`).
  */
 export class ControllerClient {
-  private readonly base: string;
+  /** The controller URLs and which one is current (core/failover.ts). */
+  readonly endpoints: Failover;
   private readonly http: HttpAgent;
   credentials: HostCredentials | undefined;
+  /** Highest fencing token seen; desired state with a lower one comes from a stale leader and is refused. */
+  fencingToken = 0;
+  /** How many such stale commands were refused. */
+  refusedCommands = 0;
 
   constructor(
-    controllerUrl: string,
+    controllerUrl: string | readonly string[],
     private readonly token: string,
     /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
     ca?: string,
   ) {
-    this.base = controllerUrl.replace(/\/+$/, '');
+    this.endpoints = new Failover(controllerUrl);
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
       connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
@@ -109,27 +118,29 @@ export class ControllerClient {
     body: unknown,
     signal: AbortSignal,
   ): Promise<unknown> {
-    const text0 = body === undefined ? undefined : JSON.stringify(body);
-    const res = await request(this.base + path, {
-      method,
-      dispatcher: this.http,
-      signal,
-      headers: this.headers(
+    return this.endpoints.run(async (base, signal) => {
+      const text0 = body === undefined ? undefined : JSON.stringify(body);
+      const res = await request(base + path, {
         method,
-        path,
-        text0,
-        text0 === undefined ? {} : { 'content-type': 'application/json' },
-      ),
-      ...(text0 === undefined ? {} : { body: text0 }),
-    });
-    const text = await res.body.text();
-    if (res.statusCode < 200 || res.statusCode >= 300) throw httpError(method, path, res.statusCode, text);
-    if (res.statusCode === 204 || text === '') return undefined;
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      throw new ControllerHttpError(res.statusCode, undefined, `${method} ${path}: answer is not JSON`);
-    }
+        dispatcher: this.http,
+        signal,
+        headers: this.headers(
+          method,
+          path,
+          text0,
+          text0 === undefined ? {} : { 'content-type': 'application/json' },
+        ),
+        ...(text0 === undefined ? {} : { body: text0 }),
+      });
+      const text = await res.body.text();
+      if (res.statusCode < 200 || res.statusCode >= 300) throw httpError(method, path, res.statusCode, text);
+      if (res.statusCode === 204 || text === '') return undefined;
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        throw new ControllerHttpError(res.statusCode, undefined, `${method} ${path}: answer is not JSON`);
+      }
+    }, signal);
   }
 
   /** Registers (with the token: a new key) or refreshes the host's facts (signed: the key stays). */
@@ -154,8 +165,10 @@ export class ControllerClient {
     signal: AbortSignal,
   ): Promise<HostDesiredState> {
     const q = new URLSearchParams({ hostId, after: String(after), wait: String(waitS) });
+    // A stalled controller must not hold the long poll past its wait: time out a little after it.
+    const timed = AbortSignal.any([signal, AbortSignal.timeout(waitS * 1000 + 10_000)]);
     const res = hostDesiredStateSchema.safeParse(
-      await this.json('GET', `/v1/agent/desired?${q}`, undefined, signal),
+      await this.json('GET', `/v1/agent/desired?${q}`, undefined, timed),
     );
     if (!res.success) {
       throw new ControllerHttpError(
@@ -163,6 +176,21 @@ export class ControllerClient {
         undefined,
         `desired: invalid answer: ${res.error.message.slice(0, 500)}`,
       );
+    }
+    const token = res.data.fencingToken;
+    if (token !== undefined) {
+      if (token < this.fencingToken) {
+        // A controller that lost its leadership still answered: refuse, and ask another one.
+        this.refusedCommands++;
+        const from = this.endpoints.current;
+        this.endpoints.moveOn(from, null, 'stale leader');
+        throw new ControllerHttpError(
+          409,
+          'NINES_E_FENCED',
+          `desired state from ${from} carries fencing token ${token}, older than ${this.fencingToken}: refused`,
+        );
+      }
+      this.fencingToken = token;
     }
     return res.data;
   }
@@ -251,16 +279,19 @@ export class ControllerClient {
 
   /** Streams `GET {controllerUrl}{path}` into `file`; refuses more than `maxBytes`. */
   async download(path: string, file: string, maxBytes: number, signal: AbortSignal): Promise<number> {
-    const res = await request(this.base + path, {
-      method: 'GET',
-      dispatcher: this.http,
-      signal,
-      headers: this.headers('GET', path, undefined),
-    });
-    if (res.statusCode !== 200) {
-      const text = await res.body.text().catch(() => '');
-      throw httpError('GET', path, res.statusCode, text);
-    }
+    const res = await this.endpoints.run(async (base, signal) => {
+      const r = await request(base + path, {
+        method: 'GET',
+        dispatcher: this.http,
+        signal,
+        headers: this.headers('GET', path, undefined),
+      });
+      if (r.statusCode !== 200) {
+        const text = await r.body.text().catch(() => '');
+        throw httpError('GET', path, r.statusCode, text);
+      }
+      return r;
+    }, signal);
     let bytes = 0;
     const limit = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -281,10 +312,14 @@ export class ControllerClient {
 function httpError(method: string, path: string, status: number, text: string): ControllerHttpError {
   let code: string | undefined;
   let message = text.slice(0, 300);
+  let leader: string | null = null;
   try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const body = JSON.parse(text) as {
+      error?: { code?: unknown; message?: unknown; details?: { leader?: unknown } };
+    };
     if (typeof body.error?.code === 'string') code = body.error.code;
     if (typeof body.error?.message === 'string') message = body.error.message;
+    if (typeof body.error?.details?.leader === 'string') leader = body.error.details.leader;
   } catch {
     // not an error body
   }
@@ -293,5 +328,6 @@ function httpError(method: string, path: string, status: number, text: string): 
     status,
     code,
     `${method} ${pathOnly}: HTTP ${status}${code ? ` ${code}` : ''}: ${message}`,
+    leader,
   );
 }

@@ -1,8 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { Agent, type Dispatcher, request } from 'undici';
 import { type ErrorBody, type ErrorCode, isErrorCode } from '../core/errors.js';
+import { Failover } from '../core/failover.js';
 
 /** An error answered by the controller, with its registry code and HTTP status. */
 export class ApiError extends Error {
@@ -73,9 +75,12 @@ export async function resolveTarget(opts: {
 export class Client {
   readonly target: Target;
   private readonly dispatcher: Dispatcher | undefined;
+  /** `target.url` may list several controllers (comma-separated): requests fail over between them. */
+  private readonly endpoints: Failover;
   constructor(target: Target) {
     this.target = target;
     this.dispatcher = target.ca ? new Agent({ connect: { ca: target.ca } }) : undefined;
+    this.endpoints = new Failover(target.url);
   }
 
   async get<T>(path: string): Promise<T> {
@@ -97,7 +102,7 @@ export class Client {
   async upload<T>(path: string, file: string, sha256: string): Promise<T> {
     const size = (await stat(file)).size;
     return this.call<T>('POST', path, undefined, {
-      body: createReadStream(file),
+      body: () => createReadStream(file),
       headers: {
         'content-type': 'application/gzip',
         'content-length': String(size),
@@ -110,56 +115,80 @@ export class Client {
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     json?: unknown,
-    raw?: { body: NodeJS.ReadableStream; headers: Record<string, string> },
+    raw?: { body: () => NodeJS.ReadableStream; headers: Record<string, string> },
   ): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.target.token}`, ...raw?.headers };
-    let body: string | NodeJS.ReadableStream | undefined = raw?.body;
-    if (json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(json);
-    }
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(this.target.url + path, {
-        method,
-        headers,
-        body: body as string | undefined,
+    if (json !== undefined) headers['content-type'] = 'application/json';
+    return this.endpoints.run(async (base, signal) => {
+      // Built per attempt: a stream is used up by a request that went to a follower.
+      const body = json !== undefined ? JSON.stringify(json) : raw?.body();
+      let res: Awaited<ReturnType<typeof request>>;
+      try {
+        res = await request(base + path, {
+          method,
+          headers,
+          body: body as string | undefined,
+          ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+          headersTimeout: 60_000,
+          bodyTimeout: 60_000,
+          signal,
+        });
+      } catch (err) {
+        throw new ApiError(
+          'NINES_E_UNREACHABLE',
+          0,
+          `cannot reach the controller at ${base}: ${(err as Error).message}`,
+        );
+      }
+      const text = await res.body.text();
+      if (res.statusCode >= 400) throw apiError(res.statusCode, text);
+      return (text ? JSON.parse(text) : undefined) as T;
+    });
+  }
+
+  /** A binary answer as a stream (release artifacts, for `nines backup --artifacts`). */
+  async download(path: string): Promise<Readable> {
+    return this.endpoints.run(async (base) => {
+      const r = await request(base + path, {
+        headers: { authorization: `Bearer ${this.target.token}` },
         ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
         headersTimeout: 60_000,
         bodyTimeout: 60_000,
+      }).catch((err: Error) => {
+        throw new ApiError(
+          'NINES_E_UNREACHABLE',
+          0,
+          `cannot reach the controller at ${base}: ${err.message}`,
+        );
       });
-    } catch (err) {
-      throw new ApiError(
-        'NINES_E_UNREACHABLE',
-        0,
-        `cannot reach the controller at ${this.target.url}: ${(err as Error).message}`,
-      );
-    }
-    const text = await res.body.text();
-    if (res.statusCode >= 400) throw apiError(res.statusCode, text);
-    return (text ? JSON.parse(text) : undefined) as T;
+      if (r.statusCode >= 400) throw apiError(r.statusCode, await r.body.text());
+      return r.body;
+    });
   }
 
   /** A streamed text answer (`nines logs`): `onText` gets it as it arrives, until the server ends it. */
   async stream(path: string, onText: (text: string) => void, signal?: AbortSignal): Promise<void> {
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(this.target.url + path, {
-        headers: { authorization: `Bearer ${this.target.token}` },
-        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
-        headersTimeout: 60_000,
-        // Following a quiet log is idle for as long as the app says nothing.
-        bodyTimeout: 0,
-        ...(signal ? { signal } : {}),
-      });
-    } catch (err) {
-      throw new ApiError(
-        'NINES_E_UNREACHABLE',
-        0,
-        `cannot reach the controller at ${this.target.url}: ${(err as Error).message}`,
-      );
-    }
-    if (res.statusCode >= 400) throw apiError(res.statusCode, await res.body.text());
+    const res = await this.endpoints.run(async (base, sig) => {
+      let r: Awaited<ReturnType<typeof request>>;
+      try {
+        r = await request(base + path, {
+          headers: { authorization: `Bearer ${this.target.token}` },
+          ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+          headersTimeout: 60_000,
+          // Following a quiet log is idle for as long as the app says nothing.
+          bodyTimeout: 0,
+          signal: sig,
+        });
+      } catch (err) {
+        throw new ApiError(
+          'NINES_E_UNREACHABLE',
+          0,
+          `cannot reach the controller at ${base}: ${(err as Error).message}`,
+        );
+      }
+      if (r.statusCode >= 400) throw apiError(r.statusCode, await r.body.text());
+      return r;
+    }, signal);
     res.body.setEncoding('utf8');
     try {
       for await (const chunk of res.body) onText(chunk as string);

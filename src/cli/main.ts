@@ -1,13 +1,23 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { StatusView } from '../controller/status.js';
 import type { DeployRecord, EventRecord, ServiceRecord } from '../controller/store/types.js';
+import {
+  type ArtifactSource,
+  latestBackup,
+  pruneBackups,
+  readBackupKey,
+  type StateSnapshot,
+  writeBackup,
+} from '../core/backup-file.js';
+import { downloadBackup, parseS3Url, pruneS3Backups, s3Client, uploadBackup } from '../core/backup-s3.js';
+import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
@@ -23,7 +33,7 @@ import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { registerHaproxyCommand } from './haproxy.js';
 import { EXIT, makeOut, type Out, table } from './output.js';
-import { fileLogger, runAgent, runController, runProxy } from './planes.js';
+import { fileLogger, restoreBackup, runAgent, runController, runProxy } from './planes.js';
 import { registerProxiesCommands } from './proxies.js';
 import { registerSecretsCommands } from './secrets.js';
 import { up } from './up.js';
@@ -39,7 +49,9 @@ interface Common {
 const program = new Command('nines')
   .description('Keep web services up while they are deployed, patched, scaled and broken.')
   .showHelpAfterError()
-  .addOption(new Option('--url <url>', 'controller API URL').env('NINES_URL'))
+  .addOption(
+    new Option('--url <url>', 'controller API URL (several, comma-separated: fail over)').env('NINES_URL'),
+  )
   .addOption(new Option('--token <token>', 'API token').env('NINES_TOKEN'))
   .addOption(
     new Option('--data-dir <dir>', 'data directory of a local `nines up`')
@@ -163,7 +175,25 @@ const controllerCommand = program
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .option('--host-down-after <ms>', 'a host silent this long is down; its instances move elsewhere', '15000')
   .option('--environment <name>', 'environment whose secrets and variables instances get', 'production')
-  .addHelpText('after', '\nExample:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0')
+  .addOption(
+    new Option(
+      '--database-url <url>',
+      'PostgreSQL URL shared by several controllers (default: embedded SQLite in the data dir)',
+    ).env('NINES_DATABASE_URL'),
+  )
+  .option('--database-schema <name>', 'PostgreSQL schema to keep the tables in')
+  .option('--lease-timeout <duration>', 'HA: a leader silent this long is replaced (e.g. 10s)', '10s')
+  .option('--advertise-url <url>', 'HA: the URL other controllers and clients reach this one at')
+  .option('--backup-dir <dir>', 'scheduled backups: write them here (the leader does)')
+  .option('--backup-key-file <file>', 'scheduled backups: the encryption key file')
+  .option('--backup-every <duration>', 'scheduled backups: interval', '1h')
+  .option('--backup-keep <n>', 'scheduled backups: how many to keep', '24')
+  .option('--backup-artifacts', 'scheduled backups: include release artifacts')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  nines controller --data-dir /var/lib/nines --host 0.0.0.0\n' +
+      '  nines controller --database-url postgres://nines@db/nines --host 0.0.0.0 --advertise-url http://10.0.0.1:7070',
+  )
   .action(
     action(async (out, o, opts: ControllerFlags) => {
       const dataDir = resolve(o.dataDir ?? '.nines');
@@ -183,6 +213,11 @@ const controllerCommand = program
         environment: opts.environment,
         ...(s3 ? { s3 } : {}),
         ...(tls ? { tls } : {}),
+        leaseTimeoutMs: parseLeaseTimeout(opts.leaseTimeout),
+        ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+        ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+        ...(opts.advertiseUrl ? { advertiseUrl: opts.advertiseUrl } : {}),
+        ...(opts.backupDir ? { backups: await backupSchedule(opts) } : {}),
       });
       const info = {
         pid: process.pid,
@@ -219,12 +254,21 @@ interface ControllerFlags {
   s3Prefix?: string;
   tlsCert?: string;
   tlsKey?: string;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  leaseTimeout: string;
+  advertiseUrl?: string;
+  backupDir?: string;
+  backupKeyFile?: string;
+  backupEvery: string;
+  backupKeep: string;
+  backupArtifacts?: boolean;
 }
 
 program
   .command('agent')
   .description("run the host agent: start, probe, restart and stop this host's instances")
-  .requiredOption('--controller <url>', 'controller API URL')
+  .requiredOption('--controller <url>', 'controller API URL (several, comma-separated: fail over)')
   .addOption(
     new Option(
       '--join-token <token>',
@@ -309,7 +353,7 @@ program
 program
   .command('proxy')
   .description("run the proxy: route traffic to healthy instances, from the controller's snapshots")
-  .requiredOption('--controller <url>', 'controller API URL')
+  .requiredOption('--controller <url>', 'controller API URL (several, comma-separated: fail over)')
   .addOption(
     new Option(
       '--join-token <token>',
@@ -1019,6 +1063,164 @@ program
     }),
   );
 
+program
+  .command('backup')
+  .description(
+    'write an encrypted, consistent snapshot of the control-plane state (and artifacts) to a directory',
+  )
+  .requiredOption('--out <dir>', 'directory to write the backup into (a nines-backup-<time>/ directory)')
+  .requiredOption(
+    '--key-file <file>',
+    'encryption key (e.g. `openssl rand -hex 32 > backup.key`; keep it apart)',
+  )
+  .option('--artifacts', 'include the release artifacts')
+  .option('--keep <n>', 'then keep only the newest n backups in --out')
+  .addOption(
+    new Option('--s3-endpoint <url>', 'S3-compatible service for s3:// locations (default AWS)').env(
+      'NINES_S3_ENDPOINT',
+    ),
+  )
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines backup --out /backups/nines --key-file /etc/nines/backup.key --artifacts --keep 14',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        opts: { out: string; keyFile: string; artifacts?: boolean; keep?: string; s3Endpoint?: string },
+      ) => {
+        const key = await readBackupKey(opts.keyFile);
+        const c = await client(o);
+        const t0 = Date.now();
+        const state = await c.get<StateSnapshot>('/v1/backup/state');
+        let sources: ArtifactSource[] | null = null;
+        if (opts.artifacts) {
+          sources = [];
+          for (const svc of (await c.get<{ services: ServiceRecord[] }>('/v1/services')).services) {
+            const { releases } = await c.get<{
+              releases: Array<{ service: string; version: string; sha256: string }>;
+            }>(`/v1/services/${encodeURIComponent(svc.name)}/releases`);
+            for (const r of releases) {
+              const path = `/v1/services/${encodeURIComponent(r.service)}/releases/${encodeURIComponent(r.version)}/artifact`;
+              sources.push({
+                service: r.service,
+                version: r.version,
+                sha256: r.sha256,
+                open: () => c.download(path),
+              });
+            }
+          }
+        }
+        const s3loc = parseS3Url(opts.out);
+        const keep = Math.max(1, Number(opts.keep));
+        let path: string;
+        let removed: string[] = [];
+        if (s3loc) {
+          // Encrypted locally first (a temporary directory), then uploaded file by file.
+          const tmp = await mkdtemp(join(tmpdir(), 'nines-backup-'));
+          try {
+            const s3 = s3Client(opts.s3Endpoint);
+            path = await uploadBackup(s3, s3loc, await writeBackup(tmp, key, state, sources));
+            if (opts.keep) removed = await pruneS3Backups(s3, s3loc, keep);
+          } finally {
+            await rm(tmp, { recursive: true, force: true });
+          }
+        } else {
+          path = await writeBackup(resolve(opts.out), key, state, sources);
+          if (opts.keep) removed = await pruneBackups(resolve(opts.out), keep);
+        }
+        const rows = Object.values(state.tables).reduce((n, t) => n + t.rows.length, 0);
+        out.result(
+          { path, tables: Object.keys(state.tables).length, rows, artifacts: sources?.length ?? 0, removed },
+          `backup ${path}: ${Object.keys(state.tables).length} tables, ${rows} rows` +
+            (sources ? `, ${sources.length} artifacts` : '') +
+            ` in ${((Date.now() - t0) / 1000).toFixed(1)} s` +
+            (removed.length ? `; removed ${removed.length} older` : ''),
+        );
+        return EXIT.ok;
+      },
+    ),
+  );
+
+program
+  .command('restore')
+  .description(
+    'load a backup into a fresh controller (not running): its data dir, or its PostgreSQL database',
+  )
+  .requiredOption(
+    '--from <dir>',
+    'a nines-backup-<time>/ directory, or a directory of them (the newest is used)',
+  )
+  .requiredOption('--key-file <file>', 'the key the backup was written with')
+  .addOption(
+    new Option('--database-url <url>', 'restore into this PostgreSQL database').env('NINES_DATABASE_URL'),
+  )
+  .option('--database-schema <name>', 'PostgreSQL schema')
+  .option('--replace', 'overwrite a store that is not empty (stop every controller first)')
+  .addOption(
+    new Option('--s3-endpoint <url>', 'S3-compatible service for s3:// locations (default AWS)').env(
+      'NINES_S3_ENDPOINT',
+    ),
+  )
+  .addHelpText(
+    'after',
+    '\nExample:\n  nines restore --from /backups/nines --key-file backup.key --data-dir /var/lib/nines\n' +
+      '  nines controller --data-dir /var/lib/nines   # agents and proxies re-join by themselves',
+  )
+  .action(
+    action(
+      async (
+        out,
+        o,
+        opts: {
+          from: string;
+          keyFile: string;
+          databaseUrl?: string;
+          databaseSchema?: string;
+          replace?: boolean;
+          s3Endpoint?: string;
+        },
+      ) => {
+        const s3loc = parseS3Url(opts.from);
+        const tmp = s3loc ? await mkdtemp(join(tmpdir(), 'nines-restore-')) : undefined;
+        let backup: string | undefined;
+        let r: Awaited<ReturnType<typeof restoreBackup>>;
+        try {
+          if (s3loc && tmp) {
+            backup = await downloadBackup(s3Client(opts.s3Endpoint), s3loc, tmp);
+          } else {
+            const from = resolve(opts.from);
+            backup = (await readFile(join(from, 'manifest.json')).catch(() => undefined))
+              ? from
+              : await latestBackup(from);
+          }
+          if (!backup) throw new NinesError('NINES_E_BACKUP_INVALID', `no nines backup in ${opts.from}`);
+          r = await restoreBackup({
+            dataDir: o.dataDir ?? '.nines',
+            backup,
+            keyFile: opts.keyFile,
+            ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+            ...(opts.databaseSchema ? { databaseSchema: opts.databaseSchema } : {}),
+            ...(opts.replace ? { replace: true } : {}),
+          });
+        } finally {
+          if (tmp) await rm(tmp, { recursive: true, force: true });
+        }
+        if (s3loc)
+          backup = `s3://${s3loc.bucket}/${s3loc.prefix}${s3loc.prefix ? '/' : ''}${backup.split('/').pop()}`;
+        const rows = Object.values(r.tables).reduce((n, x) => n + x, 0);
+        out.result(
+          { backup, ...r },
+          `restored ${backup} (taken ${new Date(r.createdAt).toISOString()}): ${Object.keys(r.tables).length} tables, ` +
+            `${rows} rows, ${r.artifacts} artifacts.\nStart the controller on this data dir; agents and proxies re-join by themselves.`,
+        );
+        return EXIT.ok;
+      },
+    ),
+  );
+
 addCheckCommands(program, { client, action });
 registerSecretsCommands(program, { action, client });
 registerProxiesCommands(program, { action, client });
@@ -1035,4 +1237,53 @@ function parseListen(v: string): { host: string; port: number } {
     throw new NinesError('NINES_E_VALIDATION', `${v}: use host:port, e.g. 127.0.0.1:9100`);
   }
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}
+
+/** `--lease-timeout`: a duration from 300 ms to 5 min (a bad one is refused before anything starts). */
+function parseLeaseTimeout(v: string): number {
+  const r = duration.safeParse(/^\d+$/.test(v) ? Number(v) : v);
+  if (!r.success || r.data < 300 || r.data > 300_000) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--lease-timeout ${v}: use a duration from 300ms to 5m, e.g. 10s`,
+    );
+  }
+  return r.data;
+}
+
+/** `nines controller --backup-dir …`: the scheduled-backup options, checked before anything starts. */
+async function backupSchedule(opts: {
+  backupDir?: string;
+  backupKeyFile?: string;
+  backupEvery: string;
+  backupKeep: string;
+  backupArtifacts?: boolean;
+}) {
+  if (!opts.backupKeyFile) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      '--backup-dir needs --backup-key-file (backups are encrypted)',
+    );
+  }
+  const every = duration.safeParse(opts.backupEvery);
+  const keep = Number(opts.backupKeep);
+  if (!every.success || every.data < 1000) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--backup-every ${opts.backupEvery}: use a duration of 1s or more, e.g. 1h`,
+    );
+  }
+  if (!Number.isInteger(keep) || keep < 1) {
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `--backup-keep ${opts.backupKeep}: a whole number of 1 or more`,
+    );
+  }
+  return {
+    dir: resolve(opts.backupDir as string),
+    key: await readBackupKey(opts.backupKeyFile),
+    intervalMs: every.data,
+    keep,
+    artifacts: opts.backupArtifacts === true,
+  };
 }

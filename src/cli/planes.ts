@@ -3,10 +3,13 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../agent/index.js';
+import type { BackupScheduleOptions } from '../controller/backups.js';
 import { Controller } from '../controller/controller.js';
 import type { S3Options } from '../controller/s3.js';
+import { openPostgresStore } from '../controller/store/postgres.js';
 import { openSqliteStore } from '../controller/store/sqlite.js';
 import type { TlsFiles } from '../controller/tls.js';
+import { readBackup, readBackupKey, restoreArtifacts } from '../core/backup-file.js';
 import { redactOptions } from '../core/redact.js';
 import { HaproxyAdapter } from '../haproxy/adapter.js';
 import { HaproxyRuntime } from '../haproxy/runtime.js';
@@ -43,19 +46,37 @@ export async function runController(o: {
   environment?: string;
   s3?: S3Options;
   tls?: TlsFiles;
+  /** PostgreSQL URL: several controllers share it (HA); default the embedded SQLite file. */
+  databaseUrl?: string;
+  /** PostgreSQL schema (default the connection's current schema). */
+  databaseSchema?: string;
+  leaseTimeoutMs?: number;
+  advertiseUrl?: string;
+  backups?: BackupScheduleOptions;
 }): Promise<Running & { controller: Controller; tokens: { admin: string; node: string } }> {
   const dataDir = resolve(o.dataDir);
-  const store = await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  const logger = o.logger.child({ plane: 'controller' });
+  const leaseTimeoutMs = o.leaseTimeoutMs ?? 10_000;
+  const store = o.databaseUrl
+    ? await openPostgresStore({
+        connectionString: o.databaseUrl,
+        ...(o.databaseSchema ? { schema: o.databaseSchema } : {}),
+        idleInTransactionTimeoutMs: leaseTimeoutMs,
+        onPoolError: (err) => logger.warn({ err }, 'PostgreSQL connection lost; reconnecting'),
+      })
+    : await openSqliteStore({ file: join(dataDir, 'nines.db') });
   const controller = new Controller({
     store,
     dataDir,
-    logger: o.logger.child({ plane: 'controller' }),
+    logger,
     host: o.host,
     port: o.port,
     ...(o.hostDownAfterMs !== undefined ? { hostDownAfterMs: o.hostDownAfterMs } : {}),
     ...(o.environment ? { environment: o.environment } : {}),
     ...(o.s3 ? { s3: o.s3 } : {}),
     ...(o.tls ? { tls: o.tls } : {}),
+    ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
+    ...(o.backups ? { backups: o.backups } : {}),
   });
   const tokens = await controller.bootstrapTokens();
   await controller.start();
@@ -70,6 +91,7 @@ export async function runController(o: {
 }
 
 export async function runProxy(o: {
+  /** One URL or several, comma-separated (failover). */
   controllerUrl: string;
   token: string;
   dataDir: string;
@@ -139,6 +161,36 @@ export async function runAgent(o: {
     /** Stop the agent only; its instances keep serving and a new agent adopts them. */
     leave: () => agent.stop({ stopInstances: false }),
   };
+}
+
+/**
+ * `nines restore`: load a backup into the store of a controller that is not running (its SQLite file in
+ * `dataDir`, or the PostgreSQL database) and its artifacts into `dataDir/artifacts`.
+ */
+export async function restoreBackup(o: {
+  dataDir: string;
+  backup: string;
+  keyFile: string;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  replace?: boolean;
+}): Promise<{ tables: Record<string, number>; artifacts: number; createdAt: number }> {
+  const dataDir = resolve(o.dataDir);
+  const key = await readBackupKey(o.keyFile);
+  const { manifest, state } = await readBackup(o.backup, key);
+  const store = o.databaseUrl
+    ? await openPostgresStore({
+        connectionString: o.databaseUrl,
+        ...(o.databaseSchema ? { schema: o.databaseSchema } : {}),
+      })
+    : await openSqliteStore({ file: join(dataDir, 'nines.db') });
+  try {
+    const tables = await store.importSnapshot(state, { replace: o.replace ?? false });
+    const artifacts = await restoreArtifacts(o.backup, key, manifest, join(dataDir, 'artifacts'));
+    return { tables, artifacts, createdAt: state.createdAt };
+  } finally {
+    await store.close();
+  }
 }
 
 /**

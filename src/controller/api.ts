@@ -16,6 +16,7 @@ import { registerDrillRoutes } from './drills.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
 import type { Hub } from './hub.js';
+import { type Leadership, needsLeader } from './leadership.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import { mayReportAs } from './proxies.js';
 import type { Secrets } from './secrets/index.js';
@@ -44,6 +45,8 @@ export interface ApiDeps {
   secrets?: Secrets;
   /** Serve HTTPS with these (controller/tls.ts); plain HTTP without. */
   tls?: TlsFiles;
+  /** Several controllers: followers refuse what only the leader may do (NINES_E_NOT_LEADER). */
+  leadership?: Leadership;
 }
 
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -137,6 +140,22 @@ export function buildApi(deps: ApiDeps) {
     req.pendingSignature = pending ?? null;
   });
 
+  const leadership = deps.leadership;
+  if (leadership) {
+    // After authentication, so that only callers with credentials learn where the leader is.
+    app.addHook('onRequest', async (req) => {
+      if (leadership.isLeader || !needsLeader(req.method, req.url)) return;
+      const leader = leadership.leaderUrl;
+      throw new NinesError(
+        'NINES_E_NOT_LEADER',
+        leader
+          ? `this controller is a follower; the leader is ${leader}`
+          : 'this controller is a follower and no leader holds the lease right now (a takeover is under way); retry in a moment',
+        { leader },
+      );
+    });
+  }
+
   app.addHook('preHandler', async (req) => {
     if (req.pendingSignature) {
       auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
@@ -166,6 +185,18 @@ export function buildApi(deps: ApiDeps) {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  // Leadership: which controller leads, with which fencing token (any controller answers).
+  app.get('/v1/leader', async () => leadership?.status() ?? null);
+
+  // Backup: every table of the store as one consistent snapshot. It holds host keys and token hashes,
+  // so only an admin may read it (`nines backup` encrypts it before it touches a disk).
+  app.get('/v1/backup/state', async (req) => {
+    if (req.principal?.role !== 'admin') {
+      throw new NinesError('NINES_E_FORBIDDEN', 'only an admin token may read a backup of the store');
+    }
+    return store.exportSnapshot();
+  });
 
   // ---- people: status, services, releases, deploys, events ----------------------------------------
 
@@ -463,7 +494,9 @@ export function buildApi(deps: ApiDeps) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
     const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
-    return deps.secrets ? deps.secrets.forHost(desired, req.principal?.hostId) : desired;
+    const answer = deps.secrets ? await deps.secrets.forHost(desired, req.principal?.hostId) : desired;
+    // Agents refuse desired state stamped with a token older than one they have seen (fencing).
+    return leadership ? { ...answer, fencingToken: leadership.token } : answer;
   });
 
   app.post('/v1/agent/report', async (req, reply) => {

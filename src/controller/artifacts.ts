@@ -83,6 +83,10 @@ export class ArtifactStore {
     await rm(tmp, { force: true });
   }
 
+  async has(service: string, version: string): Promise<boolean> {
+    return (await stat(this.path(service, version)).catch(() => undefined)) !== undefined;
+  }
+
   async open(service: string, version: string): Promise<{ stream: Readable; size: number }> {
     const file = this.path(service, version);
     const st = await stat(file).catch(() => undefined);

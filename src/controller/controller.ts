@@ -9,8 +9,10 @@ import { FleetSignals, ModuleSignals, RequestSignals } from './alerting/sources.
 import { AlertStore } from './alerting/store.js';
 import { registerAlertsApi } from './alerts-api.js';
 import { buildApi } from './api.js';
+import { ArtifactSync } from './artifact-sync.js';
 import { ArtifactStore } from './artifacts.js';
 import { Authenticator, createToken, hashToken } from './auth.js';
+import { type BackupScheduleOptions, BackupScheduler } from './backups.js';
 import { registerCheckRoutes } from './checks/routes.js';
 import { CheckService } from './checks/service.js';
 import { Autoscaler } from './engine/autoscaler.js';
@@ -21,6 +23,7 @@ import { Fleet } from './fleet.js';
 import { registerFleetApi } from './fleet-api.js';
 import { HostOps } from './hostops.js';
 import { Hub } from './hub.js';
+import { Leadership } from './leadership.js';
 import { registerProxyRoutes } from './proxies.js';
 import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
@@ -48,6 +51,13 @@ export interface ControllerOptions {
   s3?: S3Options;
   /** Serve the API over HTTPS. */
   tls?: TlsFiles;
+  /**
+   * Several controllers on one (PostgreSQL) database: the lease timeout, and the URL the others and
+   * the clients reach this one at (default this controller's own URL).
+   */
+  ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
+  /** Scheduled backups (run by the leader). */
+  backups?: BackupScheduleOptions;
 }
 
 /**
@@ -78,22 +88,37 @@ export class Controller {
   private readonly app: ReturnType<typeof buildApi>;
   private readonly opts: ControllerOptions;
   private boundPort = 0;
+  /** Who leads; subsystems that must run once per cluster register with `leadership.onLeadership`. */
+  readonly leadership: Leadership;
+  readonly backups: BackupScheduler | undefined;
+  private readonly artifactSync: ArtifactSync;
+  private nodeToken: string | undefined;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.store = opts.store;
     this.hub = new Hub();
     this.signals = new Signals();
+    this.leadership = new Leadership({
+      store: opts.store,
+      // Replaced in start() by the id kept in the data directory.
+      id: `c-${randomBytes(6).toString('hex')}`,
+      url: () => opts.ha?.advertiseUrl ?? this.url,
+      logger: opts.logger,
+      ...(opts.ha?.leaseTimeoutMs !== undefined ? { leaseTimeoutMs: opts.ha.leaseTimeoutMs } : {}),
+    });
+    // The leader's parts write through the fenced store: a stale leader's late writes are refused.
+    const fenced = this.leadership.fence(opts.store);
     this.fleet = new Fleet({
-      store: this.store,
+      store: fenced,
       hub: this.hub,
       logger: opts.logger,
       signals: this.signals,
       ...(opts.hostDownAfterMs !== undefined ? { hostDownAfterMs: opts.hostDownAfterMs } : {}),
     });
-    this.ops = new InstanceOps({ store: this.store, hub: this.hub, fleet: this.fleet, logger: opts.logger });
+    this.ops = new InstanceOps({ store: fenced, hub: this.hub, fleet: this.fleet, logger: opts.logger });
     this.engine = new DeployEngine({
-      store: this.store,
+      store: fenced,
       hub: this.hub,
       fleet: this.fleet,
       ops: this.ops,
@@ -101,7 +126,7 @@ export class Controller {
       artifactPath: (service, version) => this.artifacts.path(service, version),
     });
     this.reconciler = new Reconciler({
-      store: this.store,
+      store: fenced,
       hub: this.hub,
       fleet: this.fleet,
       ops: this.ops,
@@ -128,6 +153,7 @@ export class Controller {
       logger: opts.logger,
       secrets: this.secrets,
       ...(opts.tls ? { tls: opts.tls } : {}),
+      leadership: this.leadership,
     });
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
@@ -186,6 +212,22 @@ export class Controller {
       hub: this.hub,
       logger: opts.logger.child({ part: 'autoscaler' }),
     });
+    this.backups = opts.backups
+      ? new BackupScheduler({
+          store: this.store,
+          artifacts: this.artifacts,
+          leadership: this.leadership,
+          logger: opts.logger.child({ part: 'backups' }),
+          schedule: opts.backups,
+        })
+      : undefined;
+    this.artifactSync = new ArtifactSync({
+      store: this.store,
+      artifacts: this.artifacts,
+      leadership: this.leadership,
+      token: () => this.nodeToken,
+      logger: opts.logger.child({ part: 'artifact-sync' }),
+    });
   }
 
   get url(): string {
@@ -201,31 +243,59 @@ export class Controller {
     await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
     const admin = await this.tokenFile('admin-token', 'admin', 'admin');
     const node = await this.tokenFile('node-token', 'node', 'local-node');
+    this.nodeToken = node;
     return { admin, node };
   }
 
   async start(): Promise<void> {
     await this.secrets.init();
-    await this.engine.recover();
     this.ackSecret = await this.alerts.ackSecret(Date.now());
+    this.leadership.setId(await this.controllerId());
+    // The leader's parts: a new leader re-learns the fleet (agents and proxies report to it now),
+    // resumes the deploys in flight where the fleet actually is, then heals, evaluates checks and
+    // alerts, and autoscales. Followers run none of them.
+    this.leadership.onLeadership(
+      async () => {
+        this.hub.agents.clear();
+        this.hub.proxies.clear();
+        await this.engine.recover();
+        this.reconciler.start();
+        this.checks.start();
+        this.alertScheduler.start();
+        this.autoscaler.start();
+      },
+      async () => {
+        await this.autoscaler.stop();
+        await this.alertScheduler.stop();
+        await this.checks.stop();
+        await this.reconciler.stop();
+        await this.engine.close();
+      },
+    );
     await this.app.listen({ host: this.opts.host, port: this.opts.port });
     const addr = this.app.server.address();
     this.boundPort = typeof addr === 'object' && addr ? addr.port : this.opts.port;
-    this.reconciler.start();
-    this.checks.start();
-    this.alertScheduler.start();
-    this.autoscaler.start();
+    await this.leadership.start();
+    this.artifactSync.start();
   }
 
   async close(): Promise<void> {
     this.hostOps.close();
-    await this.autoscaler.stop();
-    await this.alertScheduler.stop();
-    await this.reconciler.stop();
-    await this.checks.stop();
-    await this.engine.close();
+    await this.artifactSync.stop();
+    await this.leadership.stop();
     await this.app.close();
     this.artifacts.remote?.close();
+  }
+
+  /** This controller's stable id: a restarted controller takes its own lease back at once. */
+  private async controllerId(): Promise<string> {
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    const file = join(this.opts.dataDir, 'controller-id');
+    const existing = (await readFile(file, 'utf8').catch(() => '')).trim();
+    if (/^[A-Za-z0-9._-]{1,64}$/.test(existing)) return existing;
+    const id = this.leadership.id;
+    await writeFile(file, `${id}\n`, { mode: 0o600 });
+    return id;
   }
 
   private async tokenFile(file: string, role: 'admin' | 'node', name: string): Promise<string> {

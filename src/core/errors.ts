@@ -67,6 +67,12 @@ export const errorRegistry = {
     status: 502,
     title: 'Object storage (S3) refused or failed an artifact operation',
   },
+  NINES_E_NOT_LEADER: { status: 503, title: 'This controller is a follower; ask the leader' },
+  NINES_E_FENCED: { status: 409, title: 'Write refused: this controller lost its leadership (fencing)' },
+  NINES_E_BACKUP_INVALID: {
+    status: 400,
+    title: 'Backup cannot be read (wrong key, damaged or not a backup)',
+  },
   NINES_E_HAPROXY_UNREACHABLE: { status: 502, title: 'HAProxy Runtime API did not answer' },
   NINES_E_DRILL_REFUSED: { status: 409, title: 'Drill target is outside the fleet nines manages' },
   NINES_E_DRILL_NOT_FOUND: { status: 404, title: 'No such drill' },

@@ -79,6 +79,11 @@ export interface HostDesiredState {
   /** Increases with every change of this host's desired instances. */
   generation: number;
   instances: DesiredInstance[];
+  /**
+   * The leader's fencing token (several controllers): grows with every new leader. An agent ignores
+   * desired state with a token lower than one it has already seen — a stale leader's late command.
+   */
+  fencingToken?: number;
 }
 
 export interface ObservedInstance {

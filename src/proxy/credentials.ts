@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Agent, request } from 'undici';
+import { Failover } from '../core/failover.js';
 
 /**
  * The proxy's own credential (controller/proxies.ts): registered once with a join token, then kept in
@@ -30,21 +31,36 @@ export async function registerProxy(o: {
 }): Promise<ProxyCredentials> {
   const dispatcher = o.ca ? new Agent({ connect: { ca: o.ca } }) : undefined;
   try {
-    const res = await request(`${o.controllerUrl.replace(/\/+$/, '')}/v1/proxy/register`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${o.joinToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: o.name }),
-      ...(dispatcher ? { dispatcher } : {}),
+    // Several controller URLs (comma-separated): a follower names the leader, which registers it.
+    const text = await new Failover(o.controllerUrl).run(async (base, signal) => {
+      const res = await request(`${base}/v1/proxy/register`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${o.joinToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: o.name }),
+        signal,
+        ...(dispatcher ? { dispatcher } : {}),
+      });
+      const t = await res.body.text();
+      if (res.statusCode !== 201) {
+        let msg = t.slice(0, 300);
+        let code: string | undefined;
+        let leader: string | null = null;
+        try {
+          const e = (
+            JSON.parse(t) as { error?: { code?: string; message?: string; details?: { leader?: unknown } } }
+          ).error;
+          if (e?.code) msg = `${e.code}: ${e.message ?? ''}`;
+          code = e?.code;
+          if (typeof e?.details?.leader === 'string') leader = e.details.leader;
+        } catch {}
+        throw Object.assign(new Error(`proxy registration refused (HTTP ${res.statusCode}): ${msg}`), {
+          status: res.statusCode,
+          code,
+          leader,
+        });
+      }
+      return t;
     });
-    const text = await res.body.text();
-    if (res.statusCode !== 201) {
-      let msg = text.slice(0, 300);
-      try {
-        const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
-        if (e?.code) msg = `${e.code}: ${e.message ?? ''}`;
-      } catch {}
-      throw new Error(`proxy registration refused (HTTP ${res.statusCode}): ${msg}`);
-    }
     const body = JSON.parse(text) as { token?: unknown };
     if (typeof body.token !== 'string') throw new Error('proxy registration: the answer has no token');
     const creds = { name: o.name, token: body.token };

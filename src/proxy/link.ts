@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import { Agent } from 'undici';
+import { Failover } from '../core/failover.js';
 import type { ProxyReport } from '../core/protocol.js';
 import type { Proxy as NinesProxy } from './proxy.js';
 import { parseSnapshot } from './snapshot.js';
@@ -15,8 +16,8 @@ export type LinkTarget = Pick<NinesProxy, 'report' | 'applySnapshot' | 'onReport
 };
 
 export interface ControllerLinkOptions {
-  /** e.g. `http://127.0.0.1:7070` (a path prefix is kept). */
-  baseUrl: string;
+  /** e.g. `http://127.0.0.1:7070` (a path prefix is kept), or several controllers to fail over between. */
+  baseUrl: string | readonly string[];
   token: string;
   /** PEM CA bundle for an https controller signed by a private CA. */
   ca?: string;
@@ -39,8 +40,8 @@ export interface ControllerLinkOptions {
 export class ControllerLink {
   private readonly proxy: LinkTarget;
   private readonly logger: Logger;
-  private readonly pool: Pool;
-  private readonly basePath: string;
+  private readonly pool: Agent;
+  private readonly endpoints: Failover;
   private readonly authorization: string;
   private readonly waitSeconds: number;
   private readonly reportIntervalMs: number;
@@ -60,9 +61,10 @@ export class ControllerLink {
   constructor(opts: ControllerLinkOptions) {
     this.proxy = opts.proxy;
     this.logger = opts.logger;
-    const url = new URL(opts.baseUrl);
-    this.basePath = url.pathname.replace(/\/+$/, '');
-    this.pool = new Pool(url.origin, {
+    this.endpoints = new Failover(opts.baseUrl, {
+      onSwitch: (from, to, why) => this.logger.warn({ from, to, why }, 'proxy link: switching controller'),
+    });
+    this.pool = new Agent({
       connections: 4,
       pipelining: 1,
       ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
@@ -105,19 +107,23 @@ export class ControllerLink {
       const started = Date.now();
       let newer = false;
       try {
-        const res = await this.pool.request({
-          path: `${this.basePath}/v1/proxy/snapshot?after=${after}&wait=${this.waitSeconds}`,
-          method: 'GET',
-          headers: { authorization: this.authorization, accept: 'application/json' },
-          headersTimeout: (this.waitSeconds + 10) * 1000,
-          bodyTimeout: 30_000,
-          signal: this.abort!.signal,
-        });
-        if (res.statusCode !== 200) {
-          const text = await res.body.text().catch(() => '');
-          throw new Error(`snapshot: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
-        }
-        const snapshot = parseSnapshot(await res.body.json());
+        const snapshot = await this.endpoints.run(async (base, signal) => {
+          const u = new URL(base);
+          const res = await this.pool.request({
+            origin: u.origin,
+            path: `${u.pathname.replace(/\/+$/, '')}/v1/proxy/snapshot?after=${after}&wait=${this.waitSeconds}`,
+            method: 'GET',
+            headers: { authorization: this.authorization, accept: 'application/json' },
+            headersTimeout: (this.waitSeconds + 10) * 1000,
+            bodyTimeout: 30_000,
+            signal,
+          });
+          if (res.statusCode !== 200) {
+            const text = await res.body.text().catch(() => '');
+            throw httpFailure('snapshot', res.statusCode, text);
+          }
+          return parseSnapshot(await res.body.json());
+        }, this.abort!.signal);
         if (snapshot.version > after) {
           newer = true;
           this.proxy.applySnapshot(snapshot);
@@ -188,17 +194,21 @@ export class ControllerLink {
 
   private async postReport(report: ProxyReport): Promise<void> {
     try {
-      const res = await this.pool.request({
-        path: `${this.basePath}/v1/proxy/report`,
-        method: 'POST',
-        headers: { authorization: this.authorization, 'content-type': 'application/json' },
-        body: JSON.stringify(report),
-        headersTimeout: 5000,
-        bodyTimeout: 5000,
-        signal: this.abort!.signal,
-      });
-      await res.body.dump();
-      if (res.statusCode >= 300) throw new Error(`report: HTTP ${res.statusCode}`);
+      await this.endpoints.run(async (base, signal) => {
+        const u = new URL(base);
+        const res = await this.pool.request({
+          origin: u.origin,
+          path: `${u.pathname.replace(/\/+$/, '')}/v1/proxy/report`,
+          method: 'POST',
+          headers: { authorization: this.authorization, 'content-type': 'application/json' },
+          body: JSON.stringify(report),
+          headersTimeout: 5000,
+          bodyTimeout: 5000,
+          signal,
+        });
+        const text = await res.body.text().catch(() => '');
+        if (res.statusCode >= 300) throw httpFailure('report', res.statusCode, text);
+      }, this.abort!.signal);
       if (this.reportFailing) this.logger.info('proxy link: reports accepted again');
       this.reportFailing = false;
     } catch (err) {
@@ -207,6 +217,24 @@ export class ControllerLink {
       this.reportFailing = true;
     }
   }
+}
+
+/** An error answer, with what failover needs: status, code and the leader a follower names. */
+function httpFailure(what: string, status: number, text: string): Error {
+  let code: string | undefined;
+  let leader: string | null = null;
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; details?: { leader?: unknown } } };
+    if (typeof body.error?.code === 'string') code = body.error.code;
+    if (typeof body.error?.details?.leader === 'string') leader = body.error.details.leader;
+  } catch {
+    // not an error body
+  }
+  return Object.assign(new Error(`${what}: HTTP ${status}${code ? ` ${code}` : ''} ${text.slice(0, 200)}`), {
+    status,
+    code,
+    leader,
+  });
 }
 
 function errText(err: unknown): string {

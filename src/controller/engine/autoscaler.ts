@@ -29,6 +29,8 @@ export class Autoscaler {
   }
 
   start(): void {
+    // Restartable: a controller that leads again after losing the lease starts it again.
+    this.stopped = false;
     const loop = () => {
       this.running = this.tick()
         .catch((err) => this.d.logger.error({ err }, 'autoscale tick failed'))

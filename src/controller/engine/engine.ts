@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { StrategyName } from '../../core/config.js';
-import { NinesError } from '../../core/errors.js';
+import { isNinesError, NinesError } from '../../core/errors.js';
 import { deployLifecycle, transition } from '../../core/lifecycle.js';
 import { type DeploySettings, deploySettings } from '../../core/strategies.js';
 import type { Fleet } from '../fleet.js';
@@ -165,7 +165,12 @@ export class DeployEngine {
       progressAt: Date.now(),
     };
     this.running.set(deploy.id, ctl);
-    ctl.done = this.run(ctl, release, resumed).finally(() => this.running.delete(deploy.id));
+    ctl.done = this.run(ctl, release, resumed)
+      .catch((err) => {
+        // A stale leader's writes are refused (NINES_E_FENCED): the new leader resumes this deploy.
+        this.log.warn({ deployId: deploy.id, err }, 'deploy left to the next leader');
+      })
+      .finally(() => this.running.delete(deploy.id));
   }
 
   /** Hold the deploy at its next step boundary (the step in flight finishes). */
@@ -259,6 +264,11 @@ export class DeployEngine {
    * planner works from observed counts, not from a saved step — once agents and proxies report again.
    */
   async recover(): Promise<void> {
+    // A reconciler pass the previous controller (or leader) died in leaves its lock behind; nothing of
+    // it runs any more, and the reconciler starts over from the fleet it sees.
+    for (const svc of await this.store.listServices()) {
+      if (svc.lockedBy?.startsWith('heal-')) await this.store.releaseDeployLock(svc.name, svc.lockedBy);
+    }
     for (const i of await this.store.listInstances()) {
       if (i.desired === 'stopped') await this.fleet.removeInstance(i);
     }
@@ -394,7 +404,7 @@ export class DeployEngine {
       });
     } catch (err) {
       clearInterval(watchdog);
-      if (signal.aborted) {
+      if (signal.aborted || (isNinesError(err) && err.code === 'NINES_E_FENCED')) {
         // Left `running` with its lock: the next controller start resumes it.
         await this.event(
           deploy.id,

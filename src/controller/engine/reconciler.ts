@@ -25,8 +25,8 @@ export class Reconciler {
   private readonly ops: InstanceOps;
   private readonly log: Logger;
   private readonly intervalMs: number;
-  private readonly startedAt = Date.now();
-  private readonly abort = new AbortController();
+  private startedAt = Date.now();
+  private abort = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   /** Per service: no healing before this time (backoff after a failed attempt). */
@@ -50,7 +50,11 @@ export class Reconciler {
     this.intervalMs = deps.intervalMs ?? 1000;
   }
 
+  /** Starts the loop; after a stop() it can start again (a controller that becomes leader again). */
   start(): void {
+    this.startedAt = Date.now();
+    this.abort = new AbortController();
+    this.backoff.clear();
     const loop = () => {
       this.running = this.tick()
         .catch((err) => this.log.error({ err }, 'reconcile tick failed'))

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { type Kysely, Migrator, type Selectable } from 'kysely';
+import type { StateSnapshot } from '../../core/backup-file.js';
 import type { ServiceSpec } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
@@ -7,6 +8,7 @@ import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as secretsSql from '../secrets/sql.js';
+import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
 import type {
   Database,
@@ -19,6 +21,7 @@ import type {
   ServicesTable,
   TokensTable,
 } from './schema.js';
+import * as snapshot from './snapshot.js';
 import type {
   DeployEventRecord,
   DeployKind,
@@ -29,6 +32,7 @@ import type {
   HostRecord,
   InstanceRecord,
   InstanceRouteState,
+  LeaseRecord,
   ReleaseRecord,
   SecretRecord,
   ServiceMode,
@@ -51,6 +55,8 @@ export interface KyselyStoreOptions {
    * it can see unless told which one, so a second schema in the same database would find the first's.
    */
   migrationSchema?: string;
+  /** PostgreSQL: take row locks where the store needs them (the lease check of fenced writes). */
+  rowLocks?: boolean;
 }
 
 /**
@@ -66,6 +72,7 @@ export class KyselyStore implements Store {
   private readonly kdb: Kysely<Database>;
   private readonly now: () => number;
   private readonly migrationSchema: string | undefined;
+  private readonly rowLocks: boolean;
   /** Marks the async context of a running `transaction()` callback of this (root) store. */
   private readonly txScope = new AsyncLocalStorage<{ active: boolean }>();
 
@@ -73,6 +80,7 @@ export class KyselyStore implements Store {
     this.kdb = db;
     this.now = opts.now ?? Date.now;
     this.migrationSchema = opts.migrationSchema;
+    this.rowLocks = opts.rowLocks ?? false;
   }
 
   /** True when this store is bound to a transaction (the `tx` passed to a `transaction()` callback). */
@@ -142,7 +150,11 @@ export class KyselyStore implements Store {
     if (db.isTransaction) return fn(this);
     const scope = { active: true };
     return this.txScope
-      .run(scope, () => db.transaction().execute((trx) => fn(new KyselyStore(trx, { now: this.now }))))
+      .run(scope, () =>
+        db
+          .transaction()
+          .execute((trx) => fn(new KyselyStore(trx, { now: this.now, rowLocks: this.rowLocks }))),
+      )
       .finally(() => {
         scope.active = false;
       });
@@ -762,6 +774,51 @@ export class KyselyStore implements Store {
       .where('name', '=', name)
       .executeTakeFirst();
     return row ? num(row.value) : 0;
+  }
+
+  // ---- leadership leases (store/lease.ts) -------------------------------------------------------------
+
+  async tryAcquireLease(l: {
+    name: string;
+    holder: string;
+    url: string;
+    ttlMs: number;
+    now: number;
+  }): Promise<LeaseRecord> {
+    return this.atomic((db) => lease.tryAcquireLease(db, l));
+  }
+
+  async renewLease(l: { name: string; holder: string; token: number; ttlMs: number; now: number }) {
+    return lease.renewLease(this.db, l);
+  }
+
+  async releaseLease(name: string, holder: string, token: number): Promise<void> {
+    await lease.releaseLease(this.db, name, holder, token);
+  }
+
+  async getLease(name: string): Promise<LeaseRecord | undefined> {
+    return lease.getLease(this.db, name);
+  }
+
+  async holdsLease(name: string, holder: string, token: number, now: number): Promise<boolean> {
+    return lease.holdsLease(this.db, name, holder, token, now, this.rowLocks && this.db.isTransaction);
+  }
+
+  // ---- backup and restore (store/snapshot.ts) ---------------------------------------------------------
+
+  async exportSnapshot(): Promise<StateSnapshot> {
+    if (this.db.isTransaction)
+      throw new NinesError('NINES_E_INTERNAL', 'exportSnapshot() inside a transaction');
+    return snapshot.exportSnapshot(this.db, this.rowLocks);
+  }
+
+  async importSnapshot(
+    snap: StateSnapshot,
+    opts: { replace?: boolean } = {},
+  ): Promise<Record<string, number>> {
+    if (this.db.isTransaction)
+      throw new NinesError('NINES_E_INTERNAL', 'importSnapshot() inside a transaction');
+    return snapshot.importSnapshot(this.db, snap, { postgres: this.rowLocks, ...opts });
   }
 }
 

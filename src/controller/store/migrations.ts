@@ -351,6 +351,30 @@ const drills: Migration = {
   },
 };
 
+/**
+ * Leadership of several controllers on one database: one row per lease (`controller`), its holder, the
+ * holder's advertised URL, a fencing token that grows with every change of holder, and its expiry.
+ */
+const leaderLease: Migration = {
+  // biome-ignore lint/suspicious/noExplicitAny: migrations run against whatever the schema was then
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('leader_lease')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('holder', 'text', (c) => c.notNull())
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('token', 'bigint', (c) => c.notNull())
+      .addColumn('acquired_at', 'bigint', (c) => c.notNull())
+      .addColumn('renewed_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+  // biome-ignore lint/suspicious/noExplicitAny: see up()
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.dropTable('leader_lease').execute();
+  },
+};
+
 /** Every migration, by name. Names sort in the order they must run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_init': init,
@@ -361,6 +385,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0006_alerts': alertsMigration,
   '0007_fleet': fleet,
   '0008_secrets': secrets,
+  '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
 };

@@ -25,6 +25,11 @@ export interface PostgresStoreOptions {
    * and the next query opens a new one; without a listener pg would crash the process. Default: ignored.
    */
   onPoolError?: (err: Error) => void;
+  /**
+   * The server ends a session that sits idle inside a transaction this long, in ms (default 10 000): a
+   * stalled controller (SIGSTOP, long GC pause) must not hold the lease row's lock and block a takeover.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -76,6 +81,7 @@ export async function openPostgresKyselyStore(opts: PostgresStoreOptions): Promi
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
     application_name: 'nines',
+    idle_in_transaction_session_timeout: opts.idleInTransactionTimeoutMs ?? 10_000,
     types: typeParsers,
   });
   const onPoolError = opts.onPoolError ?? (() => {});
@@ -112,6 +118,7 @@ export async function openPostgresKyselyStore(opts: PostgresStoreOptions): Promi
     const store = new KyselyStore(db, {
       ...(opts.now ? { now: opts.now } : {}),
       migrationSchema: schema,
+      rowLocks: true,
     });
     await store.migrate();
     return store;

@@ -142,6 +142,17 @@ export interface SecretsTable {
   updated_by: string;
 }
 
+/** 0009: one row per lease (`controller`): who leads, its URL, the fencing token, when it expires. */
+export interface LeaderLeaseTable {
+  name: string;
+  holder: string;
+  url: string;
+  token: Int8;
+  acquired_at: Int8;
+  renewed_at: Int8;
+  expires_at: Int8;
+}
+
 export interface Database {
   services: ServicesTable;
   releases: ReleasesTable;
@@ -154,6 +165,7 @@ export interface Database {
   counters: CountersTable;
   fleet_meta: FleetMetaTable;
   secrets: SecretsTable;
+  leader_lease: LeaderLeaseTable;
   drills: DrillsTable;
 }
 

@@ -1,3 +1,4 @@
+import type { StateSnapshot } from '../../core/backup-file.js';
 import type { ServiceSpec, StrategyName } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
@@ -179,6 +180,18 @@ export interface SecretRecord {
   updatedBy: string;
 }
 
+/** A leadership lease (migration 0009). `token` is the fencing token: it grows with every new holder. */
+export interface LeaseRecord {
+  name: string;
+  holder: string;
+  /** The holder's advertised API URL (followers point clients at it). */
+  url: string;
+  token: number;
+  acquiredAt: number;
+  renewedAt: number;
+  expiresAt: number;
+}
+
 export interface Store {
   /** Apply pending schema migrations (versioned, idempotent). */
   migrate(): Promise<void>;
@@ -270,4 +283,42 @@ export interface Store {
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
   getCounter(name: string): Promise<number>;
+
+  /**
+   * Leadership (several controllers on one database). `tryAcquireLease` takes the lease when it is free,
+   * expired (`expiresAt <= now`) or held by `holder` itself (a restarted controller with the same id),
+   * always with a new, larger token; it returns the lease as it is afterwards, whoever holds it.
+   */
+  tryAcquireLease(l: {
+    name: string;
+    holder: string;
+    url: string;
+    ttlMs: number;
+    now: number;
+  }): Promise<LeaseRecord>;
+  /** Extends the lease if `holder` still holds it with `token`; false when it was lost. */
+  renewLease(l: {
+    name: string;
+    holder: string;
+    token: number;
+    ttlMs: number;
+    now: number;
+  }): Promise<boolean>;
+  /** Lets the lease go at once (clean shutdown), if still held with `token`. */
+  releaseLease(name: string, holder: string, token: number): Promise<void>;
+  getLease(name: string): Promise<LeaseRecord | undefined>;
+  /**
+   * The fencing check of a leader's write, meant to run inside its transaction: true when `holder`
+   * holds the lease with `token` and it has not expired at `now`. On PostgreSQL the lease row is
+   * share-locked until the transaction ends, so no takeover can commit in between.
+   */
+  holdsLease(name: string, holder: string, token: number, now: number): Promise<boolean>;
+
+  /** Backup: every table of the store (enumerated from the database), read as one consistent snapshot. */
+  exportSnapshot(): Promise<StateSnapshot>;
+  /**
+   * Restore: loads a snapshot in one transaction into a fresh store (or, with `replace`, over this
+   * one). Returns rows per table. Counters and the fencing token move to at least the restore time.
+   */
+  importSnapshot(snapshot: StateSnapshot, opts?: { replace?: boolean }): Promise<Record<string, number>>;
 }

@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { Client } from '../cli/client.js';
+import type { LeadershipStatus } from '../controller/leadership.js';
+import type { StatusView } from '../controller/status.js';
+import type { DeployEventRecord, DeployRecord } from '../controller/store/types.js';
+import {
+  cleanup,
+  cli,
+  describeLoad,
+  fixture,
+  freePort,
+  type Proc,
+  sleep,
+  spawnCli,
+  tempDir,
+  underLoad,
+} from './harness.js';
+
+/**
+ * Issue 8: three controllers on one PostgreSQL database, one agent, one proxy, all given the three
+ * controller URLs. The leader is killed (SIGKILL) in the middle of a rolling deploy under load: a
+ * follower takes over within the lease timeout, the deploy resumes and completes, and no request
+ * fails. Then the new leader is stalled (SIGSTOP) during another deploy: it loses the lease, and when
+ * it resumes its late writes are refused by fencing.
+ */
+
+const PG = process.env.NINES_TEST_PG_URL;
+const SKIP = PG
+  ? undefined
+  : 'PostgreSQL not available: set NINES_TEST_PG_URL (scripts/ci-postgres.sh starts one)';
+const LEASE_MS = 3000;
+
+describe('three controllers on PostgreSQL', { skip: SKIP }, () => {
+  const root = tempDir('nines-ha-');
+  const schema = `e2e_ha_${randomBytes(4).toString('hex')}`;
+  const controllers: Array<{ dir: string; port: number; url: string; proc?: Proc }> = [];
+  let agent: Proc | undefined;
+  let proxy: Proc | undefined;
+  let proxyUrl = '';
+  let urls = '';
+  let admin = '';
+  let client: Client;
+
+  const startController = async (i: number) => {
+    const c = controllers[i]!;
+    c.proc = await spawnCli([
+      '--data-dir',
+      c.dir,
+      'controller',
+      '--port',
+      String(c.port),
+      '--database-url',
+      PG as string,
+      '--database-schema',
+      schema,
+      '--lease-timeout',
+      `${LEASE_MS}ms`,
+      '--log-level',
+      'debug',
+    ]);
+  };
+  const leaderOf = async (url: string) =>
+    new Client({ url, token: admin }).get<LeadershipStatus>('/v1/leader').catch(() => undefined);
+  const nines = (...args: string[]) => cli(controllers[0]!.dir, '--url', urls, '--token', admin, ...args);
+
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort();
+      controllers.push({ dir: join(root, `c${i}`), port, url: `http://127.0.0.1:${port}` });
+    }
+    await startController(0);
+    await startController(1);
+    await startController(2);
+    urls = controllers.map((c) => c.url).join(',');
+    admin = readFileSync(join(controllers[0]!.dir, 'admin-token'), 'utf8').trim();
+    client = new Client({ url: urls, token: admin });
+    const jt = await nines('--json', 'join-token', 'create', '--ttl', '10m');
+    assert.equal(jt.code, 0, jt.stderr);
+    const joinToken = (JSON.parse(jt.stdout) as { token: string }).token;
+    agent = await spawnCli([
+      '--data-dir',
+      join(root, 'agent'),
+      'agent',
+      '--controller',
+      urls,
+      '--join-token',
+      joinToken,
+      '--zone',
+      'a',
+    ]);
+    proxy = await spawnCli([
+      '--data-dir',
+      join(root, 'proxy'),
+      'proxy',
+      '--controller',
+      urls,
+      '--token-file',
+      join(controllers[0]!.dir, 'node-token'),
+      '--port',
+      '0',
+    ]);
+    proxyUrl = proxy.ready;
+    await client.put('/v1/services/web', {
+      command: 'node server.js',
+      instances: 3,
+      health: { path: '/healthz', interval: 200, timeout: 500, rise: 2, fall: 2 },
+      drainTimeout: 5000,
+      healthyDeadline: 20_000,
+      rolling: { maxSurge: 1, maxUnavailable: 0 },
+    });
+    for (const v of ['v1', 'v2', 'v3']) {
+      const r = await nines('release', 'web', fixture('abrupt'), '--version', v);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    }
+    const d = await nines('deploy', 'web', 'v1');
+    assert.equal(d.code, 0, d.stdout + d.stderr);
+  });
+
+  after(async () => {
+    for (const c of controllers) {
+      if (c.proc && c.proc.proc.exitCode === null) c.proc.proc.kill('SIGCONT');
+    }
+    await agent?.stop();
+    await proxy?.stop();
+    for (const c of controllers) await c.proc?.stop();
+    cleanup(root);
+    const db = new pg.Client({ connectionString: PG });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await db.end();
+  });
+
+  /** Start a deploy and wait until it has routed its first new instance (mid-rollout). */
+  const deployUntilMidway = async (version: string): Promise<DeployRecord> => {
+    const { deploy } = await client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', { version });
+    for (;;) {
+      const { events } = await client.get<{ events: DeployEventRecord[] }>(`/v1/deploys/${deploy.id}/events`);
+      if (events.some((e) => e.type === 'instance.routed')) return deploy;
+      await sleep(50);
+    }
+  };
+  const waitDeploy = async (id: string, ms: number): Promise<DeployRecord> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const { deploy } = await client.get<{ deploy: DeployRecord }>(`/v1/deploys/${id}`);
+      if (deploy.state === 'succeeded' || deploy.state === 'failed') return deploy;
+      if (Date.now() > end) throw new Error(`deploy ${id} still ${deploy.state} after ${ms} ms`);
+      await sleep(200);
+    }
+  };
+  const currentLeader = async () => {
+    for (const c of controllers) {
+      const s = await leaderOf(c.url);
+      if (s?.role === 'leader') return { c, s };
+    }
+    return undefined;
+  };
+  const waitNewLeader = async (old: string, from: number) => {
+    for (;;) {
+      for (const c of controllers) {
+        if (c.url === old) continue;
+        const s = await leaderOf(c.url);
+        if (s?.role === 'leader') return { c, s, ms: Date.now() - from };
+      }
+      if (Date.now() - from > 30_000) throw new Error('no new leader within 30 s');
+      await sleep(25);
+    }
+  };
+
+  test('SIGKILL of the leader during a rolling deploy under load: 0 failed, the deploy completes', async () => {
+    const first = await currentLeader();
+    assert.ok(first, 'a leader');
+    assert.equal(first.c.url, controllers[0]!.url, 'the first controller started leads');
+    let takeover = { ms: 0, token: 0 };
+    let deploy: DeployRecord | undefined;
+    const { load } = await underLoad(
+      `${proxyUrl}/`,
+      async () => {
+        const d = await deployUntilMidway('v2');
+        const t0 = Date.now();
+        await first.c.proc!.kill9();
+        const next = await waitNewLeader(first.c.url, t0);
+        takeover = { ms: next.ms, token: next.s.token };
+        deploy = await waitDeploy(d.id, 90_000);
+      },
+      { rate: 400, tailMs: 1500 },
+    );
+    console.log(
+      `# HA: leader killed mid-deploy; new leader after ${takeover.ms} ms (lease ${LEASE_MS} ms); ` +
+        `load ${describeLoad(load)}`,
+    );
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.equal(deploy?.state, 'succeeded', JSON.stringify(deploy));
+    assert.ok(takeover.token > first.s.token, 'the fencing token grew');
+    assert.ok(takeover.ms <= LEASE_MS + 2000, `takeover took ${takeover.ms} ms`);
+    const s = await client.get<StatusView>('/v1/status');
+    const web = s.instances.filter((i) => i.service === 'web');
+    assert.equal(web.length, 3, JSON.stringify(web));
+    assert.ok(
+      web.every((i) => i.version === 'v2' && i.healthy),
+      JSON.stringify(web),
+    );
+    // The killed controller comes back as a follower (another one holds the lease).
+    await startController(controllers.indexOf(first.c));
+    const back = await leaderOf(first.c.url);
+    assert.equal(back?.role, 'follower');
+  });
+
+  test('SIGSTOP of the leader during a deploy: it loses the lease; its late writes are refused', async () => {
+    const lead = await currentLeader();
+    assert.ok(lead);
+    let stalled = { ms: 0 };
+    let deploy: DeployRecord | undefined;
+    const { load } = await underLoad(
+      `${proxyUrl}/`,
+      async () => {
+        const d = await deployUntilMidway('v3');
+        const t0 = Date.now();
+        lead.c.proc!.proc.kill('SIGSTOP');
+        const next = await waitNewLeader(lead.c.url, t0);
+        stalled = { ms: next.ms };
+        deploy = await waitDeploy(d.id, 90_000);
+        lead.c.proc!.proc.kill('SIGCONT');
+        // Once resumed it notices the lost lease and steps down; what it tried to write meanwhile was refused.
+        for (let i = 0; i < 100; i++) {
+          const s = await leaderOf(lead.c.url);
+          if (s?.role === 'follower' && s.fencedWrites > 0) break;
+          await sleep(100);
+        }
+      },
+      { rate: 400, tailMs: 1500 },
+    );
+    const after = await leaderOf(lead.c.url);
+    console.log(
+      `# HA: leader stalled mid-deploy; new leader after ${stalled.ms} ms; ${JSON.stringify(after)}`,
+    );
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.equal(deploy?.state, 'succeeded', JSON.stringify(deploy));
+    assert.equal(after?.role, 'follower');
+    assert.ok((after?.fencedWrites ?? 0) > 0, 'the stale leader tried to write and was fenced');
+    assert.notEqual(after?.leader?.id, after?.id);
+    const s = await client.get<StatusView>('/v1/status');
+    const web = s.instances.filter((i) => i.service === 'web');
+    assert.equal(web.length, 3, JSON.stringify(web));
+    assert.ok(
+      web.every((i) => i.version === 'v3' && i.healthy),
+      JSON.stringify(web),
+    );
+  });
+});
