@@ -36,7 +36,10 @@ export interface CheckRunnerOptions {
   pollWaitS?: number;
   /** Results are sent at most this often (default 1000 ms). */
   flushMs?: number;
-  /** Probes in flight at once at most (default 256); a check whose last probe still runs is skipped. */
+  /**
+   * Probes in flight at once at most (default 256; a probe over the limit is retried within 0.5 s); a
+   * check whose last probe still runs is skipped.
+   */
   maxConcurrent?: number;
 }
 
@@ -84,8 +87,9 @@ export class CheckRunner {
       if (this.specsJson.get(s.name) === json) continue;
       this.specsJson.set(s.name, json);
       clearTimeout(this.timers.get(s.name));
-      // Spread the first probes over up to a second, so 1,000 checks do not all fire in one tick.
-      this.arm(s.name, Math.min(s.interval, 1000) * spread(s.name));
+      // Spread the first probes over the interval (stable per name), so 1,000 checks with the same
+      // interval do not all fire in the same second, and every location keeps an even load.
+      this.arm(s.name, s.interval * spread(s.name));
     }
   }
 
@@ -102,7 +106,13 @@ export class CheckRunner {
   }
 
   private async fire(spec: CheckSpec): Promise<void> {
-    if (this.running.has(spec.name) || this.inflight >= (this.o.maxConcurrent ?? 256)) return;
+    if (this.running.has(spec.name)) return;
+    if (this.inflight >= (this.o.maxConcurrent ?? 256)) {
+      // Too many probes in flight: try again shortly rather than skip a whole interval.
+      clearTimeout(this.timers.get(spec.name));
+      this.arm(spec.name, 100 + 400 * Math.random());
+      return;
+    }
     this.running.add(spec.name);
     this.inflight++;
     try {

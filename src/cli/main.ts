@@ -326,6 +326,11 @@ program
     'processes sharing the listener (node:cluster); SIGHUP hands over to new ones',
     '1',
   )
+  .option(
+    '--connect-timeout <ms>',
+    'give up connecting to an instance after this long and retry on another (single process)',
+    '1000',
+  )
   .option('--log-level <level>', 'log level of <data-dir>/logs/nines.log', 'info')
   .addHelpText(
     'after',
@@ -346,9 +351,14 @@ program
           logLevel: string;
           workers: string;
           joinToken?: string;
+          connectTimeout: string;
         },
       ) => {
         const dataDir = resolve(o.dataDir ?? '.nines');
+        const connectTimeoutMs = Number(opts.connectTimeout);
+        if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 10) {
+          throw new NinesError('NINES_E_VALIDATION', '--connect-timeout: milliseconds ≥ 10');
+        }
         const proxyToken = await proxyCredential(dataDir, o, opts);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
@@ -377,6 +387,7 @@ program
           logger,
           ...(opts.id ? { proxyId: opts.id } : {}),
           ...(o.caFile ? { ca: await readFile(o.caFile, 'utf8') } : {}),
+          connectTimeoutMs,
         });
         out.line(`proxy http://${opts.host}:${proxy.port} for ${opts.controller} (pid ${process.pid})`);
         out.line(`ready: http://${opts.host}:${proxy.port}`);

@@ -78,6 +78,7 @@ export async function runProxy(o: {
   logger: Logger;
   proxyId?: string;
   ca?: string;
+  connectTimeoutMs?: number;
 }): Promise<Running & { port: number }> {
   const logger = o.logger.child({ plane: 'proxy' });
   const proxy = new NinesProxy({
@@ -85,6 +86,7 @@ export async function runProxy(o: {
     port: o.port,
     proxyId: o.proxyId ?? `${hostname()}-proxy`,
     logger,
+    ...(o.connectTimeoutMs !== undefined ? { upstreamConnectTimeoutMs: o.connectTimeoutMs } : {}),
     snapshotCacheFile: join(resolve(o.dataDir), 'proxy', 'snapshot.json'),
   });
   const { port } = await proxy.listen();

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
+import { instancesOutOfRange } from '../core/fleet-config.js';
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
@@ -186,6 +187,8 @@ export function buildApi(deps: ApiDeps) {
       );
     }
     const spec = parse(serviceSchema, req.body, 'service spec');
+    const outOfRange = instancesOutOfRange(spec.instances, spec.scaling);
+    if (outOfRange) throw new NinesError('NINES_E_VALIDATION', `invalid service spec: ${outOfRange}`);
     const existed = await store.getService(name);
     const svc = await store.upsertService(name, spec);
     if (existed) await fleet.bumpRouting();

@@ -26,6 +26,7 @@ import { S3Artifacts, type S3Options } from './s3.js';
 import { Secrets } from './secrets/index.js';
 import { registerSecretRoutes } from './secrets/routes.js';
 import { Signals } from './signals/signals.js';
+import { signalsSource } from './signals/source.js';
 import { KyselyStore } from './store/kysely-store.js';
 import type { Store } from './store/types.js';
 import { HostTasks } from './tasks.js';
@@ -143,13 +144,21 @@ export class Controller {
       hub: this.hub,
       signals: this.signals,
       checks: this.checks,
+      // The alerting configuration's maintenance windows (read at request time).
+      maintenanceWindows: () => this.alertRuntime.current.maintenance,
+      // One status page per environment (one controller serves one environment).
+      statusTitle: opts.environment ?? 'production',
     });
     if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
     this.alerts = new AlertStore(this.store.kysely);
     this.alertRuntime = new AlertRuntime({
       alerts: this.alerts,
       store: this.store,
-      sources: [new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs })],
+      sources: [
+        new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
+        // Host metrics, service states and checks; the fleet source already has these two.
+        signalsSource(this.signals, ['host_up', 'instance_healthy']),
+      ],
       requests: new RequestSignals(this.hub),
       controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       ackSecret: () => this.ackSecret,

@@ -172,6 +172,19 @@ describe('fleet API', () => {
     assert.equal(await stateOf('b1'), 'ready');
   });
 
+  test('a service spec with instances outside scaling min/max is refused and changes nothing', async () => {
+    const r = await call('PUT', '/v1/services/web', {
+      json: { command: 'node s.js', instances: 1, scaling: { min: 2, max: 4 } },
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.code, 'NINES_E_VALIDATION');
+    assert.match(
+      r.body.error.message,
+      /instances \(1\) must lie within scaling\.min \(2\) and scaling\.max \(4\)/,
+    );
+    assert.equal((await store.getService('web'))?.spec.instances, 3);
+  });
+
   test('patch: bad input refused with its code, nothing started', async () => {
     const missing = await call('POST', '/v1/hosts/patch', { json: { maxUnavailable: 1 } });
     assert.equal(missing.status, 400);

@@ -25,6 +25,14 @@ const hostCounter = (hostId: string) => `host:${hostId}`;
  * Every change to what an agent or proxy should do goes through here, so the generation counters
  * that wake their long polls can never be forgotten.
  */
+interface PlacementRequest {
+  release: ReleaseRecord;
+  deployId: string | null;
+  avoid: ReadonlySet<string> | undefined;
+  resolve(rec: InstanceRecord): void;
+  reject(err: unknown): void;
+}
+
 export class Fleet {
   private readonly store: Store;
   private readonly hub: Hub;
@@ -179,45 +187,88 @@ export class Fleet {
     deployId: string | null,
     avoid?: ReadonlySet<string>,
   ): Promise<InstanceRecord> {
-    // One placement at a time: each must see the instances the previous ones created, or a deploy
-    // that starts several at once would put them all on the same host.
-    const run = this.placing.then(() => this.placeAndInsert(release, deployId, avoid));
-    this.placing = run.catch(() => undefined);
-    return run;
+    return new Promise<InstanceRecord>((resolve, reject) => {
+      this.toPlace.push({ release, deployId, avoid, resolve, reject });
+      if (!this.placing) void this.placeQueued();
+    });
   }
 
-  private placing: Promise<unknown> = Promise.resolve();
+  /** Placements asked for while the previous batch ran; placed together by `placeQueued`. */
+  private toPlace: PlacementRequest[] = [];
+  private placing = false;
 
-  private async placeAndInsert(
-    release: ReleaseRecord,
-    deployId: string | null,
-    avoid: ReadonlySet<string> | undefined,
-  ): Promise<InstanceRecord> {
-    const [state, instances, svc] = await Promise.all([
+  /**
+   * One placement batch at a time, each seeing the instances the previous ones created (or a deploy
+   * that starts several at once would put them all on one host). A batch reads the fleet once for all
+   * its instances: one read per instance made a 1,000-instance scale-up quadratic and starved
+   * heartbeats for seconds (bench/fleet).
+   */
+  private async placeQueued(): Promise<void> {
+    this.placing = true;
+    try {
+      while (this.toPlace.length > 0) {
+        const batch = this.toPlace;
+        this.toPlace = [];
+        await this.placeBatch(batch).catch((err: unknown) => {
+          for (const r of batch) r.reject(err);
+        });
+      }
+    } finally {
+      this.placing = false;
+    }
+  }
+
+  private async placeBatch(batch: PlacementRequest[]): Promise<void> {
+    const names = [...new Set(batch.map((r) => r.release.service))];
+    const [state, instances, specs] = await Promise.all([
       loadFleetState(this.store, this.hostDownAfterMs),
       this.store.listInstances(),
-      this.store.getService(release.service),
+      Promise.all(names.map(async (n) => [n, (await this.store.getService(n))?.spec] as const)),
     ]);
-    // Placement follows the service's spec as it is now (constraints may change without a release).
-    const placed = placeFor(release.service, svc?.spec ?? release.spec, state, instances, avoid);
-    if (!placed.ok) throw new NinesError('NINES_E_NO_CAPACITY', placed.reason);
-    const host = placed.host;
-    const now = Date.now();
-    const rec: InstanceRecord = {
-      id: `${release.service}-${randomBytes(3).toString('hex')}`,
-      service: release.service,
-      releaseVersion: release.version,
-      hostId: host.id,
-      desired: 'running',
-      route: 'none',
-      deployId,
-      observed: null,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await this.store.insertInstance(rec);
-    await this.bumpHost(host.id);
-    return rec;
+    const specOf = new Map(specs);
+    const all = [...instances];
+    const placed: Array<[PlacementRequest, InstanceRecord]> = [];
+    const hosts = new Set<string>();
+    for (const r of batch) {
+      const { release } = r;
+      // Placement follows the service's spec as it is now (constraints may change without a release).
+      const p = placeFor(release.service, specOf.get(release.service) ?? release.spec, state, all, r.avoid);
+      if (!p.ok) {
+        r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason));
+        continue;
+      }
+      const now = Date.now();
+      const rec: InstanceRecord = {
+        id: `${release.service}-${randomBytes(3).toString('hex')}`,
+        service: release.service,
+        releaseVersion: release.version,
+        hostId: p.host.id,
+        desired: 'running',
+        route: 'none',
+        deployId: r.deployId,
+        observed: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      try {
+        await this.store.insertInstance(rec);
+      } catch (err) {
+        r.reject(err);
+        continue;
+      }
+      all.push(rec);
+      hosts.add(rec.hostId);
+      placed.push([r, rec]);
+    }
+    // One generation bump per host for the whole batch: its agent gets every new instance at once.
+    const bumped = new Map<string, unknown>();
+    for (const h of hosts) {
+      await this.bumpHost(h).catch((err: unknown) => bumped.set(h, err));
+    }
+    for (const [r, rec] of placed) {
+      if (bumped.has(rec.hostId)) r.reject(bumped.get(rec.hostId));
+      else r.resolve(rec);
+    }
   }
 
   async setRoute(instance: InstanceRecord, route: InstanceRecord['route']): Promise<number> {

@@ -226,6 +226,15 @@ export interface ProxyServiceCounters {
   requests: number;
   /** 5xx answers: from instances, or the proxy's own (no healthy instance, upstream failure, modes). */
   failed: number;
+  /** Time to answer, all answers: a histogram with upper bounds `le` (seconds), counts per bucket (not cumulative, one more for +Inf). */
+  latency?: ServiceLatency;
+}
+
+export interface ServiceLatency {
+  le: number[];
+  counts: number[];
+  sumSeconds: number;
+  count: number;
 }
 
 export interface ProxyReport {
@@ -283,6 +292,14 @@ export const proxyReportSchema = z.strictObject({
         name: z.string().min(1),
         requests: z.number().int().nonnegative(),
         failed: z.number().int().nonnegative(),
+        latency: z
+          .strictObject({
+            le: z.array(z.number().positive()).max(64),
+            counts: z.array(z.number().int().nonnegative()).max(65),
+            sumSeconds: z.number().nonnegative(),
+            count: z.number().int().nonnegative(),
+          })
+          .optional(),
       }),
     )
     .optional(),

@@ -135,6 +135,9 @@ describe('fleet across network namespaces', { skip }, () => {
       join(ctlDir, 'node-token'),
       '--port',
       '0',
+      // A cut host answers nothing: give up connecting soon and retry on another instance.
+      '--connect-timeout',
+      '500',
     ]);
     proxyUrl = proxy.ready;
     await client.put('/v1/services/web', {
@@ -192,6 +195,11 @@ describe('fleet across network namespaces', { skip }, () => {
         `zone a cut: ${load.sent} GETs, ${load.failed} failed, p50 ${load.latencyMs.p50} ms, p99 ${load.latencyMs.p99} ms, ` +
           `max ${load.latencyMs.max} ms; replaced in zone b after ${replacedAfterMs} ms`,
       );
+      const { events } = await client.get<{ events: Array<{ kind: string; message: string }> }>(
+        '/v1/events?limit=50',
+      );
+      const healing = events.filter((e) => /heal|lost|reschedule/.test(e.kind)).reverse();
+      t.diagnostic(`healing: ${healing.map((e) => `${e.kind}: ${e.message}`).join(' | ')}`);
       assert.equal(load.failed, 0, describeLoad(load));
       assert.ok(load.sent > 1000, `enough load: ${load.sent}`);
       // The partitioned hosts' processes still run: they cannot hear the controller.

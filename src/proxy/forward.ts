@@ -352,7 +352,9 @@ export class Forward implements Exchange {
       const c = classIndex(status);
       u.byClass[c]!++;
       route.servedByClass[c]!++;
-      u.latency.observe(performance.now() - this.startedAt);
+      const ms = performance.now() - this.startedAt;
+      u.latency.observe(ms);
+      route.servedLatency.observe(ms);
     }
     if (this.owner.onDone !== null) this.owner.onDone(this);
   }

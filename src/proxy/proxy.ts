@@ -16,7 +16,7 @@ import type { ProxyReport, RouteService, RoutingSnapshot } from '../core/protoco
 import { AccessLogFile } from './accesslog.js';
 import { errorStatus, type ProxyErrorCode, rawError, sendError, sendModeError } from './errors.js';
 import { eqi, Forward, type ForwardOwner, isProxyHeader } from './forward.js';
-import { CLASS_LABELS, classIndex, Exposition, esc } from './metrics.js';
+import { CLASS_LABELS, classIndex, Exposition, esc, LATENCY_BUCKETS } from './metrics.js';
 import { type Held, MODE_NAMES, Mode, Route, RouteTable } from './routing.js';
 import { readSnapshotCache, writeSnapshotCache } from './snapshot.js';
 import { originOf, Upstream, type UpstreamOwner } from './upstream.js';
@@ -41,7 +41,7 @@ export interface ProxyOptions {
   accessLog?: boolean;
   /** One JSON line per request to this file (its own asynchronous pino destination); implies accessLog. */
   accessLogFile?: string;
-  /** Default 1000 (a LAN connect takes well under 1 ms; a dead host must not hold a request for long). A connect failure ejects the instance and retries elsewhere. */
+  /** Default 1000 (`nines proxy --connect-timeout`). A connect failure ejects the instance and retries elsewhere. */
   upstreamConnectTimeoutMs?: number;
   /** Time for an instance to send response headers; then 504 NINES_E_UPSTREAM_TIMEOUT. Default 60000. */
   upstreamHeadersTimeoutMs?: number;
@@ -343,7 +343,18 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
     for (const r of this.routes.values()) {
       let requests = 0;
       for (let c = 0; c < 5; c++) requests += r.servedByClass[c]! + r.localByClass[c]!;
-      services.push({ name: r.name, requests, failed: r.servedByClass[4]! + r.localByClass[4]! });
+      const counts = Array.from(r.servedLatency.counts, (n, i) => n + r.localLatency.counts[i]!);
+      services.push({
+        name: r.name,
+        requests,
+        failed: r.servedByClass[4]! + r.localByClass[4]!,
+        latency: {
+          le: LATENCY_BUCKETS,
+          counts,
+          sumSeconds: (r.servedLatency.sumMs + r.localLatency.sumMs) / 1000,
+          count: r.servedLatency.count + r.localLatency.count,
+        },
+      });
     }
     return { proxyId: this.proxyId, appliedVersion: this.appliedVersion, instances, services };
   }

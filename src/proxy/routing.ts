@@ -77,6 +77,8 @@ export class Route {
   /** Answers instances gave, by status class; kept here because instances come and go (deploys count them). */
   readonly servedByClass = [0, 0, 0, 0, 0];
   readonly localLatency = new Histogram();
+  /** Answers instances gave, per service (the per-instance histograms go when instances go). */
+  readonly servedLatency = new Histogram();
   readonly held = new Set<Held>();
   /** The blue-green preview group: requests with `X-Nines-Preview` go here instead (set per snapshot). */
   preview: Route | null = null;

@@ -17,6 +17,9 @@ import type { CheckRecord, MinuteRollup, SubjectState } from './store.js';
  * the leader should run it; the API parts (receiving results, serving checks) work on every controller.
  */
 
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
 export const CHECKS_COUNTER = 'checks';
 export const CHECKS_TOPIC = 'checks';
 export const serviceSubject = (name: string) => `service:${name}`;
@@ -28,7 +31,7 @@ export interface CheckServiceDeps {
   logger: Logger;
   now?: () => number;
   evaluateEveryMs?: number;
-  /** Per-minute rollups kept (default 14 days); transitions are kept 400 days (the 90-day report and then some). */
+  /** Per-minute rollups kept (default 1 day; then hourly for 30 days, then daily); transitions 400 days. */
   minuteRetentionMs?: number;
 }
 
@@ -261,10 +264,16 @@ export class CheckService {
     if (now - this.lastFlush >= 60_000) await this.flushMinutes();
     if (now - this.lastPrune >= 3_600_000) {
       this.lastPrune = now;
-      const r = await this.d.store
-        .checks()
-        .prune(now - (this.d.minuteRetentionMs ?? 14 * 86_400_000), now - 400 * 86_400_000);
-      if (r.minutes + r.transitions > 0) this.log.info(r, 'pruned old check rollups and transitions');
+      const cs = this.d.store.checks();
+      // Minutes for a day, then hours for 30 days, then days; everything goes after 400 days. The store
+      // stays bounded: per check about 1,440 + 720 + 370 rows.
+      const minuteKeep = this.d.minuteRetentionMs ?? DAY;
+      const hours = await cs.compact(now - minuteKeep - 3 * DAY, now - minuteKeep, HOUR);
+      const days = await cs.compact(now - 30 * DAY - 3 * DAY, now - 30 * DAY, DAY);
+      const r = await cs.prune(now - 400 * DAY, now - 400 * DAY);
+      if (hours + days + r.minutes + r.transitions > 0) {
+        this.log.info({ ...r, compactedToHours: hours, compactedToDays: days }, 'check rollups compacted');
+      }
     }
   }
 

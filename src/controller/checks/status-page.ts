@@ -110,12 +110,12 @@ export function statusPageHtml(m: StatusModel): string {
     .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="refresh" content="30"><title>${esc(m.title)} status</title>
+<meta http-equiv="refresh" content="30"><title>Status: ${esc(m.title)}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1f2328}
 h1{font-size:1.6rem}h2{font-size:1.1rem;margin:.2rem 0}section{border-top:1px solid #d0d7de;padding:.6rem 0}
 .dot{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;margin-right:.5rem}small{color:#6e7781;font-weight:normal}
 .banner{padding:.8rem 1rem;border-radius:6px;color:#fff;background:${m.overall === 'operational' ? COLOR.up : m.overall === 'degraded' ? COLOR.degraded : m.overall === 'outage' ? COLOR.down : COLOR.unknown}}</style>
-</head><body><h1>${esc(m.title)}</h1><p class="banner" id="overall">${HEADLINE[m.overall]}</p>
+</head><body><h1>Status: ${esc(m.title)}</h1><p class="banner" id="overall">${HEADLINE[m.overall]}</p>
 ${rows || '<p>Nothing is monitored yet.</p>'}
 <p><small>Updated ${esc(when(m.generatedAt))}</small></p></body></html>
 `;

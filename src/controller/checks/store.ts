@@ -57,6 +57,11 @@ export interface CheckStore {
   stateAt(subject: string, at: number): Promise<TransitionRecord | undefined>;
   addMinutes(rows: MinuteRollup[]): Promise<void>;
   listMinutes(subject: string, since: number): Promise<MinuteRollup[]>;
+  /**
+   * Merges the rollups in [from, to) into one bucket per `bucketMs` (an hour, a day) starting at the
+   * bucket's start; a bucket that is already one row is left alone. Returns the rows removed.
+   */
+  compact(from: number, to: number, bucketMs: number): Promise<number>;
   /** Deletes rollups older than `minuteBefore` and transitions older than `transitionBefore`. */
   prune(minuteBefore: number, transitionBefore: number): Promise<{ minutes: number; transitions: number }>;
 }
@@ -267,6 +272,58 @@ export class KyselyCheckStore implements CheckStore {
       latencySumMs: n(r.latency_sum_ms),
       latencyMaxMs: n(r.latency_max_ms),
     }));
+  }
+
+  async compact(from: number, to: number, bucketMs: number): Promise<number> {
+    return this.tx(async (db) => {
+      const rows = await db
+        .selectFrom('check_minutes')
+        .selectAll()
+        .where('minute', '>=', from - (from % bucketMs))
+        .where('minute', '<', to - (to % bucketMs))
+        .execute();
+      const groups = new Map<string, MinuteRollup[]>();
+      for (const r of rows) {
+        const minute = n(r.minute);
+        const bucket = minute - (minute % bucketMs);
+        const key = `${r.subject}\u0000${bucket}`;
+        const g = groups.get(key) ?? [];
+        g.push({
+          subject: r.subject,
+          minute,
+          ok: n(r.ok),
+          failed: n(r.failed),
+          latencySumMs: n(r.latency_sum_ms),
+          latencyMaxMs: n(r.latency_max_ms),
+        });
+        groups.set(key, g);
+      }
+      let removed = 0;
+      for (const g of groups.values()) {
+        const first = g[0];
+        if (!first || (g.length === 1 && first.minute % bucketMs === 0)) continue;
+        const bucket = first.minute - (first.minute % bucketMs);
+        await db
+          .deleteFrom('check_minutes')
+          .where('subject', '=', first.subject)
+          .where('minute', '>=', bucket)
+          .where('minute', '<', bucket + bucketMs)
+          .execute();
+        await db
+          .insertInto('check_minutes')
+          .values({
+            subject: first.subject,
+            minute: bucket,
+            ok: g.reduce((a, x) => a + x.ok, 0),
+            failed: g.reduce((a, x) => a + x.failed, 0),
+            latency_sum_ms: g.reduce((a, x) => a + x.latencySumMs, 0),
+            latency_max_ms: Math.max(...g.map((x) => x.latencyMaxMs)),
+          })
+          .execute();
+        removed += g.length - 1;
+      }
+      return removed;
+    });
   }
 
   async prune(

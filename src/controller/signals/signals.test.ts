@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { HostSignals } from '../../core/signals.js';
 import { deriveHost } from './derive.js';
-import { Signals } from './signals.js';
+import { histogramQuantile, Signals } from './signals.js';
 
 function host(at: number, o: Partial<HostSignals> = {}): HostSignals {
   const cpu = { user: 10, nice: 0, system: 10, idle: 80, iowait: 0, irq: 0, softirq: 0, steal: 0 };
@@ -165,4 +165,54 @@ test('signals: sources add their samples to every query', () => {
   const s = new Signals({ now: () => 5 });
   s.addSource('checks', (now) => [{ signal: 'check_up', labels: { check: 'api' }, value: 0, at: now }]);
   assert.deepEqual(s.query('check_up'), [{ signal: 'check_up', labels: { check: 'api' }, value: 0, at: 5 }]);
+});
+
+test('latency: histogram quantiles (hand-computed) over a window, summed over proxies', () => {
+  const le = [0.01, 0.1, 1];
+  // 10 answers: 5 under 10 ms, 4 in (10 ms, 100 ms], 1 in (100 ms, 1 s].
+  assert.equal(histogramQuantile(le, [5, 4, 1, 0], 0.5), 0.01);
+  // rank 9 of 10: 4th of the 4 in the second bucket → its upper bound.
+  assert.ok(Math.abs((histogramQuantile(le, [5, 4, 1, 0], 0.9) ?? 0) - 0.1) < 1e-12);
+  // rank 7: 2nd of 4 in (0.01, 0.1] → 0.01 + 0.09 × 2/4.
+  assert.ok(Math.abs((histogramQuantile(le, [5, 4, 1, 0], 0.7) ?? 0) - 0.055) < 1e-12);
+  assert.equal(histogramQuantile(le, [0, 0, 0, 3], 0.5), 1, '+Inf answers give the highest bound');
+  assert.equal(histogramQuantile(le, [0, 0, 0, 0], 0.5), undefined);
+
+  let now = 0;
+  const s = new Signals({ now: () => now });
+  const rep = (proxy: string, counts: number[]) =>
+    s.proxyReport(proxy, [
+      {
+        name: 'web',
+        requests: counts.reduce((a, b) => a + b, 0),
+        failed: 0,
+        latency: { le, counts, sumSeconds: 0, count: 0 },
+      },
+    ]);
+  rep('p1', [100, 0, 0, 0]);
+  rep('p2', [0, 0, 0, 0]);
+  now = 600_000;
+  // In the last 5 minutes: p1 adds 10 fast answers, p2 adds 10 slow ones (0.1–1 s).
+  rep('p1', [110, 0, 0, 0]);
+  rep('p2', [0, 0, 10, 0]);
+  assert.ok(Math.abs((s.serviceLatencyQuantile('web', 0.5, 300_000) ?? 0) - 0.01) < 1e-12);
+  assert.ok(
+    Math.abs((s.serviceLatencyQuantile('web', 0.99, 300_000) ?? 0) - (0.1 + 0.9 * (9.8 / 10))) < 1e-9,
+  );
+  assert.ok(s.query('service_latency_p99_seconds', { service: 'web' }).length === 1);
+});
+
+test('signals: history keeps one point per step per series, the latest value last', () => {
+  let now = 0;
+  const s = new Signals({ now: () => now, historyStepMs: 30_000, historyMs: 3_600_000 });
+  for (let i = 0; i <= 24; i++) {
+    now = i * 5000;
+    s.record('x', { a: '1' }, i, now);
+  }
+  const pts = s.range('x', { a: '1' }, 0)[0]?.points ?? [];
+  assert.deepEqual(
+    pts.map((p) => p.at),
+    [0, 25_000, 50_000, 75_000, 100_000, 120_000],
+  );
+  assert.equal(pts[pts.length - 1]?.value, 24);
 });

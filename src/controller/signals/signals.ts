@@ -42,6 +42,8 @@ export interface SignalsOptions {
   now?: () => number;
   /** History kept per series (default 1 h). */
   historyMs?: number;
+  /** At most one history point per series per this many ms (default 30 s). */
+  historyStepMs?: number;
   /** Per-service request counts kept (default 6 h: the longest page window of the burn-rate table). */
   serviceHistoryMs?: number;
   /** A host that has not reported for this long is down (default 15 s, as the fleet's). */
@@ -62,6 +64,35 @@ interface CounterPoint {
   at: number;
   requests: number;
   failed: number;
+  /** Cumulative latency bucket counts (monotonic, over every proxy). */
+  latency?: number[];
+}
+
+/**
+ * The q-quantile (0–1) of a histogram with upper bounds `le` and per-bucket counts (one more for +Inf),
+ * interpolating linearly inside the bucket as Prometheus' histogram_quantile does; answers in the +Inf
+ * bucket give the highest finite bound. Undefined with no observations.
+ */
+export function histogramQuantile(
+  le: readonly number[],
+  counts: readonly number[],
+  q: number,
+): number | undefined {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let cum = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i] ?? 0;
+    if (cum + c >= rank && c > 0) {
+      if (i >= le.length) return le[le.length - 1];
+      const lo = i === 0 ? 0 : (le[i - 1] ?? 0);
+      const hi = le[i] ?? lo;
+      return lo + (hi - lo) * ((rank - cum) / c);
+    }
+    cum += c;
+  }
+  return le[le.length - 1];
 }
 
 interface ServiceEntry {
@@ -71,6 +102,10 @@ interface ServiceEntry {
   requests: number;
   failed: number;
   points: CounterPoint[];
+  /** Latency histogram: bucket bounds, per-proxy last cumulative counts, monotonic totals. */
+  le?: number[];
+  perProxyLatency: Map<string, number[]>;
+  latency?: number[];
 }
 
 const SERVICE_POINT_EVERY_MS = 5_000;
@@ -92,6 +127,7 @@ function seriesKey(signal: string, labels: SignalLabels): string {
 export class Signals {
   private readonly now: () => number;
   private readonly historyMs: number;
+  private readonly historyStepMs: number;
   private readonly serviceHistoryMs: number;
   readonly hostDownAfterMs: number;
   private readonly hosts = new Map<string, HostEntry>();
@@ -102,6 +138,7 @@ export class Signals {
   constructor(o: SignalsOptions = {}) {
     this.now = o.now ?? Date.now;
     this.historyMs = o.historyMs ?? 3_600_000;
+    this.historyStepMs = o.historyStepMs ?? 30_000;
     this.serviceHistoryMs = o.serviceHistoryMs ?? 6 * 3_600_000;
     this.hostDownAfterMs = o.hostDownAfterMs ?? 15_000;
   }
@@ -138,7 +175,13 @@ export class Signals {
     for (const s of services) {
       let e = this.services.get(s.name);
       if (!e) {
-        e = { perProxy: new Map(), requests: 0, failed: 0, points: [] };
+        e = {
+          perProxy: new Map(),
+          requests: 0,
+          failed: 0,
+          points: [{ at: now, requests: 0, failed: 0 }],
+          perProxyLatency: new Map(),
+        };
         this.services.set(s.name, e);
       }
       const last = e.perProxy.get(proxyId);
@@ -148,14 +191,39 @@ export class Signals {
       e.perProxy.set(proxyId, { requests: s.requests, failed: s.failed });
       e.requests += dr;
       e.failed += df;
+      if (s.latency && s.latency.counts.length === s.latency.le.length + 1) {
+        if (!e.le || e.le.join() !== s.latency.le.join()) {
+          // New bucket layout (a proxy upgrade): start the service's histogram over.
+          e.le = [...s.latency.le];
+          e.latency = new Array(s.latency.counts.length).fill(0);
+          e.perProxyLatency.clear();
+          for (const p of e.points) delete p.latency;
+        }
+        const lastLat = e.perProxyLatency.get(proxyId);
+        const restarted = lastLat !== undefined && s.latency.counts.some((c, i) => c < (lastLat[i] ?? 0));
+        const total = e.latency ?? [];
+        s.latency.counts.forEach((c, i) => {
+          total[i] = (total[i] ?? 0) + (lastLat && !restarted ? c - (lastLat[i] ?? 0) : lastLat ? c : 0);
+        });
+        e.latency = total;
+        e.perProxyLatency.set(proxyId, [...s.latency.counts]);
+      }
       const tail = e.points[e.points.length - 1];
-      if (!tail || now - tail.at >= SERVICE_POINT_EVERY_MS) {
-        e.points.push({ at: now, requests: e.requests, failed: e.failed });
+      // The first point stays as it was (the zero the service's counts start from); later ones are
+      // updated in place for SERVICE_POINT_EVERY_MS.
+      if (!tail || e.points.length === 1 || now - tail.at >= SERVICE_POINT_EVERY_MS) {
+        e.points.push({
+          at: now,
+          requests: e.requests,
+          failed: e.failed,
+          ...(e.latency ? { latency: [...e.latency] } : {}),
+        });
         const cutoff = now - this.serviceHistoryMs;
         while (e.points.length > 2 && (e.points[0]?.at ?? now) < cutoff) e.points.shift();
       } else {
         tail.requests = e.requests;
         tail.failed = e.failed;
+        if (e.latency) tail.latency = [...e.latency];
         tail.at = now;
       }
     }
@@ -173,7 +241,13 @@ export class Signals {
       s = { signal, labels, points: [] };
       this.history.set(key, s);
     }
-    s.points.push({ at, value });
+    // One point per historyStepMs per series (the latest value wins): 1,000 hosts × 30 series stay
+    // at a few MB rather than growing with the report rate.
+    const last = s.points[s.points.length - 1];
+    if (last && s.points.length > 1 && at - (s.points[s.points.length - 2]?.at ?? 0) < this.historyStepMs) {
+      last.at = at;
+      last.value = value;
+    } else s.points.push({ at, value });
     const cutoff = at - this.historyMs;
     let drop = 0;
     while (drop < s.points.length && (s.points[drop]?.at ?? at) < cutoff) drop++;
@@ -221,6 +295,21 @@ export class Signals {
       failed: e.failed - base.failed,
       coveredMs: Math.min(windowMs, now - base.at),
     };
+  }
+
+  /** The q-quantile of the service's answer time over the last `windowMs`, in seconds (all proxies). */
+  serviceLatencyQuantile(service: string, q: number, windowMs: number): number | undefined {
+    const e = this.services.get(service);
+    if (!e?.le || !e.latency) return undefined;
+    const from = this.now() - windowMs;
+    let base: CounterPoint | undefined;
+    for (const p of e.points) {
+      if (p.at <= from || !base) base = p;
+      else break;
+    }
+    const before = base?.latency;
+    const delta = e.latency.map((c, i) => c - (before?.[i] ?? 0));
+    return histogramQuantile(e.le, delta, q);
   }
 
   /** The last host signals an agent sent (raw counters). */
@@ -288,6 +377,14 @@ export class Signals {
       }
       if (m5 && m5.requests > 0) {
         out.push({ signal: 'service_error_ratio', labels: l, value: m5.failed / m5.requests, at: now });
+      }
+      for (const [q, signal] of [
+        [0.5, 'service_latency_p50_seconds'],
+        [0.9, 'service_latency_p90_seconds'],
+        [0.99, 'service_latency_p99_seconds'],
+      ] as const) {
+        const v = this.serviceLatencyQuantile(name, q, 300_000);
+        if (v !== undefined) out.push({ signal, labels: l, value: v, at: now });
       }
     }
     for (const source of this.sources.values()) out.push(...source(now));
