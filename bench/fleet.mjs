@@ -157,7 +157,14 @@ try {
     'the new instances to reach their hosts',
     () => sims.reduce((n, s) => n + s.instances.length, 0) >= INSTANCES + wave,
     120_000,
-  ).catch((err) => console.log(String(err)));
+  ).catch(async (err) => {
+    console.log(String(err));
+    // Say why: the controller's last words about the service.
+    const { events } = await admin.get('/v1/events?limit=200');
+    for (const e of events.filter((e) => e.subject === 'wave' || e.subject?.startsWith('wave-')).slice(0, 8)) {
+      console.log(`  event ${new Date(e.at).toISOString()} ${e.kind}: ${e.message}`);
+    }
+  });
   await sleep(1000);
   const delays = [];
   for (const s of sims) {

@@ -77,125 +77,110 @@ describe('nines drill host-loss and zone-outage', () => {
     cleanup(root);
   });
 
-  // Known proxy defect, kept visible rather than hidden: when two instances die at once, a connect
-  // failure is retried once and the retry can pick the other dead instance → 1 request in ~2,000 fails
-  // with NINES_E_UPSTREAM_CONNECT (src/proxy/forward.ts: "still once at most"). `todo` runs the test
-  // and reports a failure without failing CI until the proxy retries connect failures while untried
-  // instances remain; then remove it.
-  const twoAtOnce = { todo: 'proxy: a connect failure is retried only once (two instances lost at once)' };
+  test('a host lost for 20 s under load: detected, replaced on the other host, host back, 0 failed', async () => {
+    const before = await client.get<StatusView>('/v1/status');
+    const onB = before.instances.filter((i) => i.host === 'host-b').length;
+    assert.ok(
+      onB > 0 && onB < 4,
+      `instances spread over both hosts: ${JSON.stringify(before.instances.map((i) => i.host))}`,
+    );
+    const r = await cli(
+      ctlDir,
+      'drill',
+      'host-loss',
+      '--service',
+      'web',
+      '--host',
+      'host-b',
+      '--outage',
+      '20s',
+      '--proxy',
+      proxyUrl,
+      '--rate',
+      '100',
+      '--before',
+      '1s',
+      '--after',
+      '1s',
+      '--json',
+    );
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const rep = JSON.parse(r.stdout) as DrillReport;
+    assert.equal(rep.failed, 0, JSON.stringify(rep.phases));
+    assert.ok(rep.phases.during.sent > 1000, JSON.stringify(rep.phases));
+    // The controller declares a host down after 15 s of silence (hostDownAfterMs).
+    assert.ok(rep.timeToDetectMs !== null && rep.timeToDetectMs >= 14_000, String(rep.timeToDetectMs));
+    assert.ok(
+      rep.timeToRecoverMs !== null && rep.timeToRecoverMs >= rep.timeToDetectMs,
+      String(rep.timeToRecoverMs),
+    );
+    const lost = (rep.fault as { instances: string[] }).instances;
+    assert.equal(lost.length, onB);
 
-  test(
-    'a host lost for 20 s under load: detected, replaced on the other host, host back, 0 failed',
-    twoAtOnce,
-    async () => {
-      const before = await client.get<StatusView>('/v1/status');
-      const onB = before.instances.filter((i) => i.host === 'host-b').length;
-      assert.ok(
-        onB > 0 && onB < 4,
-        `instances spread over both hosts: ${JSON.stringify(before.instances.map((i) => i.host))}`,
-      );
-      const r = await cli(
-        ctlDir,
-        'drill',
-        'host-loss',
-        '--service',
-        'web',
-        '--host',
-        'host-b',
-        '--outage',
-        '20s',
-        '--proxy',
-        proxyUrl,
-        '--rate',
-        '100',
-        '--before',
-        '1s',
-        '--after',
-        '1s',
-        '--json',
-      );
-      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-      const rep = JSON.parse(r.stdout) as DrillReport;
-      assert.equal(rep.failed, 0, JSON.stringify(rep.phases));
-      assert.ok(rep.phases.during.sent > 1000, JSON.stringify(rep.phases));
-      // The controller declares a host down after 15 s of silence (hostDownAfterMs).
-      assert.ok(rep.timeToDetectMs !== null && rep.timeToDetectMs >= 14_000, String(rep.timeToDetectMs));
-      assert.ok(
-        rep.timeToRecoverMs !== null && rep.timeToRecoverMs >= rep.timeToDetectMs,
-        String(rep.timeToRecoverMs),
-      );
-      const lost = (rep.fault as { instances: string[] }).instances;
-      assert.equal(lost.length, onB);
+    const after = await client.get<StatusView>('/v1/status');
+    const web = after.instances.filter((i) => i.service === 'web' && i.route === 'ready');
+    assert.equal(web.length, 4, JSON.stringify(after.instances));
+    assert.ok(
+      web.every((i) => i.healthy && !lost.includes(i.id)),
+      'the lost instances were replaced',
+    );
+    const hosts = (await client.get<{ hosts: Array<{ name: string; up: boolean }> }>('/v1/hosts')).hosts;
+    assert.ok(
+      hosts.every((h) => h.up),
+      `host-b is back: ${JSON.stringify(hosts)}`,
+    );
+  });
 
-      const after = await client.get<StatusView>('/v1/status');
-      const web = after.instances.filter((i) => i.service === 'web' && i.route === 'ready');
-      assert.equal(web.length, 4, JSON.stringify(after.instances));
-      assert.ok(
-        web.every((i) => i.healthy && !lost.includes(i.id)),
-        'the lost instances were replaced',
-      );
-      const hosts = (await client.get<{ hosts: Array<{ name: string; up: boolean }> }>('/v1/hosts')).hosts;
-      assert.ok(
-        hosts.every((h) => h.up),
-        `host-b is back: ${JSON.stringify(hosts)}`,
-      );
-    },
-  );
+  test('zone-outage of zone b after a redeploy spread the instances again: 0 failed; losing the last zone is refused', async () => {
+    const d = await cli(ctlDir, 'deploy', 'web', 'v2');
+    assert.equal(d.code, 0, d.stdout + d.stderr);
+    const before = await client.get<StatusView>('/v1/status');
+    assert.ok(
+      before.instances.some((i) => i.host === 'host-b'),
+      'instances on host-b again',
+    );
+    const r = await cli(
+      ctlDir,
+      'drill',
+      'zone-outage',
+      '--service',
+      'web',
+      '--zone',
+      'b',
+      '--outage',
+      '20s',
+      '--proxy',
+      proxyUrl,
+      '--rate',
+      '100',
+      '--before',
+      '500ms',
+      '--after',
+      '500ms',
+      '--json',
+    );
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const rep = JSON.parse(r.stdout) as DrillReport;
+    assert.equal(rep.failed, 0, JSON.stringify(rep.phases));
+    assert.deepEqual(
+      (rep.fault as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host),
+      ['host-b'],
+    );
+    assert.ok(rep.timeToDetectMs !== null && rep.timeToRecoverMs !== null, JSON.stringify(rep));
 
-  test(
-    'zone-outage of zone b after a redeploy spread the instances again: 0 failed; losing the last zone is refused',
-    twoAtOnce,
-    async () => {
-      const d = await cli(ctlDir, 'deploy', 'web', 'v2');
-      assert.equal(d.code, 0, d.stdout + d.stderr);
-      const before = await client.get<StatusView>('/v1/status');
-      assert.ok(
-        before.instances.some((i) => i.host === 'host-b'),
-        'instances on host-b again',
-      );
-      const r = await cli(
-        ctlDir,
-        'drill',
-        'zone-outage',
-        '--service',
-        'web',
-        '--zone',
-        'b',
-        '--outage',
-        '20s',
-        '--proxy',
-        proxyUrl,
-        '--rate',
-        '100',
-        '--before',
-        '500ms',
-        '--after',
-        '500ms',
-        '--json',
-      );
-      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-      const rep = JSON.parse(r.stdout) as DrillReport;
-      assert.equal(rep.failed, 0, JSON.stringify(rep.phases));
-      assert.deepEqual(
-        (rep.fault as { hosts: Array<{ host: string }> }).hosts.map((h) => h.host),
-        ['host-b'],
-      );
-      assert.ok(rep.timeToDetectMs !== null && rep.timeToRecoverMs !== null, JSON.stringify(rep));
-
-      // Every instance now runs in zone a: losing it would be an outage, not a drill.
-      const refused = await cli(
-        ctlDir,
-        'drill',
-        'zone-outage',
-        '--service',
-        'web',
-        '--zone',
-        'a',
-        '--proxy',
-        proxyUrl,
-      );
-      assert.equal(refused.code, 2, refused.stdout + refused.stderr);
-      assert.match(refused.stderr, /NINES_E_DRILL_REFUSED.*every running instance of web/);
-    },
-  );
+    // Every instance now runs in zone a: losing it would be an outage, not a drill.
+    const refused = await cli(
+      ctlDir,
+      'drill',
+      'zone-outage',
+      '--service',
+      'web',
+      '--zone',
+      'a',
+      '--proxy',
+      proxyUrl,
+    );
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /NINES_E_DRILL_REFUSED.*every running instance of web/);
+  });
 });

@@ -76,7 +76,13 @@ export class Reconciler {
     const hosts = await this.store.listHosts();
     const now = Date.now();
     const inGrace = now - this.startedAt < this.fleet.hostDownAfterMs;
-    if (inGrace && hosts.some((h) => !this.hub.agents.has(h.id))) return;
+    // A new leader (or a restarted controller) first hears from every host: agents need a moment to
+    // fail over to it, and a heartbeat it saw as a follower says nothing about now.
+    if (
+      inGrace &&
+      hosts.some((h) => h.revokedAt === null && (this.hub.agents.get(h.id)?.at ?? 0) < this.startedAt)
+    )
+      return;
     const state = await loadFleetState(this.store, this.fleet.hostDownAfterMs, now, hosts);
     // Heartbeats as this controller saw them, or as stored (another controller, or before a restart).
     const hostsUp = new Set(
