@@ -161,7 +161,9 @@ try {
     console.log(String(err));
     // Say why: the controller's last words about the service.
     const { events } = await admin.get('/v1/events?limit=200');
-    for (const e of events.filter((e) => e.subject === 'wave' || e.subject?.startsWith('wave-')).slice(0, 8)) {
+    for (const e of events
+      .filter((e) => e.subject === 'wave' || e.subject?.startsWith('wave-'))
+      .slice(0, 8)) {
       console.log(`  event ${new Date(e.at).toISOString()} ${e.kind}: ${e.message}`);
     }
   });
