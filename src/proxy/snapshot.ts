@@ -1,4 +1,5 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { RoutingSnapshot } from '../core/protocol.js';
 
@@ -87,6 +88,8 @@ export async function readSnapshotCache(file: string): Promise<RoutingSnapshot |
 /** Writes atomically: a temporary file next to it, fsync, then rename over the old one. */
 export async function writeSnapshotCache(file: string, json: string): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
+  // The cache's folder may not exist yet (a fresh data dir): without it no snapshot was ever cached.
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(json);

@@ -15,9 +15,27 @@ type AnyDb = Kysely<any>;
 
 const BOOKKEEPING = new Set([MIGRATION_TABLE, MIGRATION_LOCK_TABLE]);
 
-async function userTables(db: AnyDb): Promise<Map<string, string[]>> {
-  const tables = await db.introspection.getTables();
+async function userTables(db: AnyDb, postgres: boolean): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
+  if (postgres) {
+    // Only this store's schema: Kysely's introspection lists every schema of the database (another
+    // nines, or a schema dropped meanwhile: "schema … does not exist" under concurrent tests).
+    const r = await sql<{ table_name: string; column_name: string }>`
+      SELECT c.table_name, c.column_name
+      FROM information_schema.columns c
+      JOIN information_schema.tables t
+        ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+      WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+      ORDER BY c.table_name, c.ordinal_position`.execute(db);
+    for (const row of r.rows) {
+      if (BOOKKEEPING.has(row.table_name)) continue;
+      const cols = out.get(row.table_name) ?? [];
+      cols.push(row.column_name);
+      out.set(row.table_name, cols);
+    }
+    return out;
+  }
+  const tables = await db.introspection.getTables();
   for (const t of tables) {
     if (t.isView || BOOKKEEPING.has(t.name) || t.name.startsWith('sqlite_')) continue;
     out.set(
@@ -66,7 +84,7 @@ async function ordered(db: AnyDb, tables: string[], postgres: boolean): Promise<
 /** Every table's rows, read in one transaction (a consistent snapshot: repeatable read on PostgreSQL). */
 export async function exportSnapshot(root: Kysely<Database>, postgres: boolean): Promise<StateSnapshot> {
   const run = async (db: AnyDb): Promise<StateSnapshot> => {
-    const tables = await userTables(db);
+    const tables = await userTables(db, postgres);
     const applied = await db
       .selectFrom(MIGRATION_TABLE)
       .select('name')
@@ -116,7 +134,7 @@ export async function importSnapshot(
   const floor = opts.now ?? Date.now();
   return root.transaction().execute(async (trx) => {
     const db = trx as unknown as AnyDb;
-    const tables = await userTables(db);
+    const tables = await userTables(db, opts.postgres);
     const order = await ordered(db, [...tables.keys()], opts.postgres);
     if (!opts.replace) {
       for (const t of ['services', 'hosts', 'releases']) {
