@@ -39,7 +39,12 @@ class UpstreamLostError extends Error {
 }
 /** The instance went down (health checks, ejection) while this request waited for its answer. */
 const UPSTREAM_LOST = new UpstreamLostError('instance went down before answering');
-/** Extra attempts for a connect failure (nothing sent), as HAProxy's `retries` + `option redispatch`. */
+/**
+ * Extra attempts, beyond `retry.attempts`, for a connect failure (nothing was sent): as HAProxy's
+ * `retries` + `option redispatch`. Several instances lost together (a host, a zone) must not fail a
+ * request because its one retry met the next dead instance. A reset is different (the app may have
+ * seen the request): `retry.attempts` bounds it. The retry budget bounds both.
+ */
 const CONNECT_REDISPATCH = 2;
 const BODY_TOO_LARGE = new LimitError('request body too large');
 const TOTAL_TIMEOUT = new LimitError('total request timeout');
