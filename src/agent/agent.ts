@@ -25,6 +25,7 @@ import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.
 import { LogShipper } from './logs.js';
 import { startAgentMetrics } from './metrics-server.js';
 import { planInstances } from './plan.js';
+import { sleep } from './poll.js';
 import { allocatePort } from './ports.js';
 import { isProcessAlive, signalGroup } from './procfs.js';
 import { removeSecretsFile } from './secrets.js';
@@ -567,19 +568,4 @@ function isRecord(r: unknown): r is InstanceRecord {
     typeof x.startedAt === 'number' &&
     desiredInstanceSchema.safeParse(x.spec).success
   );
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

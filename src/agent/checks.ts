@@ -12,6 +12,7 @@ import {
   judgeHttp,
 } from '../core/checks.js';
 import { controllerRetryDelayMs } from './backoff.js';
+import { sleep } from './poll.js';
 
 /**
  * Runs the black-box checks the controller hands this host (`GET /v1/agent/checks`, long poll) and
@@ -342,19 +343,4 @@ async function dnsCheck(
   if (answers.length === 0)
     return { check: spec.name, at, ok: false, latencyMs, message: `no ${spec.record} answer` };
   return { check: spec.name, at, ok: true, latencyMs, message: shown };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

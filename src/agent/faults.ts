@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AgentFault, AgentFaultResult } from '../core/drill-protocol.js';
 import type { ObservedInstance } from '../core/protocol.js';
+import { pollOpenItems } from './poll.js';
 
 export interface FaultTransport {
   faults(hostId: string, have: string[], waitS: number, signal: AbortSignal): Promise<AgentFault[]>;
@@ -27,39 +28,23 @@ export interface FaultRunnerDeps {
  * exactly what a real crash would exercise.
  */
 export class FaultRunner {
-  private readonly done = new Set<string>();
-
   constructor(private readonly d: FaultRunnerDeps) {}
 
-  async run(): Promise<void> {
-    const { signal } = this.d;
-    while (!signal.aborted) {
-      const hostId = this.d.hostId();
-      if (!hostId) {
-        await sleep(500, signal);
-        continue;
-      }
-      let faults: AgentFault[];
-      try {
-        faults = await this.d.transport.faults(hostId, [...this.done], 25, signal);
-      } catch (err) {
-        if (signal.aborted) break;
-        this.d.logger.debug({ err }, 'drill faults: poll failed, retrying');
-        await sleep(1000, signal);
-        continue;
-      }
-      const open = new Set(faults.map((f) => f.id));
-      for (const id of this.done) if (!open.has(id)) this.done.delete(id);
-      for (const f of faults) {
-        if (this.done.has(f.id)) continue;
-        this.done.add(f.id);
+  run(): Promise<void> {
+    return pollOpenItems<AgentFault>({
+      what: 'drill faults',
+      hostId: this.d.hostId,
+      list: (hostId, have, signal) => this.d.transport.faults(hostId, have, 25, signal),
+      act: async (hostId, f) => {
         const result = this.inject(f);
         this.d.logger.warn({ fault: f, result }, 'drill: fault injected');
-        await this.d.transport.faultDone(hostId, f.id, result, signal).catch((err: unknown) => {
+        await this.d.transport.faultDone(hostId, f.id, result, this.d.signal).catch((err: unknown) => {
           this.d.logger.debug({ err, fault: f.id }, 'drill faults: result not delivered');
         });
-      }
-    }
+      },
+      logger: this.d.logger,
+      signal: this.d.signal,
+    });
   }
 
   inject(f: AgentFault): AgentFaultResult {
@@ -87,17 +72,4 @@ export class FaultRunner {
     }
     return { ok: true, message: `SIGKILL sent to ${f.instance} (pid ${inst.pid})`, pid: inst.pid, at };
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

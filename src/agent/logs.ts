@@ -2,6 +2,7 @@ import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { LOG_CHUNK_MAX, type LogChunk, type LogRequest } from '../core/logs-protocol.js';
+import { sleep } from './poll.js';
 
 /** What the log relay needs from the controller client (signed calls). */
 export interface LogTransport {
@@ -151,17 +152,4 @@ function split(text: string): string[] {
   const parts: string[] = [];
   for (let i = 0; i < text.length; i += LOG_CHUNK_MAX) parts.push(text.slice(i, i + LOG_CHUNK_MAX));
   return parts;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

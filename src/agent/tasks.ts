@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import { type HostTask, type HostTaskResult, TASK_OUTPUT_MAX } from '../core/tasks-protocol.js';
+import { pollOpenItems, sleep } from './poll.js';
 
 /** What the task runner needs from the controller client (signed calls). */
 export interface TaskTransport {
@@ -21,38 +22,18 @@ export interface TaskRunnerDeps {
  * code and the tail of its output. A task id is never run twice, even if the answer is lost.
  */
 export class TaskRunner {
-  /** Ids started by this agent (running or answered) that the controller still lists. */
-  private readonly started = new Set<string>();
-
   constructor(private readonly d: TaskRunnerDeps) {}
 
-  async run(): Promise<void> {
-    const { signal } = this.d;
-    while (!signal.aborted) {
-      const hostId = this.d.hostId();
-      if (!hostId) {
-        await sleep(500, signal);
-        continue;
-      }
-      let tasks: HostTask[];
-      try {
-        tasks = await this.d.transport.tasks(hostId, [...this.started], 25, signal);
-      } catch (err) {
-        if (signal.aborted) break;
-        this.d.logger.debug({ err }, 'host tasks: poll failed, retrying');
-        await sleep(1000, signal);
-        continue;
-      }
-      const listed = new Set(tasks.map((t) => t.id));
-      for (const id of this.started) if (!listed.has(id)) this.started.delete(id);
-      for (const t of tasks) {
-        if (this.started.has(t.id)) continue;
-        this.started.add(t.id);
-        void this.execute(hostId, t);
-      }
-      // Nothing new: wait a moment so an unchanged list does not spin.
-      if (tasks.every((t) => this.started.has(t.id))) await sleep(200, signal);
-    }
+  run(): Promise<void> {
+    return pollOpenItems<HostTask>({
+      what: 'host tasks',
+      hostId: this.d.hostId,
+      list: (hostId, have, signal) => this.d.transport.tasks(hostId, have, 25, signal),
+      // Not awaited: a long command must not hold up the next task's start or the poll.
+      act: async (hostId, t) => void this.execute(hostId, t),
+      logger: this.d.logger,
+      signal: this.d.signal,
+    });
   }
 
   private async execute(hostId: string, t: HostTask): Promise<void> {
@@ -103,18 +84,5 @@ export function runCommand(command: string, timeoutMs: number): Promise<HostTask
       clearTimeout(timer);
       resolve({ exitCode: code, signal: sig, output: out, durationMs: Date.now() - started });
     });
-  });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
   });
 }
