@@ -264,7 +264,9 @@ describe('three controllers on PostgreSQL', { skip: SKIP }, () => {
       };
       console.log(`PROXY LOG:\n${tail(join(root, 'proxy', 'logs', 'nines.log'))}`);
       console.log(`AGENT LOG:\n${tail(join(root, 'agent', 'logs', 'nines.log'))}`);
-      console.log(`STALLED CONTROLLER (exit ${lead.c.proc?.proc.exitCode}):\n${tail(join(lead.c.dir, 'logs', 'nines.log'))}`);
+      console.log(
+        `STALLED CONTROLLER (exit ${lead.c.proc?.proc.exitCode}):\n${tail(join(lead.c.dir, 'logs', 'nines.log'))}`,
+      );
       console.log(`STALLED CONTROLLER OUTPUT:\n${lead.c.proc?.output().split('\n').slice(-40).join('\n')}`);
     }
     assert.equal(load.failed, 0, describeLoad(load));
