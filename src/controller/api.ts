@@ -19,6 +19,7 @@ import type { Hub } from './hub.js';
 import { type Leadership, needsLeader } from './leadership.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import { mayReportAs } from './proxies.js';
+import { LeaderRelay, mayRelay } from './relay.js';
 import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
@@ -143,9 +144,12 @@ export function buildApi(deps: ApiDeps) {
   const leadership = deps.leadership;
   if (leadership) {
     // After authentication, so that only callers with credentials learn where the leader is.
-    app.addHook('onRequest', async (req) => {
+    const relay = new LeaderRelay(() => leadership.id);
+    app.addHook('onClose', () => relay.close());
+    app.addHook('onRequest', async (req, reply) => {
       if (leadership.isLeader || !needsLeader(req.method, req.url)) return;
       const leader = leadership.leaderUrl;
+      if (leader && mayRelay(req)) return relay.relay(req, reply, leader);
       throw new NinesError(
         'NINES_E_NOT_LEADER',
         leader
