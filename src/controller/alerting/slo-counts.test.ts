@@ -7,6 +7,7 @@ import { after, describe, it, test } from 'node:test';
 import pg from 'pg';
 import { pino } from 'pino';
 import { alertingConfigSchema } from '../../core/alerting-config.js';
+import { availabilityFor, uptimeReport } from '../checks/reports.js';
 import { Hub } from '../hub.js';
 import type { KyselyStore } from '../store/kysely-store.js';
 import { openPostgresKyselyStore } from '../store/postgres.js';
@@ -259,6 +260,59 @@ for (const backend of [sqlite, postgres]) {
         assert.deepEqual(await req.countsOver('web', 5 * MINUTE, clock), total, 'stored = what was pending');
       } finally {
         await store.close();
+        await drop();
+      }
+    });
+
+    it('uptime report: answers, 5xx and error budget per service over the window, maintenance left out, same after reopening', async () => {
+      const { store, reopen, drop } = await backend.open();
+      try {
+        await store.upsertService('web', spec1);
+        const now = T0;
+        const req = new RequestSignals(store);
+        const minute = Math.floor(now / MINUTE);
+        // 2 hours: 100 answers a minute, 1 bad (1 %); then a maintenance hour with 50 % errors.
+        for (let i = 0; i < 120; i++) req.add('web', minute - i, 100, 1);
+        for (let i = 120; i < 180; i++) req.add('web', minute - i, 100, 50);
+        await req.flush(now);
+        const mStart = (minute - 179) * MINUTE;
+        const maintenance = [
+          {
+            id: 'm1',
+            matchers: [{ name: 'service', op: '=' as const, value: 'web' }],
+            schedule: { kind: 'once' as const, startsAt: mStart, endsAt: mStart + HOUR },
+          },
+        ];
+        const figures = async (s: KyselyStore) => {
+          const rows = await uptimeReport(
+            { store: s, now: () => now, maintenanceWindows: () => maintenance },
+            '24h',
+            0.99,
+          );
+          return rows.find((r) => r.kind === 'service' && r.name === 'web')?.requests;
+        };
+        // 12,000 answers, 120 bad: availability 99 %; a 99 % objective allows 120 bad → budget 0.
+        const want = { total: 12_000, failed: 120, availability: 0.99, errorBudgetLeft: 0 };
+        const got = await figures(store);
+        assert.equal(got?.total, want.total);
+        assert.equal(got?.failed, want.failed);
+        close(got?.availability ?? 0, want.availability);
+        close(got?.errorBudgetLeft ?? 1, want.errorBudgetLeft);
+        const rows = await uptimeReport({ store, now: () => now }, '24h', 0.999);
+        const all = rows.find((r) => r.name === 'web')?.requests;
+        // Without the maintenance window: 18,000 answers, 3,120 bad; 0.999 allows 18 → 1 − 3120/18.
+        assert.deepEqual([all?.total, all?.failed], [18_000, 3_120]);
+        close(all?.errorBudgetLeft ?? 0, 1 - 3120 / 18);
+        const availability = availabilityFor({ name: 'web', instances: 2 }, rows, 0.999, '24h');
+        close(availability.measuredByRequests ?? 0, 1 - 3120 / 18_000);
+        await store.close();
+        const again = await reopen();
+        try {
+          assert.deepEqual(await figures(again), got);
+        } finally {
+          await again.close();
+        }
+      } finally {
         await drop();
       }
     });
