@@ -69,7 +69,7 @@ describe('checks on a real controller', () => {
     return { status: res.status, body, text, headers: res.headers };
   }
 
-  const results = (ok: boolean[], at = Date.now()) =>
+  const results = (ok: boolean[], at = Date.now(), check = 'payments') =>
     Promise.all(
       ok.map((o, i) =>
         call('POST', '/v1/agent/checks/results', {
@@ -78,7 +78,7 @@ describe('checks on a real controller', () => {
             hostId: hosts[i],
             results: [
               {
-                check: 'payments',
+                check,
                 at,
                 ok: o,
                 latencyMs: 12,
@@ -171,6 +171,48 @@ describe('checks on a real controller', () => {
     // Signals for the alert evaluator.
     const sig = await call('GET', '/v1/signals?signal=check_up&check=payments', { token: admin });
     assert.equal((sig.body as { samples: { value: number }[] }).samples[0]?.value, 1);
+  });
+
+  test('consecutiveFailures: a location counts as failing only after N failures in a row', async () => {
+    const put = await call('PUT', '/v1/checks/queue', {
+      token: admin,
+      json: { type: 'tcp', host: 'queue.example.test', port: 5672, consecutiveFailures: 3, interval: '10s' },
+    });
+    assert.equal(put.status, 201);
+    const bad = await call('PUT', '/v1/checks/queue', {
+      token: admin,
+      json: { type: 'tcp', host: 'queue.example.test', port: 5672, consecutiveFailures: 0 },
+    });
+    assert.equal((bad.body as { error: { code: string } }).error.code, 'NINES_E_VALIDATION');
+    let at = Date.now();
+    const send = (ok: boolean[]) => {
+      at += 1000;
+      return results(ok, at, 'queue');
+    };
+    await send([true, true, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // alpha and beta fail twice: still up (2 < 3 in a row).
+    await send([false, false, true]);
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // A pass from beta resets its streak; alpha's third failure in a row counts: degraded.
+    await send([false, true, true]);
+    const degraded = await state('queue');
+    assert.equal(degraded.state, 'degraded');
+    assert.match(degraded.message, /failing from 1 of 3 locations \(quorum 2\): alpha: /);
+    await send([false, false, true]);
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'degraded', 'beta has failed twice in a row since its pass');
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'down');
+    await send([true, true, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // An older result arriving late does not extend a streak.
+    await send([false, true, true]);
+    await results([false, true, true], at - 5000, 'queue');
+    await send([false, true, true]);
+    assert.equal((await state('queue')).state, 'up', 'two failures in a row, not three');
+    await call('DELETE', '/v1/checks/queue', { token: admin });
   });
 
   test('a real agent probes a real server: up, then down when it fails', async () => {
