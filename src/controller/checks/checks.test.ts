@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.js';
+import { serviceSchema } from '../../core/config.js';
 import { Controller } from '../controller.js';
 import { openSqliteStore } from '../store/sqlite.js';
+import { instance, release } from '../store/store-suite.js';
 import type { Store } from '../store/types.js';
 
 /**
@@ -329,6 +331,54 @@ describe('checks on a real controller', () => {
     // All 40 answers in (10 ms, 25 ms]: the median interpolates to the bucket's middle.
     assert.match(m.text, /^nines_service_latency_p50_seconds\{service="web"\} 0\.0175$/m);
     assert.match(m.text, /^node_load1\{host="h-[0-9a-f]+",hostname="delta"\} /m);
+    // Per release: an instance of release v1 (stored, reported by its agent) answers through the proxy.
+    await store.upsertService('web', serviceSchema.parse({ command: 'node app.js' }));
+    await store.insertRelease(release('web', 'v1'));
+    await store.insertInstance(instance('web-r1', 'web', hosts[0] ?? ''));
+    const ar = await call('POST', '/v1/agent/report', {
+      token: node,
+      json: {
+        hostId: hosts[0],
+        generation: 0,
+        instances: [{ id: 'web-r1', state: 'running', healthy: true, restarts: 0 }],
+      },
+    });
+    assert.equal(ar.status, 204);
+    for (const n of [0, 40]) {
+      const r = await call('POST', '/v1/proxy/report', {
+        token: node,
+        json: {
+          proxyId: 'px-1',
+          appliedVersion: 0,
+          instances: [
+            {
+              id: 'web-r1',
+              up: true,
+              inflight: 0,
+              drained: false,
+              requests: n,
+              failed: n / 4,
+              latency: counts(n),
+            },
+          ],
+          services: [{ name: 'web', requests: 40 + n, failed: 4 + n / 4 }],
+        },
+      });
+      assert.equal(r.status, 204);
+    }
+    const rel = await call('GET', '/v1/signals?signal=service_release_error_ratio&service=web&release=v1', {
+      token: admin,
+    });
+    assert.equal((rel.body as { samples: { value: number }[] }).samples[0]?.value, 0.25);
+    const m2 = await call('GET', '/metrics', { token: mt });
+    assert.match(m2.text, /^nines_service_release_requests_total\{service="web",release="v1"\} 40$/m);
+    assert.match(m2.text, /^nines_service_release_error_ratio\{service="web",release="v1"\} 0\.25$/m);
+    // 40 answers in (10 ms, 25 ms] → p99 = 10 + 15 × 0.99 ms.
+    assert.match(
+      m2.text,
+      /^nines_service_release_latency_p99_seconds\{service="web",release="v1"\} 0\.02485/m,
+    );
+    m.text = m2.text;
     if (spawnSync('sh', ['-c', 'command -v promtool']).status !== 0) {
       t.skip('promtool not found: apt-get install prometheus');
       return;
