@@ -8,6 +8,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { alertingConfigSchema } from '../../core/alerting-config.js';
 import { availabilityFor, uptimeReport } from '../checks/reports.js';
+import { Controller } from '../controller.js';
 import { Hub } from '../hub.js';
 import type { KyselyStore } from '../store/kysely-store.js';
 import { openPostgresKyselyStore } from '../store/postgres.js';
@@ -381,3 +382,69 @@ for (const backend of [sqlite, postgres]) {
     });
   });
 }
+
+describe('SLO counts across a controller restart (real controller, SQLite file)', () => {
+  it('the leader samples the proxy reports, writes them when it steps down, and a restarted controller reads the same burn rate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nines-slo-ctl-'));
+    const file = join(dir, 'nines.db');
+    const start = async () => {
+      const store = await openSqliteKyselyStore({ file });
+      const controller = new Controller({
+        store,
+        dataDir: dir,
+        logger: pino({ level: 'silent' }),
+        host: '127.0.0.1',
+        port: 0,
+        alertIntervalMs: 50,
+      });
+      const { node } = await controller.bootstrapTokens();
+      await controller.start();
+      return { store, controller, node };
+    };
+    const report = async (c: Controller, token: string, requests: number, failed: number) => {
+      const res = await fetch(`${c.url}/v1/proxy/report`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          proxyId: 'px-1',
+          appliedVersion: 0,
+          instances: [],
+          services: [{ name: 'web', requests, failed }],
+        }),
+      });
+      assert.equal(res.status, 204);
+    };
+    const counted = async (c: Controller, total: number) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const got = await c.requests.countsOver('web', HOUR, Date.now());
+        if (got.total === total || Date.now() > deadline) return got;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      const a = await start();
+      try {
+        await report(a.controller, a.node, 500, 0); // the proxy's first report: a baseline
+        await new Promise((r) => setTimeout(r, 300)); // a few alert ticks see it
+        await report(a.controller, a.node, 1500, 20); // +1,000 answers, 20 of them 5xx
+        assert.deepEqual(await counted(a.controller, 1000), { good: 980, total: 1000 });
+        assert.deepEqual(await a.store.sloCounts().list({}), [], 'not written yet: batches every 10 s');
+      } finally {
+        await a.controller.close(); // steps down: what is pending is written
+        await a.store.close();
+      }
+      const b = await start();
+      try {
+        const got = await b.controller.requests.countsOver('web', HOUR, Date.now());
+        assert.deepEqual(got, { good: 980, total: 1000 });
+        close(burnRate(0.999, got), 20);
+      } finally {
+        await b.controller.close();
+        await b.store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
