@@ -121,7 +121,8 @@ export class RequestSignals implements SignalSource {
   private readonly last = new Map<string, { requests: number; failed: number }>();
   private pending = new Map<string, Pending>();
   private readonly cache = new Map<string, { total: number; bad: number }>();
-  private readonly releaseOf = new Map<string, { service: string; release: string }>();
+  private releaseOf = new Map<string, { service: string; release: string }>();
+  private learnedAt: Millis | undefined;
   private lastFlush: Millis | undefined;
   private lastCompact: Millis | undefined;
   private readonly o: Required<RequestSignalsOptions>;
@@ -146,22 +147,30 @@ export class RequestSignals implements SignalSource {
    */
   async sample(now: Millis): Promise<void> {
     const at = now - (now % MINUTE);
-    let learned = false;
+    const seen = new Set<string>();
     for (const p of this.hub?.proxies.values() ?? []) {
-      for (const [service, c] of p.services) this.fold(`${p.proxyId}\n${service}`, service, '', c, at);
+      for (const [service, c] of p.services) {
+        const key = `${p.proxyId}\n${service}`;
+        seen.add(key);
+        this.fold(key, service, '', c, at);
+      }
       for (const i of p.instances.values()) {
         if (i.requests === undefined) continue;
         let owner = this.releaseOf.get(i.id);
-        if (owner === undefined && !learned) {
-          learned = true;
+        // An instance the store did not know at the last look: look again, at most every 5 s.
+        if (owner === undefined && (this.learnedAt === undefined || now - this.learnedAt >= 5_000)) {
+          this.learnedAt = now;
           await this.learnInstances();
           owner = this.releaseOf.get(i.id);
         }
         if (owner === undefined) continue;
-        const c = { requests: i.requests, failed: i.failed ?? 0 };
-        this.fold(`${p.proxyId}\n${i.id}`, owner.service, owner.release, c, at);
+        const key = `${p.proxyId}\n${i.id}`;
+        seen.add(key);
+        this.fold(key, owner.service, owner.release, { requests: i.requests, failed: i.failed ?? 0 }, at);
       }
     }
+    // Baselines of sources no proxy reports any more (instances gone, proxies forgotten).
+    for (const k of this.last.keys()) if (!seen.has(k)) this.last.delete(k);
     this.lastFlush ??= now;
     if (now - this.lastFlush >= this.o.flushMs) await this.flush(now);
     if (this.lastCompact === undefined || now - this.lastCompact >= this.o.compactEveryMs) {
@@ -191,8 +200,10 @@ export class RequestSignals implements SignalSource {
   }
 
   private async learnInstances(): Promise<void> {
+    const next = new Map<string, { service: string; release: string }>();
     for (const i of await this.store.listInstances())
-      this.releaseOf.set(i.id, { service: i.service, release: i.releaseVersion });
+      next.set(i.id, { service: i.service, release: i.releaseVersion });
+    this.releaseOf = next;
   }
 
   /** Counts `total` answers, `bad` of them 5xx, in the minute starting at `at` (pending until flushed). */
@@ -249,6 +260,7 @@ export class RequestSignals implements SignalSource {
   /** Forget baselines and cached sums: a controller that (again) becomes leader starts afresh. */
   reset(): void {
     this.last.clear();
+    this.learnedAt = undefined;
     this.cache.clear();
     this.lastFlush = undefined;
   }
