@@ -150,7 +150,7 @@ export class RequestSignals implements SignalSource {
     const seen = new Set<string>();
     for (const p of this.hub?.proxies.values() ?? []) {
       for (const [service, c] of p.services) {
-        const key = `${p.proxyId}\n${service}`;
+        const key = `s\n${p.proxyId}\n${service}`;
         seen.add(key);
         this.fold(key, service, '', c, at);
       }
@@ -164,7 +164,7 @@ export class RequestSignals implements SignalSource {
           owner = this.releaseOf.get(i.id);
         }
         if (owner === undefined) continue;
-        const key = `${p.proxyId}\n${i.id}`;
+        const key = `i\n${p.proxyId}\n${i.id}`;
         seen.add(key);
         this.fold(key, owner.service, owner.release, { requests: i.requests, failed: i.failed ?? 0 }, at);
       }
