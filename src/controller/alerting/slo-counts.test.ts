@@ -318,6 +318,39 @@ for (const backend of [sqlite, postgres]) {
       }
     });
 
+    it('sliding cached window sums stay equal to fresh sums from the store, minute after minute', async () => {
+      const { store, drop } = await backend.open();
+      try {
+        const live = new RequestSignals(store, undefined, { flushMs: 3 * MINUTE });
+        let now = Date.parse('2026-12-01T09:00:10Z');
+        let x = 7;
+        const rnd = () => {
+          x = (x * 1103515245 + 12345) % 2 ** 31;
+          return x;
+        };
+        const windows = [5 * MINUTE, 30 * MINUTE, HOUR, 6 * HOUR, 3 * DAY, 30 * DAY];
+        for (let step = 0; step < 150; step++) {
+          now += 20 * SECOND;
+          const total = rnd() % 50;
+          live.record('web', '', now, total, total === 0 ? 0 : rnd() % (total + 1));
+          if (step % 7 === 0) await live.flush(now);
+          if (step === 90) await live.compact(now + 4 * DAY); // rows move into hours: sums start over
+          for (const w of windows) await live.countsOver('web', w, now);
+        }
+        await live.flush(now);
+        const fresh = new RequestSignals(store);
+        for (const w of windows)
+          assert.deepEqual(
+            await live.countsOver('web', w, now),
+            await fresh.countsOver('web', w, now),
+            `window ${w}`,
+          );
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
     it('compaction keeps 30-day and 90-day sums while rows shrink to hours and days', async () => {
       const { store, drop } = await backend.open();
       try {

@@ -97,6 +97,15 @@ export interface RequestSignalsOptions {
   keepDaysMs?: Millis;
 }
 
+interface CachedSum {
+  service: string;
+  release: string;
+  from: Millis;
+  to: Millis;
+  total: number;
+  bad: number;
+}
+
 interface Pending {
   service: string;
   release: string;
@@ -113,14 +122,18 @@ interface Pending {
  * reach the store in one transaction every `flushMs`, and on leadership loss. A restarted controller or
  * a new leader reads the same windows back, less at most the last unflushed `flushMs`.
  *
- * Window sums read the store once per window per flush (cached until the next write or the next
- * minute), plus what is pending.
+ * Window sums are cached and slide: when the minute moves, the minutes that entered are added and those
+ * that left are taken off (two small range sums instead of 4,320 rows for the 3-day window); a flush adds
+ * what it wrote to the cached sums it falls into, so they stay equal to the store's (this leader is its
+ * only writer); rollups and a new leadership start them over. Pending counts are added on top. Not
+ * re-entrant: the scheduler's ticks never overlap.
  */
 export class RequestSignals implements SignalSource {
   readonly name = 'requests';
   private readonly last = new Map<string, { requests: number; failed: number }>();
   private pending = new Map<string, Pending>();
-  private readonly cache = new Map<string, { total: number; bad: number }>();
+  /** `service\nrelease\nwindow length` → the stored sum over [from, to), kept equal to the store's. */
+  private readonly cache = new Map<string, CachedSum>();
   private releaseOf = new Map<string, { service: string; release: string }>();
   private learnedAt: Millis | undefined;
   private lastFlush: Millis | undefined;
@@ -240,9 +253,20 @@ export class RequestSignals implements SignalSource {
         } else this.pending.set(k, b);
       }
       throw err;
-    } finally {
-      this.cache.clear();
     }
+    const written = new Map<string, Pending[]>();
+    for (const b of batch.values()) {
+      const k = `${b.service}\n${b.release}`;
+      const list = written.get(k);
+      if (list) list.push(b);
+      else written.set(k, [b]);
+    }
+    for (const c of this.cache.values())
+      for (const b of written.get(`${c.service}\n${c.release}`) ?? [])
+        if (b.at >= c.from && b.at < c.to) {
+          c.total += b.total;
+          c.bad += b.bad;
+        }
     return batch.size;
   }
 
@@ -272,15 +296,27 @@ export class RequestSignals implements SignalSource {
   async countsOver(service: string, windowMs: Millis, now: Millis, release = ''): Promise<Counts> {
     const to = now - (now % MINUTE) + MINUTE;
     const from = to - Math.max(1, Math.round(windowMs / MINUTE)) * MINUTE;
-    const key = `${service}\n${release}\n${from}\n${to}`;
-    let stored = this.cache.get(key);
-    if (stored === undefined) {
-      stored = await this.store.sloCounts().sum({ service, release, from, to });
+    const key = `${service}\n${release}\n${to - from}`;
+    const slo = this.store.sloCounts();
+    let c = this.cache.get(key);
+    if (c !== undefined && c.from <= from && c.to <= to && from - c.from < to - from) {
+      // Slide: add the minutes that entered, take off those that left (both read before either is
+      // applied, so a failed read leaves the entry as it was).
+      const none = { total: 0, bad: 0 };
+      const entered = c.to < to ? await slo.sum({ service, release, from: c.to, to }) : none;
+      const left = c.from < from ? await slo.sum({ service, release, from: c.from, to: from }) : none;
+      c.total += entered.total - left.total;
+      c.bad += entered.bad - left.bad;
+      c.from = from;
+      c.to = to;
+    } else if (c === undefined || c.from !== from || c.to !== to) {
+      const sum = await slo.sum({ service, release, from, to });
       if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(key, stored);
+      c = { service, release, from, to, total: sum.total, bad: sum.bad };
+      this.cache.set(key, c);
     }
-    let total = stored.total;
-    let bad = stored.bad;
+    let total = c.total;
+    let bad = c.bad;
     for (const p of this.pending.values()) {
       if (p.service !== service || p.release !== release || p.at < from || p.at >= to) continue;
       total += p.total;
