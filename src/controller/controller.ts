@@ -80,6 +80,8 @@ export class Controller {
   readonly alerts: AlertStore;
   readonly alertRuntime: AlertRuntime;
   readonly alertScheduler: AlertScheduler;
+  /** Request counts for SLOs, kept in the store (alerting/sources.ts, slo-store.ts). */
+  readonly requests: RequestSignals;
   private ackSecret = '';
   readonly tasks: HostTasks;
   readonly hostOps: HostOps;
@@ -176,14 +178,16 @@ export class Controller {
     });
     if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
     this.alerts = new AlertStore(this.store.kysely);
+    this.requests = new RequestSignals(this.store, this.hub);
     this.alertRuntime = new AlertRuntime({
       alerts: this.alerts,
       store: this.store,
       sources: [
         new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
         new ModuleSignals(this.signals),
+        this.requests,
       ],
-      requests: new RequestSignals(this.hub),
+      requests: this.requests,
       controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       ackSecret: () => this.ackSecret,
       baseUrl: () => this.url,
@@ -261,12 +265,17 @@ export class Controller {
         await this.engine.recover();
         this.reconciler.start();
         this.checks.start();
+        this.requests.reset();
         this.alertScheduler.start();
         this.autoscaler.start();
       },
       async () => {
         await this.autoscaler.stop();
         await this.alertScheduler.stop();
+        // What this leader counted but has not written yet (the next leader reads the store).
+        await this.requests
+          .flush()
+          .catch((err: unknown) => this.opts.logger.warn({ err }, 'SLO counts flush failed'));
         await this.checks.stop();
         await this.reconciler.stop();
         await this.engine.close();

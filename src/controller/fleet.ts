@@ -130,6 +130,7 @@ export class Fleet {
     this.hub.agentReport(host.id, report.generation, report.instances);
     if (this.signals) {
       const serviceOf = new Map(known.map((k) => [k.id, k.service]));
+      const releaseOf = new Map(known.map((k) => [k.id, k.releaseVersion]));
       this.signals.agentReport(
         host,
         report.instances.map((i) => ({
@@ -138,6 +139,7 @@ export class Fleet {
           state: i.state,
           healthy: i.healthy,
           restarts: i.restarts,
+          release: releaseOf.get(i.id),
         })),
         report.host,
       );
@@ -145,7 +147,7 @@ export class Fleet {
   }
 
   proxyReport(report: ProxyReport): void {
-    this.signals?.proxyReport(report.proxyId, report.services ?? []);
+    this.signals?.proxyReport(report.proxyId, report.services ?? [], report.instances);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 

@@ -6,6 +6,7 @@ import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
+import { KyselySloCountStore, type SloCountStore } from '../alerting/slo-store.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as secretsSql from '../secrets/sql.js';
 import * as lease from './lease.js';
@@ -105,6 +106,10 @@ export class KyselyStore implements Store {
 
   checks(): CheckStore {
     return new KyselyCheckStore(this.db);
+  }
+
+  sloCounts(): SloCountStore {
+    return new KyselySloCountStore(this.db);
   }
 
   /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */

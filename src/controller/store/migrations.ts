@@ -1,4 +1,5 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { sloCountsMigration } from '../alerting/slo-store.js';
 import { alertsMigration } from '../alerting/store.js';
 
 /**
@@ -388,6 +389,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
+  '0012_slo_counts': sloCountsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
