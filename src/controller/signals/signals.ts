@@ -60,7 +60,7 @@ interface HostEntry {
   instances: InstanceSignalInput[];
 }
 
-interface CounterPoint {
+export interface CounterPoint {
   at: number;
   requests: number;
   failed: number;
@@ -310,6 +310,15 @@ export class Signals {
     const before = base?.latency;
     const delta = e.latency.map((c, i) => c - (before?.[i] ?? 0));
     return histogramQuantile(e.le, delta, q);
+  }
+
+  /**
+   * The service's cumulative counter points (oldest first, about one per 5 s, 6 h kept) and its latency
+   * bucket bounds, for charts (`serviceRates` in ./rates.ts turns them into rates).
+   */
+  serviceHistory(service: string): { le: readonly number[] | undefined; points: readonly CounterPoint[] } {
+    const e = this.services.get(service);
+    return { le: e?.le, points: e?.points ?? [] };
   }
 
   /** The last host signals an agent sent (raw counters). */
