@@ -65,3 +65,20 @@ test('Signals.serviceHistory feeds serviceRates from proxy reports', () => {
   assert.equal(r[0]?.errorRatio, 0.1);
   assert.deepEqual(s.serviceHistory('nope').points, []);
 });
+
+test('Signals keeps a point about every 5 s while proxies report every second', () => {
+  let now = 1_000_000;
+  const s = new Signals({ now: () => now });
+  for (let i = 0; i <= 20; i++) {
+    s.proxyReport('p1', [{ name: 'web', requests: i * 10, failed: 0 }]);
+    now += 1000;
+  }
+  const pts = s.serviceHistory('web').points;
+  // 0 s (the zero), then points 5 s apart, the last one live (20 s).
+  assert.deepEqual(
+    pts.map((p) => (p.at - 1_000_000) / 1000),
+    [0, 5, 10, 15, 20],
+  );
+  // A 10 s window now reaches back 10 s, not to the start.
+  assert.deepEqual(s.serviceCounts('web', 10_000), { requests: 100, failed: 0, coveredMs: 10_000 });
+});

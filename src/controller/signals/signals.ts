@@ -209,9 +209,12 @@ export class Signals {
         e.perProxyLatency.set(proxyId, [...s.latency.counts]);
       }
       const tail = e.points[e.points.length - 1];
-      // The first point stays as it was (the zero the service's counts start from); later ones are
-      // updated in place for SERVICE_POINT_EVERY_MS.
-      if (!tail || e.points.length === 1 || now - tail.at >= SERVICE_POINT_EVERY_MS) {
+      // The first point stays as it was (the zero the service's counts start from); the newest is
+      // updated in place until it is SERVICE_POINT_EVERY_MS past the one before it (measured from that
+      // one: the tail's own time moves with every report, so a fleet reporting every second would
+      // otherwise never start a new point and every window would reach back to the first).
+      const before = e.points[e.points.length - 2];
+      if (!tail || !before || now - before.at > SERVICE_POINT_EVERY_MS) {
         e.points.push({
           at: now,
           requests: e.requests,
