@@ -70,7 +70,8 @@ interface Props {
 
 export function AlertsPage(props: Props) {
   const { token, now } = props;
-  const [silenceFor, setSilenceFor] = useState<string | null>(null);
+  // A counter with the text: clicking "Silence…" on the same alert again refills an edited form.
+  const [silenceFor, setSilenceFor] = useState<{ text: string; n: number } | null>(null);
   const silences = usePoll(
     () => call<{ silences: SilenceView[] }>(token, 'GET', '/v1/silences').then((r) => r.silences),
     5000,
@@ -117,7 +118,7 @@ export function AlertsPage(props: Props) {
               role={props.role}
               putAlert={props.putAlert}
               onSilence={() => {
-                setSilenceFor(matchersFor(a));
+                setSilenceFor((p) => ({ text: matchersFor(a), n: (p?.n ?? 0) + 1 }));
                 document.getElementById('silence-matchers')?.focus();
               }}
             />
@@ -177,7 +178,7 @@ export function AlertsPage(props: Props) {
                   <th scope="col">Severity</th>
                   <th scope="col">Fired</th>
                   <th scope="col">Resolved</th>
-                  <th scope="col">Acknowledged</th>
+                  <th scope="col">Fired for</th>
                 </tr>
               </thead>
               <tbody>
@@ -189,7 +190,7 @@ export function AlertsPage(props: Props) {
                     </td>
                     <td>{a.firedAt ? clock(a.firedAt, now) : 'never fired'}</td>
                     <td>{a.resolvedAt ? clock(a.resolvedAt, now) : '—'}</td>
-                    <td>{a.acknowledged ? `by ${a.acknowledgedBy ?? 'someone'}` : 'no'}</td>
+                    <td>{a.firedAt && a.resolvedAt ? formatDuration(a.resolvedAt - a.firedAt) : '—'}</td>
                   </tr>
                 ))}
               </tbody>
@@ -281,7 +282,7 @@ function SilenceForm(props: {
   token: string;
   role: Role | null;
   now: number;
-  preset: string | null;
+  preset: { text: string; n: number } | null;
   onCreated: () => void;
 }) {
   const perm = permission(props.role, 'silence');
@@ -292,7 +293,7 @@ function SilenceForm(props: {
   const [error, setError] = useState<string | null>(null);
   const [result, setResult] = useState<string | null>(null);
   useEffect(() => {
-    if (props.preset !== null) setMatchers(props.preset);
+    if (props.preset !== null) setMatchers(props.preset.text);
   }, [props.preset]);
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -558,7 +559,7 @@ function Uptime(props: {
                                 : 'muted'
                         }
                       >
-                        {left === null ? 'budget: no data' : `budget left ${percent(left, 1)}`}
+                        {budgetText(left)}
                       </div>
                     </td>
                   );
@@ -570,6 +571,14 @@ function Uptime(props: {
       </table>
     </div>
   );
+}
+
+/** "budget left 75 %", or how many times over the allowed downtime when it is spent. */
+function budgetText(left: number | null): string {
+  if (left === null) return 'budget: no data';
+  if (left >= 0) return `budget left ${percent(left, 1)}`;
+  const times = 1 - left;
+  return `budget spent: ${times < 10 ? times.toFixed(1) : Math.round(times)}× the allowed downtime`;
 }
 
 function Incidents(props: { rows: UptimeRow[] | null; now: number }) {
