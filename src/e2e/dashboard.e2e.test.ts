@@ -408,6 +408,13 @@ alerting:
     assert.ok((await charts.locator('#charts-web-rate path.spark-line').count()) === 1, 'the rate is drawn');
     await shot(page, '19-services-charts');
 
+    // ---- fleet: each host's CPU and memory use, from the agent's host signals ---------------------------
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await page
+      .locator('[data-host-load]', { hasText: /CPU \d+ % · memory \d+ % used/ })
+      .first()
+      .waitFor({ timeout: 20_000 });
+
     // ---- a phone-sized screen: no page scrolls sideways ---------------------------------------------------
     for (const p of ['fleet', 'services', 'deploys', 'alerts', 'events']) {
       await ro.goto(`${u.info.apiUrl}/#/${p}`);

@@ -178,7 +178,7 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
         {!data.status ? (
           <p class="muted">Loading…</p>
         ) : route.page === 'fleet' ? (
-          <FleetPage status={data.status} now={now} />
+          <FleetPage status={data.status} now={now} token={token} />
         ) : route.page === 'services' ? (
           <ServicesPage status={data.status} now={now} token={token} role={who.role} />
         ) : route.page === 'deploys' ? (
