@@ -74,7 +74,7 @@ export function Sparkline(props: {
 }) {
   const W = 160;
   const H = 36;
-  const { d, max } = sparkPath(props.points, W, H, props.floor ?? 0);
+  const { d, max, last: dot, dots } = sparkPath(props.points, W, H, props.floor ?? 0);
   const last = [...props.points].reverse().find((p) => p.value !== null)?.value ?? null;
   return (
     <figure class="spark" id={props.id} data-points={props.points.length}>
@@ -92,6 +92,23 @@ export function Sparkline(props: {
       >
         <line x1="0" y1={H - 0.5} x2={W} y2={H - 0.5} class="spark-axis" />
         {d ? <path d={d} class={`spark-line spark-${props.tone ?? 'info'}`} /> : null}
+        {dots.map((p) => (
+          <circle
+            key={`${p.x}`}
+            cx={p.x}
+            cy={Math.max(p.y, 1.5)}
+            r="1.5"
+            class={`spark-dot spark-${props.tone ?? 'info'}`}
+          />
+        ))}
+        {dot ? (
+          <circle
+            cx={Math.min(dot.x, W - 2.5)}
+            cy={Math.min(Math.max(dot.y, 2.5), H - 2.5)}
+            r="2.5"
+            class={`spark-dot spark-${props.tone ?? 'info'}`}
+          />
+        ) : null}
       </svg>
       <span class="spark-max muted">max {props.format(max)}</span>
     </figure>

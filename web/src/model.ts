@@ -504,32 +504,36 @@ export function incidentsOf(rows: readonly UptimeRow[]): IncidentRow[] {
 /**
  * An SVG path for values over time in a `width`×`height` box (y grows down). Gaps (null) break the
  * line. The scale starts at 0 and ends at the largest value, or `floor` when all are smaller (so a
- * flat 0.1 % 5xx share is not drawn as a full-height wall).
+ * flat 0.1 % 5xx share is not drawn as a full-height wall). `last` marks the newest value (a dot,
+ * so a single point shows too).
  */
 export function sparkPath(
   points: ReadonlyArray<{ at: number; value: number | null }>,
   width: number,
   height: number,
   floor = 0,
-): { d: string; max: number } {
+): { d: string; max: number; last: { x: number; y: number } | null; dots: Array<{ x: number; y: number }> } {
   const vals = points.map((p) => p.value).filter((v): v is number => v !== null && Number.isFinite(v));
   const max = Math.max(floor, ...vals, 0);
-  if (points.length === 0) return { d: '', max };
+  if (points.length === 0) return { d: '', max, last: null, dots: [] };
   const t0 = points[0]?.at ?? 0;
   const t1 = points[points.length - 1]?.at ?? t0;
   const span = t1 - t0 || 1;
   const r = (n: number) => Math.round(n * 10) / 10;
+  const ok = (v: number | null | undefined): v is number =>
+    v !== null && v !== undefined && Number.isFinite(v);
   let d = '';
-  let pen = false;
-  for (const p of points) {
-    if (p.value === null || !Number.isFinite(p.value)) {
-      pen = false;
-      continue;
-    }
-    const x = points.length === 1 ? width : ((p.at - t0) / span) * width;
-    const y = max > 0 ? height - (p.value / max) * height : height;
-    d += `${pen ? 'L' : 'M'}${r(x)},${r(y)}`;
-    pen = true;
-  }
-  return { d, max };
+  let last: { x: number; y: number } | null = null;
+  const dots: Array<{ x: number; y: number }> = [];
+  points.forEach((p, i) => {
+    if (!ok(p.value)) return;
+    const x = r(points.length === 1 ? width : ((p.at - t0) / span) * width);
+    const y = r(max > 0 ? height - (p.value / max) * height : height);
+    const joined = ok(points[i - 1]?.value);
+    d += `${joined ? 'L' : 'M'}${x},${y}`;
+    // A lone value (gaps on both sides) draws no line: it gets a dot.
+    if (!joined && !ok(points[i + 1]?.value)) dots.push({ x, y });
+    last = { x, y };
+  });
+  return { d, max, last, dots };
 }

@@ -361,9 +361,11 @@ describe('alerts, checks and uptime', () => {
       { at: 100, value: null },
       { at: 150, value: 5 },
     ];
-    const { d, max } = sparkPath(pts, 150, 20);
+    const { d, max, last } = sparkPath(pts, 150, 20);
     assert.equal(max, 10);
     assert.equal(d, 'M0,20L50,0M150,10');
+    assert.deepEqual(last, { x: 150, y: 10 });
+    assert.deepEqual(sparkPath(pts, 150, 20).dots, [{ x: 150, y: 10 }], 'the lone value gets a dot');
     assert.equal(sparkPath([{ at: 0, value: 0.001 }], 100, 20, 0.01).max, 0.01);
     assert.equal(sparkPath([], 100, 20).d, '');
   });
