@@ -159,7 +159,13 @@ export class Controller {
     });
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
-    registerWeb(this.app, { store: this.store, hub: this.hub });
+    registerWeb(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      // this.alerts is built below; the feed first asks once someone opens the dashboard.
+      listAlerts: () => this.alerts.listAlerts(),
+    });
     this.checks = new CheckService({
       store: this.store,
       hub: this.hub,

@@ -123,3 +123,111 @@ export interface DeployPlan {
   text: string;
   warnings: string[];
 }
+
+// ---- alerts, checks, uptime (src/controller/alerting/store.ts, checks/service.ts, checks/reports.ts) ----
+
+export type AlertState = 'inactive' | 'pending' | 'firing' | 'resolved';
+
+export interface AlertView {
+  dedupKey: string;
+  ruleId: string;
+  labels: Record<string, string>;
+  severity: 'critical' | 'error' | 'warning' | 'info';
+  summary: string;
+  state: AlertState;
+  activeSince?: number;
+  firedAt?: number;
+  resolvedAt?: number;
+  acknowledged?: boolean;
+  acknowledgedAt?: number;
+  acknowledgedBy?: string;
+  lastValue?: number;
+  /** Why notifications are withheld now (`silence:ID`, `maintenance:ID`, `inhibited:KEY`), or null. */
+  suppressed: string | null;
+  updatedAt: number;
+}
+
+export interface MatcherView {
+  name: string;
+  op: '=' | '!=' | '=~' | '!~';
+  value: string;
+}
+
+export interface SilenceView {
+  id: string;
+  matchers: MatcherView[];
+  startsAt: number;
+  endsAt: number;
+  createdBy: string;
+  comment?: string;
+}
+
+export type CheckState = 'up' | 'degraded' | 'down' | 'unknown';
+
+export interface CheckLocation {
+  location: string;
+  name: string;
+  ok: boolean;
+  at: number;
+  message: string;
+  latencyMs: number;
+  status?: number;
+}
+
+export interface CheckView {
+  name: string;
+  spec: {
+    type: 'http' | 'tcp' | 'dns';
+    url?: string;
+    host?: string;
+    port?: number;
+    name?: string;
+    interval: number;
+    dependency: boolean;
+    service?: string;
+  };
+  state: CheckState;
+  since: number | null;
+  message: string;
+  quorum: number;
+  locations: CheckLocation[];
+}
+
+export interface Incident {
+  start: number;
+  /** null: still down at the end of the window. */
+  end: number | null;
+  durationMs: number;
+  cause: string;
+}
+
+export type UptimeWindow = '24h' | '7d' | '30d';
+
+export interface UptimeRow {
+  kind: 'service' | 'check';
+  name: string;
+  window: string;
+  upMs: number;
+  degradedMs: number;
+  downMs: number;
+  unknownMs: number;
+  maintenanceMs: number;
+  availability: number | null;
+  incidents: Incident[];
+  service?: string;
+  dependency?: boolean;
+}
+
+export interface RatePoint {
+  at: number;
+  requestsPerSecond: number;
+  errorRatio: number | null;
+  p99Seconds: number | null;
+}
+
+export interface ServiceCharts {
+  now: number;
+  minutes: number;
+  stepSeconds: number;
+  services: Array<{ service: string; points: RatePoint[] }>;
+}

@@ -66,7 +66,7 @@ interface HostEntry {
   instances: InstanceSignalInput[];
 }
 
-interface CounterPoint {
+export interface CounterPoint {
   at: number;
   requests: number;
   failed: number;
@@ -276,9 +276,12 @@ export class Signals {
       e.perProxyLatency.set(source, [...latency.counts]);
     }
     const tail = e.points[e.points.length - 1];
-    // The first point stays as it was (the zero the counts start from); later ones are updated in
-    // place for SERVICE_POINT_EVERY_MS.
-    if (!tail || e.points.length === 1 || now - tail.at >= SERVICE_POINT_EVERY_MS) {
+    // The first point stays as it was (the zero the counts start from); the newest is updated in place
+    // until it is SERVICE_POINT_EVERY_MS past the one before it (measured from that one: the tail's own
+    // time moves with every report, so a fleet reporting every second would otherwise never start a new
+    // point and every window would reach back to the first).
+    const before = e.points[e.points.length - 2];
+    if (!tail || !before || now - before.at > SERVICE_POINT_EVERY_MS) {
       e.points.push({
         at: now,
         requests: e.requests,
@@ -419,6 +422,15 @@ export class Signals {
   releaseTotals(service: string, release: string): { requests: number; failed: number } | undefined {
     const e = this.releases.get(`${service}\n${release}`);
     return e ? { requests: e.requests, failed: e.failed } : undefined;
+  }
+
+  /**
+   * The service's cumulative counter points (oldest first, about one per 5 s, 6 h kept) and its latency
+   * bucket bounds, for charts (`serviceRates` in ./rates.ts turns them into rates).
+   */
+  serviceHistory(service: string): { le: readonly number[] | undefined; points: readonly CounterPoint[] } {
+    const e = this.services.get(service);
+    return { le: e?.le, points: e?.points ?? [] };
   }
 
   /** The last host signals an agent sent (raw counters). */
