@@ -162,7 +162,7 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('preHandler', async (req) => {
     if (req.pendingSignature) {
-      auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
+      await auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
     }
   });
 
