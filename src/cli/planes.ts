@@ -142,6 +142,7 @@ export async function runAgent(o: {
   logger: Logger;
   metricsListen?: { host: string; port: number };
   ca?: string;
+  onRestartRequested?: () => void;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -154,6 +155,7 @@ export async function runAgent(o: {
     logger: o.logger.child({ plane: 'agent' }),
     ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
     ...(o.ca ? { ca: o.ca } : {}),
+    ...(o.onRestartRequested ? { onRestartRequested: o.onRestartRequested } : {}),
   });
   await agent.start();
   return {

@@ -512,9 +512,12 @@ export function buildApi(deps: ApiDeps) {
     const hostId = req.principal?.hostId;
     if (hostId) {
       const host = await fleet.refresh(hostId, body);
+      // An agent registers at every start: `hosts patch --restart-agent` waits for this.
+      hub.agentStarts.set(host.id, Date.now());
       return { hostId: host.id };
     }
     const host = await fleet.register(body);
+    hub.agentStarts.set(host.id, Date.now());
     return { hostId: host.id, key: host.key };
   });
 
