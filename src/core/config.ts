@@ -44,6 +44,8 @@ export const rollingSchema = z
   .strictObject({
     maxSurge: countOrPercent.default(1),
     maxUnavailable: countOrPercent.default(0),
+    /** Roll one zone at a time: every batch of a zone finishes before the next zone starts. */
+    zoneByZone: z.boolean().optional(),
   })
   .refine((r) => !(isZero(r.maxSurge) && isZero(r.maxUnavailable)), {
     message: 'maxSurge and maxUnavailable cannot both be 0: the deploy could never make progress',

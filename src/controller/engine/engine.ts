@@ -15,6 +15,7 @@ import { hookFailure, runHook } from './hooks.js';
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
 import { type DeployRun, sleep } from './run.js';
+import { rollZoneByZone } from './zonebyzone.js';
 
 /** A deploy in flight: how to stop it (controller going down), abort it (a person) or hold it. */
 interface Control {
@@ -560,6 +561,10 @@ export class DeployEngine {
       ...params,
       old: old.length,
     });
+    if (spec.rolling.zoneByZone && old.length > 0) {
+      const o = { store: this.store, ops: this.ops, ctx, release, params, old, fresh, created, checkpoint };
+      return rollZoneByZone({ ...o, afterBatch });
+    }
     for (;;) {
       await checkpoint();
       const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });

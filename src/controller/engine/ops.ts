@@ -17,6 +17,10 @@ export interface OpContext {
   event(type: string, message: string, data?: Record<string, unknown>): Promise<void>;
   /** Hosts a new instance should not go to unless nothing else can take it (where it just failed). */
   avoid?: ReadonlySet<string>;
+  /** New instances go to this zone only (zone-by-zone rolling). */
+  zone?: string;
+  /** New instances go to this host only (in-place reload). */
+  hostId?: string;
 }
 
 /**
@@ -42,7 +46,10 @@ export class InstanceOps {
   /** Start a new instance of `release`; `created` receives it as soon as it exists (for cleanup). */
   async start(ctx: OpContext, release: ReleaseRecord, created?: InstanceRecord[]): Promise<InstanceRecord> {
     const spec = release.spec;
-    const rec = await this.fleet.createInstance(release, ctx.deployId, ctx.avoid);
+    const rec = await this.fleet.createInstance(release, ctx.deployId, ctx.avoid, {
+      ...(ctx.zone !== undefined ? { zone: ctx.zone } : {}),
+      ...(ctx.hostId !== undefined ? { hostId: ctx.hostId } : {}),
+    });
     created?.push(rec);
     await ctx.event('instance.starting', `${rec.id} (${release.version}) starting on ${rec.hostId}`, {
       instance: rec.id,
