@@ -126,6 +126,12 @@ export const serviceSchema = z.strictObject({
   source: z.string().min(1).optional(),
   /** Run with `sh -c`, in the release directory, with PORT and NINES_* set. */
   command: z.string().min(1),
+  /**
+   * `web` (default): serves HTTP on $PORT behind the proxies. `worker`: no HTTP, no route, no PORT (a
+   * queue consumer); healthy once its process stays up `health.rise` × `health.interval`; deployed
+   * new-before-old and stopped with SIGTERM, SIGKILL after `drainTimeout`.
+   */
+  kind: z.enum(['web', 'worker']).optional(),
   instances: z.number().int().min(0).max(1000).default(1),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
   health: healthCheckSchema.default(healthCheckSchema.parse({})),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '../cli/client.js';
@@ -202,5 +202,117 @@ describe('rolling zone by zone across three zones', () => {
     assert.equal(perZone(afterStatus), '2,2,2');
     assert.ok(afterStatus.instances.every((i) => i.version === 'v2' && i.route === 'ready'));
     t.diagnostic(`zone by zone: ${load.failed} failed of ${load.sent}; zones ${order.join(' → ')}`);
+  });
+});
+
+interface Journal {
+  starts: Array<{ release: string; instance: string; at: number }>;
+  stops: Array<{ release: string; instance: string; at: number; signal: string }>;
+  done: number[];
+}
+
+function readJournal(queue: string): Journal {
+  const j: Journal = { starts: [], stops: [], done: [] };
+  for (const line of readFileSync(join(queue, 'journal'), 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[0] === 'start') j.starts.push({ release: f[1]!, instance: f[2]!, at: Number(f[4]) });
+    else if (f[0] === 'stop')
+      j.stops.push({ release: f[1]!, instance: f[2]!, at: Number(f[4]), signal: f[5]! });
+    else if (f[0] === 'done') j.done.push(Number(f[1]));
+  }
+  return j;
+}
+
+describe('a worker service (no HTTP) deployed v1 → v2 beside a web service under load', () => {
+  const root = tempDir();
+  const queue = join(root, 'queue');
+  let c: Cluster | undefined;
+  before(async () => {
+    c = await startCluster(root, ['a']);
+    await c.client.put('/v1/services/web', { ...WEB_SPEC, instances: 1 });
+    await c.client.put('/v1/services/jobs', {
+      kind: 'worker',
+      command: 'node worker.js',
+      instances: 2,
+      env: { QUEUE_DIR: queue, ITEM_MS: '150' },
+      health: { interval: 200, rise: 2 },
+      drainTimeout: 3000,
+      healthyDeadline: 15_000,
+      // Ignored for a worker (no traffic to split): it is deployed new-before-old all the same.
+      strategy: 'canary',
+    });
+    assert.equal((await cli(c.ctlDir, 'release', 'web', fixture('graceful'), '--version', 'v1')).code, 0);
+    for (const v of ['v1', 'v2']) {
+      const r = await cli(c.ctlDir, 'release', 'jobs', fixture('worker'), '--version', v);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    for (const s of ['web', 'jobs']) {
+      const d = await cli(c.ctlDir, 'deploy', s, 'v1');
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+    }
+  });
+  after(() => stopCluster(c, root));
+
+  test('new workers up before old ones stop, SIGTERM lets each finish its item: none lost, none doubled', async (t) => {
+    const cl = c!;
+    const first = await cl.client.get<{ deploys: DeployRecord[] }>('/v1/services/jobs/deploys');
+    assert.equal(first.deploys[0]?.strategy, 'rolling', 'a first deploy starts everything at once');
+    await sleep(1000);
+    const { value: dep, load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      () => cli(cl.ctlDir, 'deploy', 'jobs', 'v2'),
+      {
+        rate: 200,
+      },
+    );
+    assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+    // The worker has no route: the web service keeps all its traffic.
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.deepEqual(Object.keys(load.classes), ['v1'], describeLoad(load));
+    const status = await cl.client.get<StatusView>('/v1/status');
+    const jobs = status.instances.filter((i) => i.service === 'jobs');
+    assert.equal(jobs.length, 2);
+    assert.ok(
+      jobs.every((i) => i.version === 'v2' && i.healthy && i.route === 'none'),
+      JSON.stringify(jobs),
+    );
+    await sleep(500);
+
+    const j = readJournal(queue);
+    const v1 = j.starts.filter((s) => s.release === 'v1');
+    const v2 = j.starts.filter((s) => s.release === 'v2');
+    assert.equal(v1.length, 2);
+    assert.equal(v2.length, 2);
+    // Each old worker stopped on SIGTERM after finishing its item (a SIGKILL writes no `stop` line).
+    const v1Stops = j.stops.filter((s) => s.release === 'v1');
+    assert.deepEqual(
+      v1Stops.map((s) => s.signal),
+      ['SIGTERM', 'SIGTERM'],
+    );
+    assert.equal(j.stops.length, 2, 'no v2 worker stopped');
+    // New before old: at every moment since v1 was up, at least two workers consumed.
+    const timeline = [
+      ...j.starts.map((s) => ({ at: s.at, d: 1 })),
+      ...j.stops.map((s) => ({ at: s.at, d: -1 })),
+    ].sort((a, b) => a.at - b.at || b.d - a.d);
+    let running = 0;
+    let seenTwo = false;
+    for (const e of timeline) {
+      running += e.d;
+      if (running >= 2) seenTwo = true;
+      else if (seenTwo) assert.fail(`only ${running} worker(s) running at ${e.at}: ${JSON.stringify(j)}`);
+    }
+    assert.ok(Math.min(...v2.map((s) => s.at)) < Math.min(...v1Stops.map((s) => s.at)));
+    // Nothing doubled, nothing lost: every claimed item is done exactly once, except the one each
+    // running worker has in hand right now.
+    const done = new Set(j.done);
+    assert.equal(done.size, j.done.length, 'an item was done twice');
+    const claims = readdirSync(join(queue, 'claims')).map(Number);
+    const open = claims.filter((n) => !done.has(n));
+    assert.ok(open.length <= 2, `claimed but not done: ${open.join(', ')}`);
+    assert.ok(j.done.length > 20, `only ${j.done.length} items done`);
+    t.diagnostic(
+      `worker: ${j.done.length} items done, 0 doubled, ${open.length} in hand; web under load: ${load.failed} failed of ${load.sent}`,
+    );
   });
 });

@@ -15,6 +15,7 @@ import { hookFailure, runHook } from './hooks.js';
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
 import { type DeployRun, sleep } from './run.js';
+import { runWorker } from './worker.js';
 import { rollZoneByZone } from './zonebyzone.js';
 
 /** A deploy in flight: how to stop it (controller going down), abort it (a person) or hold it. */
@@ -96,8 +97,11 @@ export class DeployEngine {
       fromVersion: svc.currentRelease,
       toVersion: version,
       // A first deploy has no traffic to protect: it starts every instance at once (rolling from zero).
+      // A worker has no traffic at all: it always rolls, new before old (worker.ts).
       strategy:
-        svc.currentRelease === null ? 'rolling' : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
+        svc.currentRelease === null || release.spec.kind === 'worker'
+          ? 'rolling'
+          : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
       kind: opts.kind ?? 'deploy',
       state: 'pending',
       reason: null,
@@ -480,6 +484,8 @@ export class DeployEngine {
   }
 
   private async strategy(run: DeployRun, settings: DeploySettings): Promise<void> {
+    // A worker has no traffic to split or switch: every strategy is new-before-old for it.
+    if (run.release.spec.kind === 'worker') return runWorker(run);
     switch (settings.strategy) {
       case 'canary':
         return runCanary(run);
@@ -596,8 +602,9 @@ export class DeployEngine {
     if (!deploy.fromVersion) return;
     const old = await this.store.getRelease(deploy.service, deploy.fromVersion);
     if (!old) return;
+    // Workers are never routed: one that runs is one that serves.
     const serving = (await this.store.listInstances({ service: deploy.service })).filter(
-      (i) => i.desired === 'running' && i.route === 'ready',
+      (i) => i.desired === 'running' && (i.route === 'ready' || old.spec.kind === 'worker'),
     );
     for (let k = serving.length; k < old.spec.instances; k++) await this.ops.start(ctx, old);
   }

@@ -85,6 +85,10 @@ export class InstanceOps {
       }
       throw err;
     }
+    if (spec.kind === 'worker') {
+      await ctx.event('instance.healthy', `${rec.id} (worker) is up`, { instance: rec.id });
+      return rec;
+    }
     await ctx.event('instance.healthy', `${rec.id} passed its health check`, { instance: rec.id });
     await this.route(ctx, rec);
     return rec;
