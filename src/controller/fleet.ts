@@ -286,6 +286,17 @@ export class Fleet {
     return this.bumpRouting();
   }
 
+  /** Several routes in one routing snapshot (an in-place switch: new instances in, old ones draining). */
+  async setRoutes(
+    changes: ReadonlyArray<readonly [InstanceRecord, InstanceRecord['route']]>,
+  ): Promise<number> {
+    await this.store.transaction(async (tx) => {
+      for (const [i, route] of changes) await tx.updateInstance(i.id, { route });
+    });
+    for (const [i, route] of changes) i.route = route;
+    return this.bumpRouting();
+  }
+
   async setDesired(instance: InstanceRecord, desired: InstanceRecord['desired']): Promise<void> {
     await this.store.updateInstance(instance.id, { desired });
     await this.bumpHost(instance.hostId);

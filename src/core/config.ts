@@ -63,7 +63,7 @@ export const routeSchema = z.strictObject({
 });
 
 /** How a new release replaces the old one (see docs/configuration.md, *Deploy strategies*). */
-export const STRATEGIES = ['rolling', 'blue-green', 'canary', 'all-at-once'] as const;
+export const STRATEGIES = ['rolling', 'blue-green', 'canary', 'all-at-once', 'in-place'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export const blueGreenSchema = z.strictObject({

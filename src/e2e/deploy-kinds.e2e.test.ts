@@ -316,3 +316,91 @@ describe('a worker service (no HTTP) deployed v1 → v2 beside a web service und
     );
   });
 });
+
+describe('in-place reload on two hosts', () => {
+  const root = tempDir();
+  let c: Cluster | undefined;
+  const spec = { ...WEB_SPEC, instances: 4, strategy: 'in-place' };
+  before(async () => {
+    c = await startCluster(root, ['a', 'b']);
+    await c.client.put('/v1/services/web', spec);
+    for (const v of ['v1', 'v2']) {
+      const r = await cli(c.ctlDir, 'release', 'web', fixture('graceful'), '--version', v);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const d = await cli(c.ctlDir, 'deploy', 'web', 'v1');
+    assert.equal(d.code, 0, d.stdout + d.stderr);
+  });
+  after(() => stopCluster(c, root));
+
+  test('new processes start beside the old on each host, one switch per host, 0 failed requests', async (t) => {
+    const cl = c!;
+    const { deploys: firsts } = await cl.client.get<{ deploys: DeployRecord[] }>('/v1/services/web/deploys');
+    assert.equal(firsts[0]?.strategy, 'rolling', 'the first deploy ignores the strategy');
+    const before = await cl.client.get<StatusView>('/v1/status');
+    const perHost = (s: StatusView) =>
+      ['host-a', 'host-b'].map((h) => s.instances.filter((i) => i.host === h).length).join(',');
+    assert.equal(perHost(before), '2,2');
+    const { value: dep, load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      () => cli(cl.ctlDir, 'deploy', 'web', 'v2'),
+      {
+        rate: 400,
+        minRequests: 3000,
+      },
+    );
+    assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.ok((load.classes.v1 ?? 0) > 0 && (load.classes.v2 ?? 0) > 0, describeLoad(load));
+    const { deploys } = await cl.client.get<{ deploys: DeployRecord[] }>('/v1/services/web/deploys');
+    assert.equal(deploys[0]?.strategy, 'in-place');
+    assert.equal(deploys[0]?.failedRequests, 0);
+    const evs = await events(cl.client, deploys[0]!.id);
+    const switched = evs.filter((e) => e.type === 'inplace.switched');
+    assert.equal(switched.length, 2, 'one switch per host');
+    // Each switch routes new processes started on the very host of the old ones it puts draining.
+    const hostOfOld = new Map(before.instances.map((i) => [i.id, i.host]));
+    const hosts = await cl.client.get<{ hosts: Array<{ id: string; name: string }> }>('/v1/hosts');
+    const hostName = new Map(hosts.hosts.map((h) => [h.id, h.name]));
+    const startedOn = new Map(
+      evs
+        .filter((e) => e.type === 'instance.starting')
+        .map((e) => [String(e.data?.instance), hostName.get(String(e.data?.host))]),
+    );
+    const switchedHosts = switched.map((e) => {
+      const started = (e.data?.started as string[]).map((id) => startedOn.get(id));
+      const draining = (e.data?.draining as string[]).map((id) => hostOfOld.get(id));
+      assert.equal(started.length, 2, e.message);
+      assert.equal(draining.length, 2, e.message);
+      assert.equal(new Set([...started, ...draining]).size, 1, `${e.message}: ${started} / ${draining}`);
+      return started[0];
+    });
+    assert.deepEqual([...switchedHosts].sort(), ['host-a', 'host-b']);
+    const afterStatus = await cl.client.get<StatusView>('/v1/status');
+    assert.equal(perHost(afterStatus), '2,2');
+    assert.ok(afterStatus.instances.every((i) => i.version === 'v2' && i.route === 'ready'));
+    t.diagnostic(`in-place: ${load.failed} failed of ${load.sent}`);
+  });
+
+  test('a release that never gets healthy: the deploy fails, the old processes never stopped serving, 0 failed', async (t) => {
+    const cl = c!;
+    await cl.client.put('/v1/services/web', { ...spec, healthyDeadline: 3000 });
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('unhealthy'), '--version', 'v3')).code, 0);
+    const before = await cl.client.get<StatusView>('/v1/status');
+    const { value: dep, load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      () => cli(cl.ctlDir, 'deploy', 'web', 'v3'),
+      {
+        rate: 400,
+      },
+    );
+    assert.equal(dep.code, 1, dep.stdout + dep.stderr);
+    assert.match(dep.stdout, /did not pass its health check/);
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.deepEqual(Object.keys(load.classes), ['v2']);
+    const afterStatus = await cl.client.get<StatusView>('/v1/status');
+    const pids = (s: StatusView) => s.instances.map((i) => `${i.id}:${i.pid}`).sort();
+    assert.deepEqual(pids(afterStatus), pids(before), 'the same v2 processes serve');
+    t.diagnostic(`in-place failure run: ${load.failed} failed of ${load.sent}`);
+  });
+});

@@ -12,6 +12,7 @@ import { analysisStep } from './analysis.js';
 import { runBlueGreen, StandbyGroups, switchBack } from './bluegreen.js';
 import { runCanary } from './canary.js';
 import { hookFailure, runHook } from './hooks.js';
+import { runInPlace } from './inplace.js';
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
 import { type DeployRun, sleep } from './run.js';
@@ -493,6 +494,8 @@ export class DeployEngine {
         return runBlueGreen(run);
       case 'all-at-once':
         return runAllAtOnce(run);
+      case 'in-place':
+        return runInPlace(run);
       default:
         return this.roll(run.ctx, run.deploy, run.release, run.created, run.checkpoint, (batch) =>
           this.afterBatch(run, batch),
