@@ -404,3 +404,137 @@ describe('in-place reload on two hosts', () => {
     t.diagnostic(`in-place failure run: ${load.failed} failed of ${load.sent}`);
   });
 });
+
+describe('the controller killed (SIGKILL) mid-canary and mid-blue-green', () => {
+  const root = tempDir();
+  let c: Cluster | undefined;
+  const spec = {
+    ...WEB_SPEC,
+    instances: 3,
+    strategy: 'canary',
+    canary: { steps: [{ setWeight: 34 }, { pause: {} }] },
+  };
+  before(async () => {
+    c = await startCluster(root, ['a']);
+    await c.client.put('/v1/services/web', spec);
+    for (const v of ['v1', 'v2']) {
+      const r = await cli(c.ctlDir, 'release', 'web', fixture('graceful'), '--version', v);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const d = await cli(c.ctlDir, 'deploy', 'web', 'v1');
+    assert.equal(d.code, 0, d.stdout + d.stderr);
+  });
+  after(() => stopCluster(c, root));
+
+  const restart = async (cl: Cluster) => {
+    await cl.controller()?.kill9();
+    await sleep(1000);
+    await cl.startController();
+  };
+  const status = (cl: Cluster) => cl.client.get<StatusView>('/v1/status');
+
+  test('killed in a canary pause: the canary holds at its weight, resumes after its last step, 0 failed', async (t) => {
+    const cl = c!;
+    const { deploy } = await cl.client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', {
+      version: 'v2',
+    });
+    const { load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      async () => {
+        await waitDeploy(cl.client, deploy.id, (d) => d.state === 'paused');
+        const canary = (await status(cl)).instances.filter((i) => i.version === 'v2');
+        await restart(cl);
+        const resumed = await waitDeploy(cl.client, deploy.id, (d) => d.state === 'paused');
+        assert.ok((await events(cl.client, deploy.id)).some((e) => e.type === 'deploy.resumed'));
+        // The canary instance is the same process: the restart touched nothing of the fleet.
+        const after = (await status(cl)).instances.filter((i) => i.version === 'v2');
+        assert.deepEqual(
+          after.map((i) => `${i.id}:${i.pid}`),
+          canary.map((i) => `${i.id}:${i.pid}`),
+        );
+        assert.equal(resumed.state, 'paused');
+        await sleep(1000);
+        const promote = await cli(cl.ctlDir, 'deploy', 'promote', 'web');
+        assert.equal(promote.code, 0, promote.stderr);
+        const done = await waitDeploy(
+          cl.client,
+          deploy.id,
+          (d) => d.state !== 'paused' && d.state !== 'running',
+        );
+        assert.equal(done.state, 'succeeded', done.reason ?? '');
+      },
+      { rate: 300 },
+    );
+    assert.equal(load.failed, 0, describeLoad(load));
+    assert.ok((load.classes.v1 ?? 0) > 0 && (load.classes.v2 ?? 0) > 0, describeLoad(load));
+    const evs = await events(cl.client, deploy.id);
+    const resumedAt = evs.find((e) => e.type === 'canary.resumed');
+    assert.ok(resumedAt, 'the canary resumed from its events');
+    assert.equal(resumedAt.data?.index, 1, resumedAt.message);
+    assert.equal(resumedAt.data?.percent, 34, resumedAt.message);
+    // One canary instance before the restart, two more at the promotion: none started twice.
+    assert.equal(evs.filter((e) => e.type === 'instance.starting').length, 3);
+    const s = await status(cl);
+    assert.ok(
+      s.instances.length === 3 && s.instances.every((i) => i.version === 'v2' && i.route === 'ready'),
+    );
+    t.diagnostic(`canary killed mid-pause: ${load.failed} failed of ${load.sent}`);
+  });
+
+  test('killed with a preview group up, then with a standby group: switch and scale-down as planned, 0 failed', async (t) => {
+    const cl = c!;
+    await cl.client.put('/v1/services/web', {
+      ...spec,
+      strategy: 'blue-green',
+      blueGreen: { scaleDownDelay: 12_000, autoPromote: false },
+    });
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('graceful'), '--version', 'v3')).code, 0);
+    const { deploy } = await cl.client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', {
+      version: 'v3',
+    });
+    const { load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      async () => {
+        await waitDeploy(cl.client, deploy.id, (d) => d.state === 'paused');
+        await restart(cl);
+        await waitDeploy(cl.client, deploy.id, (d) => d.state === 'paused');
+        assert.ok((await events(cl.client, deploy.id)).some((e) => e.type === 'deploy.resumed'));
+        assert.equal((await status(cl)).instances.length, 6, 'the preview group survived the restart');
+        const promote = await cli(cl.ctlDir, 'deploy', 'promote', 'web');
+        assert.equal(promote.code, 0, promote.stderr);
+        const done = await waitDeploy(
+          cl.client,
+          deploy.id,
+          (d) => d.state !== 'paused' && d.state !== 'running',
+        );
+        assert.equal(done.state, 'succeeded', done.reason ?? '');
+        // Now the standby window: the v2 group runs out of rotation and holds the lock.
+        await restart(cl);
+        await sleep(3000); // several reconciler passes: it must leave the standby group alone
+        const mid = await status(cl);
+        assert.equal(mid.instances.length, 6, 'the reconciler did not stop the standby group');
+        assert.match(mid.services[0]?.lockedBy ?? '', /^standby-/);
+        // The restarted controller re-armed the scale-down: the v2 group goes once scaleDownDelay is over.
+        for (let i = 0; i < 300; i++) {
+          const st = await status(cl);
+          if (st.instances.length === 3 && st.services[0]?.lockedBy === null) break;
+          await sleep(100);
+        }
+      },
+      { rate: 300 },
+    );
+    assert.equal(load.failed, 0, describeLoad(load));
+    // The release before (v2 after the canary test) until the switch, v3 after it.
+    assert.equal(Object.keys(load.classes).length, 2, describeLoad(load));
+    assert.ok((load.classes.v3 ?? 0) > 0, describeLoad(load));
+    const s = await status(cl);
+    assert.equal(s.services[0]?.currentRelease, 'v3');
+    assert.equal(s.services[0]?.lockedBy, null, 'the standby group scaled down and freed the lock');
+    assert.ok(
+      s.instances.length === 3 && s.instances.every((i) => i.version === 'v3' && i.route === 'ready'),
+    );
+    const evs = await events(cl.client, deploy.id);
+    assert.ok(evs.some((e) => e.type === 'bluegreen.scale-down'));
+    t.diagnostic(`blue-green killed twice: ${load.failed} failed of ${load.sent}`);
+  });
+});
