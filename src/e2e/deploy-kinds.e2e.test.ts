@@ -315,6 +315,42 @@ describe('a worker service (no HTTP) deployed v1 → v2 beside a web service und
       `worker: ${j.done.length} items done, 0 doubled, ${open.length} in hand; web under load: ${load.failed} failed of ${load.sent}`,
     );
   });
+
+  test('a worker that cannot finish its item within drainTimeout gets SIGKILL, and the deploy does not wait for it', async (t) => {
+    const cl = c!;
+    const spec = (itemMs: string) => ({
+      kind: 'worker',
+      command: 'node worker.js',
+      instances: 2,
+      env: { QUEUE_DIR: queue, ITEM_MS: itemMs },
+      health: { interval: 200, rise: 2 },
+      drainTimeout: 1000,
+      healthyDeadline: 15_000,
+    });
+    // v3 works 20 s on each item; v4 is quick again.
+    await cl.client.put('/v1/services/jobs', spec('20000'));
+    assert.equal((await cli(cl.ctlDir, 'release', 'jobs', fixture('worker'), '--version', 'v3')).code, 0);
+    await cl.client.put('/v1/services/jobs', spec('150'));
+    assert.equal((await cli(cl.ctlDir, 'release', 'jobs', fixture('worker'), '--version', 'v4')).code, 0);
+    const d3 = await cli(cl.ctlDir, 'deploy', 'jobs', 'v3');
+    assert.equal(d3.code, 0, d3.stdout + d3.stderr);
+    await sleep(500);
+    const t0 = Date.now();
+    const d4 = await cli(cl.ctlDir, 'deploy', 'jobs', 'v4');
+    const took = Date.now() - t0;
+    assert.equal(d4.code, 0, d4.stdout + d4.stderr);
+    assert.ok(
+      took < 10_000,
+      `the deploy took ${took} ms: it waited for the items instead of the drain timeout`,
+    );
+    const j = readJournal(queue);
+    assert.equal(j.starts.filter((s) => s.release === 'v3').length, 2);
+    assert.equal(j.stops.filter((s) => s.release === 'v3').length, 0, 'v3 workers were killed, not stopped');
+    const status = await cl.client.get<StatusView>('/v1/status');
+    const jobs = status.instances.filter((i) => i.service === 'jobs');
+    assert.ok(jobs.length === 2 && jobs.every((i) => i.version === 'v4' && i.healthy), JSON.stringify(jobs));
+    t.diagnostic(`worker SIGKILL after drainTimeout 1 s: deploy v3 → v4 took ${took} ms with the CLI`);
+  });
 });
 
 describe('in-place reload on two hosts', () => {
