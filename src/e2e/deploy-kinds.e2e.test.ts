@@ -439,6 +439,47 @@ describe('in-place reload on two hosts', () => {
     assert.deepEqual(pids(afterStatus), pids(before), 'the same v2 processes serve');
     t.diagnostic(`in-place failure run: ${load.failed} failed of ${load.sent}`);
   });
+
+  test('a release answering 5xx on 30 %: the analysis after the first host catches it and reverts; only its own answers failed', async (t) => {
+    const cl = c!;
+    await cl.client.put('/v1/services/web', {
+      ...spec,
+      analysis: { afterEachBatch: true, window: 2000, maxErrorPercent: 5, minRequests: 20 },
+    });
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('flaky'), '--version', 'v4')).code, 0);
+    const { value: dep, load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      () => cli(cl.ctlDir, 'deploy', 'web', 'v4'),
+      {
+        rate: 400,
+      },
+    );
+    assert.equal(dep.code, 1, dep.stdout + dep.stderr);
+    assert.match(dep.stdout, /analysis/);
+    // Every failed request is one the bad release answered itself (500 `v4 error`), none of the switch,
+    // the drain or the revert; and the analysis stopped it within budget.
+    const own = load.classes['v4 error'] ?? 0;
+    assert.equal(load.failed, own, describeLoad(load));
+    assert.equal(Object.keys(load.errors).length, 0, describeLoad(load));
+    assert.ok(own > 0 && own < 400, `the bad release answered ${own} failures: ${describeLoad(load)}`);
+    const evs = await events(
+      cl.client,
+      (await cl.client.get<{ deploys: DeployRecord[] }>('/v1/services/web/deploys')).deploys[0]!.id,
+    );
+    assert.equal(
+      evs.filter((e) => e.type === 'inplace.switched').length,
+      1,
+      'only the first host was switched',
+    );
+    const s = await cl.client.get<StatusView>('/v1/status');
+    assert.equal(s.services[0]?.currentRelease, 'v2');
+    assert.ok(
+      s.instances.length === 4 && s.instances.every((i) => i.version === 'v2' && i.route === 'ready'),
+    );
+    t.diagnostic(
+      `in-place bad release: ${load.failed} failed of ${load.sent}, all answered by v4 (budget 400)`,
+    );
+  });
 });
 
 describe('the controller killed (SIGKILL) mid-canary and mid-blue-green', () => {

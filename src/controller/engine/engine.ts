@@ -350,6 +350,7 @@ export class DeployEngine {
       checkpoint,
       beforeRevert: [],
       onRevert: [],
+      afterBatch: (batch) => this.afterBatch(run, batch),
       hold: async (reason) => {
         if (deploy.state !== 'paused') {
           await this.store.updateDeploy(deploy.id, {

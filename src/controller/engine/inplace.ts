@@ -60,5 +60,7 @@ export async function runInPlace(run: DeployRun): Promise<void> {
       { host, started: started.map((i) => i.id), draining: leaving.map((i) => i.id) },
     );
     await allOrFirstError(leaving.map((i) => run.ops.stop(ctx, i)));
+    // The same gates as after a rolling batch: minHealthyTime, and analysis when afterEachBatch is set.
+    if (run.afterBatch) await run.afterBatch(started);
   }
 }
