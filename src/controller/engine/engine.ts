@@ -385,7 +385,7 @@ export class DeployEngine {
     };
     try {
       if (resumed) {
-        await this.settleAfterRestart(ctx, deploy, created);
+        await this.settleAfterRestart(ctx, deploy, created, release.spec.kind === 'worker');
       } else {
         await this.store.updateDeploy(deploy.id, {
           state: transition(deployLifecycle, deploy.state, 'running'),
@@ -448,6 +448,7 @@ export class DeployEngine {
     ctx: OpContext,
     deploy: DeployRecord,
     created: InstanceRecord[],
+    worker = false,
   ): Promise<void> {
     await this.event(
       deploy.id,
@@ -477,7 +478,8 @@ export class DeployEngine {
             instance: i.id,
           },
         );
-      } else if (i.deployId === deploy.id && i.route === 'none') {
+      } else if (i.deployId === deploy.id && i.route === 'none' && !worker) {
+        // Workers are never routed: theirs stay, and the worker runner keeps the ones that are up.
         await this.ops.stop(ctx, i);
       } else if (i.deployId === deploy.id) {
         created.push(i);
