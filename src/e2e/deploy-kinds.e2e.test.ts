@@ -351,6 +351,54 @@ describe('a worker service (no HTTP) deployed v1 → v2 beside a web service und
     assert.ok(jobs.length === 2 && jobs.every((i) => i.version === 'v4' && i.healthy), JSON.stringify(jobs));
     t.diagnostic(`worker SIGKILL after drainTimeout 1 s: deploy v3 → v4 took ${took} ms with the CLI`);
   });
+
+  test('the controller killed (SIGKILL) in the middle of a worker deploy: it resumes, never fewer than 2 consume', async (t) => {
+    const cl = c!;
+    assert.equal((await cli(cl.ctlDir, 'release', 'jobs', fixture('worker'), '--version', 'v5')).code, 0);
+    const t0 = Date.now();
+    const { deploy } = await cl.client.post<{ deploy: DeployRecord }>('/v1/services/jobs/deploys', {
+      version: 'v5',
+    });
+    for (let i = 0; i < 400; i++) {
+      if ((await events(cl.client, deploy.id)).some((e) => e.type === 'instance.stopping')) break;
+      await sleep(25);
+    }
+    await cl.controller()?.kill9();
+    await sleep(1000);
+    await cl.startController();
+    const done = await waitDeploy(
+      cl.client,
+      deploy.id,
+      (d) => d.state !== 'running' && d.state !== 'pending',
+    );
+    assert.equal(done.state, 'succeeded', done.reason ?? '');
+    assert.ok((await events(cl.client, deploy.id)).some((e) => e.type === 'deploy.resumed'));
+    await sleep(500);
+    const j = readJournal(queue);
+    // From the deploy's start: two v4 workers ran; every start and stop since moves the count.
+    const timeline = [
+      ...j.starts.filter((x) => x.at >= t0).map((x) => ({ at: x.at, d: 1 })),
+      ...j.stops.filter((x) => x.at >= t0).map((x) => ({ at: x.at, d: -1 })),
+    ].sort((a, b) => a.at - b.at || b.d - a.d);
+    let running = 2;
+    for (const e of timeline) {
+      running += e.d;
+      assert.ok(running >= 2, `only ${running} worker(s) at ${e.at}: ${JSON.stringify(timeline)}`);
+    }
+    assert.equal(running, 2);
+    assert.ok(
+      j.stops.filter((x) => x.at >= t0).every((x) => x.signal === 'SIGTERM'),
+      'every stop was a SIGTERM that let the item finish',
+    );
+    assert.equal(new Set(j.done).size, j.done.length, 'an item was done twice');
+    const jobs = (await cl.client.get<StatusView>('/v1/status')).instances.filter(
+      (i) => i.service === 'jobs',
+    );
+    assert.ok(jobs.length === 2 && jobs.every((i) => i.version === 'v5' && i.healthy), JSON.stringify(jobs));
+    t.diagnostic(
+      `worker deploy with a controller SIGKILL: ${timeline.length} starts/stops, never below 2 workers`,
+    );
+  });
 });
 
 describe('in-place reload on two hosts', () => {
