@@ -28,6 +28,7 @@ export async function runInPlace(run: DeployRun): Promise<void> {
   };
   for (const i of old) count(i, 'old');
   for (const i of fresh) count(i, 'fresh');
+  // The zone-by-zone balancing, keyed by host instead of zone (`phase.zone` is a host id here).
   const phases = planZones(perHost, release.spec.instances);
   await ctx.event(
     'deploy.plan',
