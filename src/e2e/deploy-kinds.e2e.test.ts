@@ -203,6 +203,57 @@ describe('rolling zone by zone across three zones', () => {
     assert.ok(afterStatus.instances.every((i) => i.version === 'v2' && i.route === 'ready'));
     t.diagnostic(`zone by zone: ${load.failed} failed of ${load.sent}; zones ${order.join(' → ')}`);
   });
+
+  test('the controller killed (SIGKILL) in zone b: the deploy resumes in b, leaves a alone, 0 failed', async (t) => {
+    const cl = c!;
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('graceful'), '--version', 'v3')).code, 0);
+    const hosts = await cl.client.get<{ hosts: Array<{ id: string; zone: string }> }>('/v1/hosts');
+    const hostZone = new Map(hosts.hosts.map((h) => [h.id, h.zone]));
+    let id = '';
+    const { load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      async () => {
+        const { deploy } = await cl.client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', {
+          version: 'v3',
+        });
+        id = deploy.id;
+        // Kill it once zone b has a new instance routed.
+        for (let i = 0; i < 600; i++) {
+          const evs = await events(cl.client, id);
+          const inB = evs.findIndex((e) => e.type === 'rolling.zone' && e.data?.zone === 'b');
+          if (inB >= 0 && evs.slice(inB).some((e) => e.type === 'instance.routed')) break;
+          await sleep(25);
+        }
+        await cl.controller()?.kill9();
+        await sleep(1000);
+        await cl.startController();
+        const done = await waitDeploy(cl.client, id, (d) => d.state !== 'running' && d.state !== 'pending');
+        assert.equal(done.state, 'succeeded', done.reason ?? '');
+      },
+      { rate: 400 },
+    );
+    assert.equal(load.failed, 0, describeLoad(load));
+    const evs = await events(cl.client, id);
+    const resumed = evs.findIndex((e) => e.type === 'deploy.resumed');
+    assert.ok(resumed > 0);
+    const after = evs.slice(resumed);
+    const plan = after.find((e) => e.type === 'rolling.zones');
+    const zones = (plan?.data?.zones as Array<{ zone: string }> | undefined)?.map((z) => z.zone);
+    assert.deepEqual(zones, ['a', 'b', 'c'], JSON.stringify(plan?.data));
+    // Zone a (done before the kill) is a no-op now: nothing of it starts again; b, in flight, goes on.
+    const startedIn = after
+      .filter((e) => e.type === 'instance.starting')
+      .map((e) => hostZone.get(String(e.data?.host)));
+    assert.ok(!startedIn.includes('a'), `zone a started again after the restart: ${startedIn}`);
+    assert.equal(startedIn[0], 'b', `the zone in flight is finished first: ${startedIn}`);
+    const s = await cl.client.get<StatusView>('/v1/status');
+    assert.ok(
+      s.instances.length === 6 && s.instances.every((i) => i.version === 'v3' && i.route === 'ready'),
+    );
+    t.diagnostic(
+      `zone by zone, controller killed in zone b: ${load.failed} failed of ${load.sent}; resumed ${zones}`,
+    );
+  });
 });
 
 interface Journal {
