@@ -22,7 +22,7 @@ import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
 import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
-import { alertingDrift, applyAlerting, registerAlertCommands } from './alerts.js';
+import { alertingChanges, applyAlerting, registerAlertCommands, renderAlertingDrift } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
@@ -985,9 +985,10 @@ program
       const { config } = loadForPlan(opts.file);
       const c = await client(o);
       const plan = await livePlan(c, config);
-      out.result(plan, renderPlan(plan, { removeNote: REMOVE_NOTE }));
-      const alerting = await alertingDrift(c, config);
-      if (alerting) out.line(alerting);
+      const alerting = await alertingChanges(c, config);
+      out.result({ ...plan, alerting }, renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      const lines = renderAlertingDrift(alerting);
+      if (lines) out.line(lines);
       return EXIT.ok;
     }),
   );
@@ -1026,10 +1027,11 @@ program
       const { config } = loadForPlan(opts.file);
       const c = await client(o);
       const plan = await livePlan(c, config);
-      out.result(plan, await renderDrift(c, plan));
-      const alerting = await alertingDrift(c, config);
-      if (alerting) out.line(alerting);
-      return plan.changes.length === 0 && !alerting ? EXIT.ok : EXIT.failed;
+      const alerting = await alertingChanges(c, config);
+      out.result({ ...plan, alerting }, await renderDrift(c, plan));
+      const lines = renderAlertingDrift(alerting);
+      if (lines) out.line(lines);
+      return plan.changes.length === 0 && alerting.length === 0 ? EXIT.ok : EXIT.failed;
     }),
   );
 

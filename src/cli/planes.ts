@@ -76,6 +76,8 @@ export async function runController(o: {
     ...(o.s3 ? { s3: o.s3 } : {}),
     ...(o.tls ? { tls: o.tls } : {}),
     ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
+    // Only several controllers need it, and they share a PostgreSQL database.
+    sharedNonces: o.databaseUrl !== undefined,
     ...(o.backups ? { backups: o.backups } : {}),
   });
   const tokens = await controller.bootstrapTokens();

@@ -137,6 +137,7 @@ export class Fleet {
     this.hub.agentReport(host.id, report.generation, report.instances);
     if (this.signals) {
       const serviceOf = new Map(known.map((k) => [k.id, k.service]));
+      const releaseOf = new Map(known.map((k) => [k.id, k.releaseVersion]));
       this.signals.agentReport(
         host,
         report.instances.map((i) => ({
@@ -145,6 +146,7 @@ export class Fleet {
           state: i.state,
           healthy: i.healthy,
           restarts: i.restarts,
+          release: releaseOf.get(i.id),
         })),
         report.host,
       );
@@ -152,7 +154,7 @@ export class Fleet {
   }
 
   proxyReport(report: ProxyReport): void {
-    this.signals?.proxyReport(report.proxyId, report.services ?? []);
+    this.signals?.proxyReport(report.proxyId, report.services ?? [], report.instances);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 

@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { NinesError } from '../core/errors.js';
 import { nextRollingStep, type RollingStep, resolveRolling } from './engine/plan.js';
 import type { Hub } from './hub.js';
+import { type RatePoint, serviceRates } from './signals/rates.js';
+import type { Signals } from './signals/signals.js';
 import { statusView } from './status.js';
 import type { DeployEventRecord, DeployRecord, EventRecord, Store } from './store/types.js';
 
@@ -23,6 +25,7 @@ import type { DeployEventRecord, DeployRecord, EventRecord, Store } from './stor
  *   deploys        the latest deploys (when any changed)
  *   events         entries of the event log, oldest first: the newest 200 on connect, then new ones
  *   deploy-events  new step events of running (and just finished) deploys: { deployId, events }
+ *   alerts         pending and firing alerts plus the newest others (when any changed): { alerts }
  * A comment line every `heartbeatMs` keeps proxies and the client's stall detector happy.
  */
 
@@ -34,6 +37,10 @@ export interface WebDeps {
   pollMs?: number;
   heartbeatMs?: number;
   statusEveryMs?: number;
+  /** The controller's signals: `GET /v1/signals/services` (the Services page's charts). */
+  signals?: Signals;
+  /** The alert store's list (newest change first): the stream's `alerts` event. */
+  listAlerts?: () => Promise<ReadonlyArray<{ state: string }>>;
 }
 
 export const defaultWebRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'web');
@@ -127,6 +134,29 @@ export function registerWeb(app: WebApp, deps: WebDeps): void {
       throw new NinesError('NINES_E_VALIDATION', 'invalid query: version: required');
     }
     return deployPlan(deps.store, name, version);
+  });
+
+  /** Per-service request rate, 5xx share and p99 over the last `minutes` (default 15, at most 360). */
+  app.get('/v1/signals/services', async (req) => {
+    const q = req.query as { minutes?: unknown; stepSeconds?: unknown };
+    const minutes = q.minutes === undefined ? 15 : Number(q.minutes);
+    const step = q.stepSeconds === undefined ? 10 : Number(q.stepSeconds);
+    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 360) {
+      throw new NinesError('NINES_E_VALIDATION', 'invalid query: minutes: a number in (0, 360]');
+    }
+    if (!Number.isFinite(step) || step < 1 || step > 3600) {
+      throw new NinesError('NINES_E_VALIDATION', 'invalid query: stepSeconds: a number in [1, 3600]');
+    }
+    const now = Date.now();
+    const names = new Set([
+      ...(await deps.store.listServices()).map((s) => s.name),
+      ...(deps.signals?.serviceNames() ?? []),
+    ]);
+    const services: Array<{ service: string; points: RatePoint[] }> = [...names].sort().map((service) => {
+      const h = deps.signals?.serviceHistory(service) ?? { le: undefined, points: [] };
+      return { service, points: serviceRates(h.le, h.points, now - minutes * 60_000, step * 1000) };
+    });
+    return { now, minutes, stepSeconds: step, services };
   });
 
   app.get('/v1/stream', async (req, reply) => {
@@ -257,6 +287,8 @@ const ACTIVE = new Set(['pending', 'running']);
 /** Keep following a finished deploy this long, so its last step events reach the dashboard. */
 const FOLLOW_AFTER_FINISH_MS = 5000;
 const RECENT_EVENTS = 200;
+/** Resolved (and inactive) alerts the stream carries besides every pending and firing one. */
+const RECENT_ALERTS = 50;
 
 /** One poller for every open stream; it runs only while at least one client listens. */
 class Feed {
@@ -265,6 +297,9 @@ class Feed {
   private readonly pollMs: number;
   private readonly heartbeatMs: number;
   private readonly statusEveryMs: number;
+  private readonly listAlerts: WebDeps['listAlerts'];
+  private alertsJson = '';
+  private alerts: unknown[] = [];
   private readonly clients = new Set<StreamClient>();
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -287,6 +322,7 @@ class Feed {
     this.pollMs = deps.pollMs ?? 500;
     this.heartbeatMs = deps.heartbeatMs ?? 15_000;
     this.statusEveryMs = deps.statusEveryMs ?? 5000;
+    this.listAlerts = deps.listAlerts;
   }
 
   subscribe(client: StreamClient): () => void {
@@ -300,6 +336,7 @@ class Feed {
       client.send('status', JSON.parse(this.statusJson));
       client.send('deploys', { deploys: this.deploys });
       if (this.recentEvents.length > 0) client.send('events', { events: this.recentEvents });
+      if (this.alertsJson) client.send('alerts', { alerts: this.alerts });
     }
     if (!this.timer) {
       this.timer = setInterval(() => void this.tick(), this.pollMs);
@@ -333,6 +370,7 @@ class Feed {
     // Forget the cursors: the next first subscriber starts from a fresh picture.
     this.statusJson = '';
     this.deploysJson = '';
+    this.alertsJson = '';
     this.lastEventId = 0;
     this.recentEvents = [];
     this.followed.clear();
@@ -349,6 +387,7 @@ class Feed {
       await this.pollStatus();
       await this.pollDeploys();
       await this.pollEvents();
+      await this.pollAlerts();
     } catch {
       // A store hiccup (e.g. closing): the next tick tries again; clients keep their last picture.
     } finally {
@@ -398,6 +437,19 @@ class Feed {
       const over = !d || (!ACTIVE.has(d.state) && (d.finishedAt ?? 0) < now - FOLLOW_AFTER_FINISH_MS);
       if (over) this.followed.delete(id);
     }
+  }
+
+  private async pollAlerts(): Promise<void> {
+    if (!this.listAlerts) return;
+    const all = await this.listAlerts();
+    const active = all.filter((a) => a.state === 'pending' || a.state === 'firing');
+    const others = all.filter((a) => a.state !== 'pending' && a.state !== 'firing').slice(0, RECENT_ALERTS);
+    const alerts = [...active, ...others];
+    const json = JSON.stringify(alerts);
+    if (json === this.alertsJson) return;
+    this.alertsJson = json;
+    this.alerts = alerts;
+    this.broadcast('alerts', { alerts });
   }
 
   private async pollEvents(): Promise<void> {

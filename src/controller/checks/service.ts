@@ -173,6 +173,8 @@ export class CheckService {
         byLoc.set(hostId, {
           location: hostId,
           ok: r.ok,
+          // The streak the consecutive-failure threshold reads.
+          failures: r.ok ? 0 : prev && !prev.ok ? (prev.failures ?? 1) + 1 : 1,
           at: r.at,
           message: r.message,
           latencyMs: r.latencyMs,
@@ -236,6 +238,7 @@ export class CheckService {
         // Three missed intervals (plus the probe's own timeout and delivery) and a location stops counting.
         staleAfterMs: 3 * spec.interval + spec.timeout + 5_000,
         quorum: spec.quorum,
+        consecutiveFailures: spec.consecutiveFailures,
       });
       this.verdicts.set(name, verdict);
       const named = this.named(verdict.message);
