@@ -101,6 +101,11 @@ export const analysisSchema = z.strictObject({
   window: duration.optional(),
   /** Analyse after each rolling batch (canaries always analyse at their `analysis` steps). */
   afterEachBatch: z.boolean().optional(),
+  /**
+   * Blue-green: analyse the new group for `window` right after the switch, while the old group still
+   * runs; a failure switches every proxy back to it at once (Argo's post-promotion analysis).
+   */
+  afterSwitch: z.boolean().optional(),
 });
 
 export const hookSchema = z.strictObject({

@@ -22,6 +22,7 @@ test('deploySettings: defaults for a spec without deploy settings; per-deploy st
   assert.equal(s.scaleDownDelay, 30_000);
   assert.equal(s.autoRevert, true);
   assert.equal(s.analysis.afterEachBatch, false);
+  assert.equal(s.analysis.afterSwitch, false);
   assert.equal(s.preDeploy, null);
   assert.equal(deploySettings(spec(''), 'canary').strategy, 'canary');
 });
@@ -32,7 +33,7 @@ test('deploySettings: yaml fields, durations and hooks resolve', () => {
       [
         '    strategy: blue-green',
         '    blueGreen: { scaleDownDelay: 2s, previewHosts: [preview.example.com], autoPromote: false }',
-        '    analysis: { maxErrorPercent: 1, maxP99: 250ms, window: 5s }',
+        '    analysis: { maxErrorPercent: 1, maxP99: 250ms, window: 5s, afterSwitch: true }',
         '    hooks: { preDeploy: { command: ./migrate, timeout: 30s } }',
         '    minHealthyTime: 1s',
         '    autoRevert: false',
@@ -46,6 +47,7 @@ test('deploySettings: yaml fields, durations and hooks resolve', () => {
   assert.equal(s.analysis.maxP99, 250);
   assert.equal(s.analysis.window, 5000);
   assert.equal(s.analysis.afterEachBatch, false);
+  assert.equal(s.analysis.afterSwitch, true);
   assert.deepEqual(s.preDeploy, { command: './migrate', timeout: 30_000 });
   assert.equal(s.minHealthyTime, 1000);
   assert.equal(s.autoRevert, false);

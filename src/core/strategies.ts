@@ -17,6 +17,8 @@ export interface AnalysisSettings {
   minRequests: number;
   window: number;
   afterEachBatch: boolean;
+  /** Blue-green: analyse the new group after the switch; failure switches back to the old group. */
+  afterSwitch: boolean;
 }
 
 export interface DeploySettings {
@@ -63,6 +65,7 @@ export function deploySettings(spec: ServiceSpec, strategy?: StrategyName): Depl
       minRequests: a.minRequests ?? 20,
       window: a.window ?? 10_000,
       afterEachBatch: a.afterEachBatch ?? false,
+      afterSwitch: a.afterSwitch ?? false,
     },
     preDeploy: hook(spec.hooks?.preDeploy),
     postDeploy: hook(spec.hooks?.postDeploy),

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
-import type { TrafficSplit } from '../../core/strategies.js';
+import type { DeploySettings, TrafficSplit } from '../../core/strategies.js';
 import type { Fleet } from '../fleet.js';
 import type { Hub } from '../hub.js';
 import type { Store } from '../store/types.js';
+import { analysisStep } from './analysis.js';
 import type { InstanceOps, OpContext } from './ops.js';
 import { allOrFirstError, type DeployRun, setTraffic } from './run.js';
 
@@ -23,18 +24,23 @@ export async function runBlueGreen(run: DeployRun): Promise<void> {
     'deploy.plan',
     `blue-green: ${desired} instance(s) of ${release.version} as a preview group (header X-Nines-Preview` +
       `${hosts.length ? ` or host ${hosts.join(', ')}` : ''}), then one switch; the old group stays ` +
-      `${settings.scaleDownDelay} ms for an instant rollback`,
+      `${settings.scaleDownDelay} ms for an instant rollback` +
+      (postSwitchWindow(settings, deploy.fromVersion) !== null
+        ? `; the new group is analysed for ${settings.analysis.window} ms after the switch and switched back on failure`
+        : ''),
     { strategy: 'blue-green', desired, previewHosts: hosts, scaleDownDelay: settings.scaleDownDelay },
   );
   run.beforeRevert.push(async () => {
     // Switched already: switch back before the new group drains.
     const svc = await run.store.getService(deploy.service);
-    if (svc?.traffic?.weights && deploy.fromVersion) {
-      await setTraffic(
-        run,
-        deploy.service,
-        { weights: { [deploy.fromVersion]: 100 } },
-        AbortSignal.timeout(30_000),
+    const back = switchBackSplit(svc?.traffic ?? null, deploy.fromVersion);
+    if (back) {
+      const t0 = Date.now();
+      await setTraffic(run, deploy.service, back, AbortSignal.timeout(30_000));
+      await ctx.event(
+        'bluegreen.reverted',
+        `every proxy switched back to ${deploy.fromVersion} in ${Date.now() - t0} ms; draining ${release.version}`,
+        { switchMs: Date.now() - t0 },
       );
     }
   });
@@ -67,6 +73,22 @@ export async function runBlueGreen(run: DeployRun): Promise<void> {
       switchMs: Date.now() - t0,
     },
   );
+  const window = postSwitchWindow(settings, from);
+  if (window !== null && from) {
+    // The old group is still routed-ready at weight 0: a failure here throws, and the revert's first
+    // step (beforeRevert) is one snapshot back to it.
+    await analysisStep(run, window, 'post-switch analysis');
+    // The instant-rollback window starts from the verdict, not from the switch.
+    await setTraffic(
+      run,
+      deploy.service,
+      {
+        ...split,
+        standby: { release: from, until: Date.now() + settings.scaleDownDelay, deployId: deploy.id },
+      },
+      ctx.signal,
+    );
+  }
   if (from) {
     // Hand the lock to the standby group in one transaction, so the reconciler cannot stop it.
     await run.store.transaction(async (tx) => {
@@ -74,6 +96,26 @@ export async function runBlueGreen(run: DeployRun): Promise<void> {
       await tx.acquireDeployLock(deploy.service, standbyHolder(deploy.id));
     });
   }
+}
+
+/** The post-switch analysis window (ms), or null when there is none (not asked for, or a first deploy). */
+export function postSwitchWindow(
+  settings: Pick<DeploySettings, 'analysis'>,
+  fromVersion: string | null,
+): number | null {
+  return settings.analysis.afterSwitch && fromVersion !== null ? settings.analysis.window : null;
+}
+
+/**
+ * The split that undoes a blue-green switch of a failed deploy: every new request to the old release.
+ * Null when nothing was switched yet (the preview phase routes all users to the old group already).
+ */
+export function switchBackSplit(
+  traffic: TrafficSplit | null,
+  fromVersion: string | null,
+): TrafficSplit | null {
+  if (!traffic?.weights || fromVersion === null) return null;
+  return { weights: { [fromVersion]: 100 } };
 }
 
 /**

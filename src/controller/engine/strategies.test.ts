@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import test from 'node:test';
 import { packDirectory } from '../../core/artifact.js';
 import { parseConfig } from '../../core/config.js';
+import { deploySettings } from '../../core/strategies.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, ServiceRecord } from '../store/types.js';
 import { routingSnapshot } from '../views.js';
 import { instanceDurations } from './allatonce.js';
 import { windowByRelease } from './analysis.js';
+import { postSwitchWindow, switchBackSplit } from './bluegreen.js';
 import { runHook } from './hooks.js';
 
 const spec = parseConfig('services:\n  web:\n    command: node server.js\n').services.web!;
@@ -204,4 +206,23 @@ test('runHook: runs in the unpacked release with NINES_* set; failure and timeou
   assert.equal(slow.ok, false);
   assert.equal(slow.timedOut, true);
   assert.ok(Date.now() - t0 < 5000, 'the timeout killed it');
+});
+
+test('blue-green post-switch analysis: only when asked for and there is an old group to go back to', () => {
+  const base = deploySettings(spec);
+  assert.equal(postSwitchWindow(base, 'v1'), null);
+  const on = { analysis: { ...base.analysis, afterSwitch: true, window: 2000 } };
+  assert.equal(postSwitchWindow(on, 'v1'), 2000);
+  // A first deploy has nothing to switch back to: no analysis can revert it.
+  assert.equal(postSwitchWindow(on, null), null);
+});
+
+test('blue-green revert: switch back to the old release only once the switch happened', () => {
+  // Preview phase: users are on the old group already; the revert only stops the preview group.
+  assert.equal(switchBackSplit({ preview: 'v2', previewHosts: [] }, 'v1'), null);
+  assert.equal(switchBackSplit(null, 'v1'), null);
+  // Switched (the old group waits as standby): every new request back to it, the standby cleared.
+  const switched = { weights: { v2: 100 }, standby: { release: 'v1', until: 1, deployId: 'd' } };
+  assert.deepEqual(switchBackSplit(switched, 'v1'), { weights: { v1: 100 } });
+  assert.equal(switchBackSplit(switched, null), null);
 });
