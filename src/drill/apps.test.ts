@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
+import WebSocket from 'ws';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const children = new Set<ChildProcess>();
@@ -211,6 +212,34 @@ describe('fixtures/apps', () => {
     } finally {
       await a.destroy();
       await b.destroy();
+    }
+  });
+});
+
+describe('fixtures/apps WebSocket endpoint', () => {
+  test('/ws greets with release and instance, echoes, and answers a close frame with its code', async () => {
+    const app = await startApp('fixtures/apps/slow', { NINES_RELEASE: 'v7', NINES_INSTANCE_ID: 'i-ws' });
+    try {
+      const ws = new WebSocket(`${app.origin.replace('http', 'ws')}/ws`);
+      const messages: string[] = [];
+      const greeted = new Promise<void>((resolve) => ws.once('message', () => resolve()));
+      ws.on('message', (d) => messages.push(d.toString()));
+      await greeted;
+      const long = 'x'.repeat(300);
+      ws.send(long);
+      await new Promise<void>((resolve) => ws.once('message', () => resolve()));
+      assert.deepEqual(messages, ['v7 i-ws', long]);
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.close(4001);
+      assert.equal(await closed, 4001);
+      const c = new Client(app.origin);
+      const r = await c.request({ path: '/', method: 'GET' });
+      assert.equal(r.headers['x-instance'], 'i-ws');
+      await r.body.text();
+      await c.close();
+    } finally {
+      app.proc.kill('SIGTERM');
+      await app.exited;
     }
   });
 });
