@@ -45,7 +45,51 @@ export async function runBlueGreen(run: DeployRun): Promise<void> {
     }
   });
   run.onRevert.push(() => setTraffic(run, deploy.service, null));
-  await setTraffic(run, deploy.service, { preview: release.version, previewHosts: hosts }, ctx.signal);
+  const from = deploy.fromVersion;
+  const current = (await run.store.getService(deploy.service))?.traffic ?? null;
+  if (from && switchedBy(current, deploy.id, release.version)) {
+    // Resumed after a controller restart between the switch and the end of the post-switch analysis:
+    // the proxies still route by the switch, so no preview and no second switch — analyse again.
+    await ctx.event('bluegreen.resumed', `${release.version} took every request before the restart already`);
+  } else {
+    await preview(run);
+    const t0 = Date.now();
+    await setTraffic(run, deploy.service, switchSplit(run), ctx.signal);
+    await ctx.event(
+      'bluegreen.switched',
+      `every proxy switched to ${release.version} in ${Date.now() - t0} ms`,
+      {
+        switchMs: Date.now() - t0,
+      },
+    );
+  }
+  const window = postSwitchWindow(settings, from);
+  if (window !== null && from) {
+    // The old group is still routed-ready at weight 0: a failure here throws, and the revert's first
+    // step (beforeRevert) is one snapshot back to it.
+    await analysisStep(run, window, 'post-switch analysis');
+    // The instant-rollback window starts from the verdict, not from the switch.
+    await setTraffic(run, deploy.service, switchSplit(run), ctx.signal);
+  }
+  if (from) {
+    // Hand the lock to the standby group in one transaction, so the reconciler cannot stop it.
+    await run.store.transaction(async (tx) => {
+      await tx.releaseDeployLock(deploy.service, deploy.id);
+      await tx.acquireDeployLock(deploy.service, standbyHolder(deploy.id));
+    });
+  }
+}
+
+/** The preview group up (and, without autoPromote, promoted by a person); users still on the old group. */
+async function preview(run: DeployRun): Promise<void> {
+  const { deploy, release, settings, ctx } = run;
+  const desired = release.spec.instances;
+  await setTraffic(
+    run,
+    deploy.service,
+    { preview: release.version, previewHosts: settings.previewHosts },
+    ctx.signal,
+  );
   const have = (await run.store.listInstances({ service: deploy.service })).filter(
     (i) => i.desired === 'running' && i.releaseVersion === release.version && i.route === 'ready',
   ).length;
@@ -57,45 +101,23 @@ export async function runBlueGreen(run: DeployRun): Promise<void> {
     await run.waitPromote(null, `preview group of ${release.version} is up; promote to switch`);
   }
   await run.checkpoint();
+}
+
+/** Every new request to the new release; the old group (if any) waits as the standby from now on. */
+function switchSplit(run: DeployRun): TrafficSplit {
+  const { deploy, release, settings } = run;
   const from = deploy.fromVersion;
-  const split: TrafficSplit = {
+  return {
     weights: { [release.version]: 100 },
     ...(from
       ? { standby: { release: from, until: Date.now() + settings.scaleDownDelay, deployId: deploy.id } }
       : {}),
   };
-  const t0 = Date.now();
-  await setTraffic(run, deploy.service, split, ctx.signal);
-  await ctx.event(
-    'bluegreen.switched',
-    `every proxy switched to ${release.version} in ${Date.now() - t0} ms`,
-    {
-      switchMs: Date.now() - t0,
-    },
-  );
-  const window = postSwitchWindow(settings, from);
-  if (window !== null && from) {
-    // The old group is still routed-ready at weight 0: a failure here throws, and the revert's first
-    // step (beforeRevert) is one snapshot back to it.
-    await analysisStep(run, window, 'post-switch analysis');
-    // The instant-rollback window starts from the verdict, not from the switch.
-    await setTraffic(
-      run,
-      deploy.service,
-      {
-        ...split,
-        standby: { release: from, until: Date.now() + settings.scaleDownDelay, deployId: deploy.id },
-      },
-      ctx.signal,
-    );
-  }
-  if (from) {
-    // Hand the lock to the standby group in one transaction, so the reconciler cannot stop it.
-    await run.store.transaction(async (tx) => {
-      await tx.releaseDeployLock(deploy.service, deploy.id);
-      await tx.acquireDeployLock(deploy.service, standbyHolder(deploy.id));
-    });
-  }
+}
+
+/** Whether `deployId` switched the service to `release` already (its split and standby are in place). */
+export function switchedBy(traffic: TrafficSplit | null, deployId: string, release: string): boolean {
+  return traffic?.weights?.[release] === 100 && traffic.standby?.deployId === deployId;
 }
 
 /** The post-switch analysis window (ms), or null when there is none (not asked for, or a first deploy). */
@@ -196,6 +218,8 @@ export class StandbyGroups {
     const svc = await store.getService(service);
     const sb = svc?.traffic?.standby;
     if (!svc || !sb) return;
+    // The deploy's own standby group (resumed before its lock handoff): it is what a failure switches back to.
+    if (holder !== undefined && sb.deployId === holder) return;
     if (holder === undefined && svc.lockedBy !== standbyHolder(sb.deployId)) return;
     const ctx: OpContext = {
       deployId: sb.deployId,

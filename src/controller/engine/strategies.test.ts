@@ -10,7 +10,7 @@ import type { HostRecord, InstanceRecord, ReleaseRecord, ServiceRecord } from '.
 import { routingSnapshot } from '../views.js';
 import { instanceDurations } from './allatonce.js';
 import { windowByRelease } from './analysis.js';
-import { postSwitchWindow, switchBackSplit } from './bluegreen.js';
+import { postSwitchWindow, switchBackSplit, switchedBy } from './bluegreen.js';
 import { runHook } from './hooks.js';
 
 const spec = parseConfig('services:\n  web:\n    command: node server.js\n').services.web!;
@@ -225,4 +225,14 @@ test('blue-green revert: switch back to the old release only once the switch hap
   const switched = { weights: { v2: 100 }, standby: { release: 'v1', until: 1, deployId: 'd' } };
   assert.deepEqual(switchBackSplit(switched, 'v1'), { weights: { v1: 100 } });
   assert.equal(switchBackSplit(switched, null), null);
+});
+
+test('blue-green resume: a deploy that switched before a controller restart is not previewed and switched again', () => {
+  const switched = { weights: { v2: 100 }, standby: { release: 'v1', until: 1, deployId: 'd1' } };
+  assert.equal(switchedBy(switched, 'd1', 'v2'), true);
+  // Another deploy's standby (an earlier blue-green), the preview phase, or another release: not switched.
+  assert.equal(switchedBy(switched, 'd2', 'v2'), false);
+  assert.equal(switchedBy({ preview: 'v2' }, 'd1', 'v2'), false);
+  assert.equal(switchedBy(switched, 'd1', 'v3'), false);
+  assert.equal(switchedBy(null, 'd1', 'v2'), false);
 });
