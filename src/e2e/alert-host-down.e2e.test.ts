@@ -92,7 +92,7 @@ describe('alerting: a host whose agent is stopped', () => {
         },
       },
       channels: { hook: { kind: 'webhook', url: `${hooks.base}/hook`, secret: SECRET } },
-      alerting: { notify: ['hook'], groupWait: 0 },
+      alerting: { notify: ['hook'], groupWait: 0, groupInterval: 0 }, // resolved at once, not after 5 min
     });
     await until('host-a reporting', 20_000, async () => (await hostUp()) === 1);
     await sleep(3000);
