@@ -21,6 +21,7 @@ import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { EXIT_AGENT_RESTART } from '../core/tasks-protocol.js';
 import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
 import { alertingChanges, applyAlerting, registerAlertCommands, renderAlertingDrift } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
@@ -321,7 +322,14 @@ program
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
+        // `nines hosts patch --restart-agent`: leave like on SIGTERM, then exit EXIT_AGENT_RESTART so
+        // that the service manager starts the new version, which adopts the instances.
+        let restart = false;
         const agent = await runAgent({
+          onRestartRequested: () => {
+            restart = true;
+            process.kill(process.pid, 'SIGTERM');
+          },
           controllerUrl: opts.controller,
           token: opts.joinToken ?? (await nodeToken(opts)),
           dataDir,
@@ -342,10 +350,12 @@ program
         );
         // SIGTERM stops the agent but leaves its instances serving (a restarted agent adopts them);
         // stopping the instances is the controller's decision, not a side effect of an agent restart.
-        return untilSignal(out, async () => {
+        const code = await untilSignal(out, async () => {
           await agent.leave();
           logger.flush();
         });
+        if (restart) out.line(`restarting: exit ${EXIT_AGENT_RESTART} for the service manager`);
+        return restart ? EXIT_AGENT_RESTART : code;
       },
     ),
   );

@@ -56,6 +56,8 @@ export interface ControllerOptions {
    * the clients reach this one at (default this controller's own URL).
    */
   ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
+  /** Record signed requests' nonces in the store too, so that no controller of the database accepts a replay. */
+  sharedNonces?: boolean;
   /** Scheduled backups (run by the leader). */
   backups?: BackupScheduleOptions;
 }
@@ -151,7 +153,7 @@ export class Controller {
       fleet: this.fleet,
       engine: this.engine,
       artifacts: this.artifacts,
-      auth: new Authenticator(this.store),
+      auth: new Authenticator(this.store, opts.sharedNonces ? { sharedNonces: this.store.nonces() } : {}),
       logger: opts.logger,
       secrets: this.secrets,
       ...(opts.tls ? { tls: opts.tls } : {}),

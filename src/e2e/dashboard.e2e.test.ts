@@ -199,6 +199,10 @@ alerting:
     await page
       .locator('#deploy-result', { hasText: /^done: web v1 → v2 in [\d.]+ s/ })
       .waitFor({ timeout: 45_000 });
+    // The releases' config, field by field (diffed by the controller).
+    await page
+      .locator('details.config-diff summary', { hasText: /^Config changes v1 → v2: (none|\d+)$/ })
+      .waitFor();
     for (const type of [
       'instance.starting',
       'instance.healthy',

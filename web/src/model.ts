@@ -4,6 +4,7 @@ import type {
   DeployEvent,
   DeployRecord,
   EventRecord,
+  FieldChange,
   HostView,
   InstanceView,
   Role,
@@ -220,13 +221,30 @@ export function isActive(d: DeployRecord): boolean {
   return d.state === 'pending' || d.state === 'running' || d.state === 'paused';
 }
 
-export type DeployControl = 'pause' | 'resume' | 'abort';
+export type DeployControl = 'promote' | 'pause' | 'resume' | 'abort';
 
-/** Which controls a deploy in this state takes (the server refuses the others with 409). */
+/**
+ * Which controls a deploy in this state takes (the server refuses the others with 409). Promote ends a
+ * canary's pause (or a blue-green's wait before the switch) early; other strategies have nothing to promote.
+ */
 export function deployControls(d: DeployRecord): DeployControl[] {
-  if (d.state === 'running') return ['pause', 'abort'];
+  const promote: DeployControl[] = d.strategy === 'canary' || d.strategy === 'blue-green' ? ['promote'] : [];
+  if (d.state === 'running') return [...promote, 'pause', 'abort'];
   if (d.state === 'paused') return ['resume', 'abort'];
   return [];
+}
+
+/** `~ instances: 3 → 5`, `+ env.LOG_LEVEL: "debug"`, `- rolling.maxSurge: 1` — as `nines plan` prints them. */
+export function renderChanges(changes: readonly FieldChange[]): string[] {
+  const show = (v: unknown) =>
+    typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? 'undefined');
+  return changes.map((c) =>
+    !('from' in c)
+      ? `+ ${c.path}: ${show(c.to)}`
+      : !('to' in c)
+        ? `- ${c.path}: ${show(c.from)}`
+        : `~ ${c.path}: ${show(c.from)} → ${show(c.to)}`,
+  );
 }
 
 export function deployDuration(d: DeployRecord, now: number): number | null {

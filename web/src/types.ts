@@ -72,7 +72,7 @@ export interface DeployRecord {
   service: string;
   fromVersion: string | null;
   toVersion: string;
-  strategy: 'rolling';
+  strategy: 'rolling' | 'canary' | 'blue-green' | 'all-at-once';
   kind: 'deploy' | 'rollback' | 'initial';
   state: DeployState;
   reason: string | null;
@@ -230,4 +230,21 @@ export interface ServiceCharts {
   minutes: number;
   stepSeconds: number;
   services: Array<{ service: string; points: RatePoint[] }>;
+}
+
+/** One field of a service's config that differs between two releases (src/core/config-diff.ts). */
+export interface FieldChange {
+  path: string;
+  /** Absent when the field is new. */
+  from?: unknown;
+  /** Absent when the field is removed. */
+  to?: unknown;
+}
+
+/** `GET /v1/services/:name/releases/:version/diff[?from=]`. */
+export interface ReleaseDiff {
+  service: string;
+  from: string | null;
+  to: string;
+  changes: FieldChange[];
 }

@@ -17,6 +17,7 @@ import {
   parseSse,
   percent,
   permission,
+  renderChanges,
   resultLine,
   rollbackTarget,
   sortAlerts,
@@ -247,6 +248,12 @@ test('deploy controls follow the deploy state', () => {
       finishedAt: null,
     }) as DeployRecord;
   assert.deepEqual(deployControls(d('running')), ['pause', 'abort']);
+  assert.deepEqual(deployControls({ ...d('running'), strategy: 'canary' }), ['promote', 'pause', 'abort']);
+  assert.deepEqual(deployControls({ ...d('running'), strategy: 'blue-green' }), [
+    'promote',
+    'pause',
+    'abort',
+  ]);
   assert.deepEqual(deployControls(d('paused')), ['resume', 'abort']);
   assert.deepEqual(deployControls(d('succeeded')), []);
   assert.deepEqual(deployControls(d('failed')), []);
@@ -369,4 +376,15 @@ describe('alerts, checks and uptime', () => {
     assert.equal(sparkPath([{ at: 0, value: 0.001 }], 100, 20, 0.01).max, 0.01);
     assert.equal(sparkPath([], 100, 20).d, '');
   });
+});
+
+test('config changes read like nines plan', () => {
+  assert.deepEqual(
+    renderChanges([
+      { path: 'instances', from: 3, to: 5 },
+      { path: 'env.LOG_LEVEL', to: 'debug' },
+      { path: 'rolling.maxSurge', from: 1 },
+    ]),
+    ['~ instances: 3 → 5', '+ env.LOG_LEVEL: "debug"', '- rolling.maxSurge: 1'],
+  );
 });

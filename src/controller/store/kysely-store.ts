@@ -11,6 +11,7 @@ import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as secretsSql from '../secrets/sql.js';
 import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
+import { KyselyNonceStore, type NonceStore } from './nonces.js';
 import type {
   Database,
   DeploysTable,
@@ -110,6 +111,10 @@ export class KyselyStore implements Store {
 
   sloCounts(): SloCountStore {
     return new KyselySloCountStore(this.db);
+  }
+
+  nonces(): NonceStore {
+    return new KyselyNonceStore(this.db);
   }
 
   /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */

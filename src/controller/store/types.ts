@@ -5,6 +5,7 @@ import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
 import type { SloCountStore } from '../alerting/slo-store.js';
 import type { CheckStore } from '../checks/store.js';
+import type { NonceStore } from './nonces.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -203,6 +204,8 @@ export interface Store {
   checks(): CheckStore;
   /** Per-minute request/5xx counts per service and release for SLOs (0012_slo_counts; alerting/slo-store.ts). */
   sloCounts(): SloCountStore;
+  /** Nonces of signed requests, shared by the controllers of one database (0016_signed_nonces; store/nonces.ts). */
+  nonces(): NonceStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;

@@ -11,11 +11,12 @@ import {
   formatSeconds,
   isActive,
   permission,
+  renderChanges,
   resultLine,
   rollbackTarget,
   versionSlots,
 } from '../model.js';
-import type { DeployEvent, DeployPlan, DeployRecord, Role, StatusView } from '../types.js';
+import type { DeployEvent, DeployPlan, DeployRecord, ReleaseDiff, Role, StatusView } from '../types.js';
 
 interface Props {
   token: string;
@@ -326,6 +327,7 @@ function DeployDetail(props: Props & { deployId: string; slots: Map<string, numb
           </li>
         ))}
       </ol>
+      <ConfigChanges token={props.token} deploy={deploy} />
       <DeployControls token={props.token} role={props.role} deploy={deploy} />
       <p class={`result state-${deploy.state}`} role="status" id="deploy-result">
         {resultLine(deploy, now)}
@@ -335,10 +337,49 @@ function DeployDetail(props: Props & { deployId: string; slots: Map<string, numb
 }
 
 const CONTROL_LABEL: Record<DeployControl, string> = {
+  promote: 'Promote',
   pause: 'Pause',
   resume: 'Resume',
   abort: 'Abort and revert',
 };
+
+/** What the deploy changes in the service's config, field by field (the controller diffs the releases). */
+function ConfigChanges(props: { token: string; deploy: DeployRecord }) {
+  const { service, fromVersion, toVersion } = props.deploy;
+  const [diff, setDiff] = useState<ReleaseDiff | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let gone = false;
+    const q = fromVersion ? `?from=${encodeURIComponent(fromVersion)}` : '';
+    call<ReleaseDiff>(
+      props.token,
+      'GET',
+      `/v1/services/${encodeURIComponent(service)}/releases/${encodeURIComponent(toVersion)}/diff${q}`,
+    )
+      .then((d) => !gone && setDiff(d))
+      .catch((e: Error) => !gone && setError(e.message));
+    return () => {
+      gone = true;
+    };
+  }, [props.token, service, fromVersion, toVersion]);
+  if (error) return <ErrorNote error={error} />;
+  if (!diff) return null;
+  return (
+    <details class="config-diff" open={diff.changes.length > 0 && diff.changes.length <= 12}>
+      <summary>
+        Config changes {diff.from ? `${diff.from} → ${diff.to}` : `of ${diff.to}`}:{' '}
+        {diff.changes.length === 0 ? 'none' : diff.changes.length}
+      </summary>
+      {diff.changes.length > 0 && (
+        <ul class="mono" aria-label="Config changes">
+          {renderChanges(diff.changes).map((line) => (
+            <li key={line}>{line}</li>
+          ))}
+        </ul>
+      )}
+    </details>
+  );
+}
 
 /** Pause (at the next step), resume, or abort (revert) the deploy in flight. */
 function DeployControls(props: { token: string; role: Role | null; deploy: DeployRecord }) {
