@@ -210,6 +210,32 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     assert.deepEqual(told(), ['firing:api-1', 'firing:api-2', 'firing:vm9', 'firing:web-1']);
   });
 
+  it('a page does not wait behind a lower-severity notification of the same group', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        errors_ticket: { signal: 'error_ratio', condition: '> 0.001', severity: 'warning' },
+        errors_page: { signal: 'error_ratio', condition: '> 0.0144', severity: 'critical' },
+      },
+      // One group per service; the group interval at its default (5 min).
+      alerting: { notify: ['hook'], groupWait: 0, groupBy: ['service'] },
+    });
+    const rt = runtime();
+    signals.set('error_ratio', { service: 'web' }, 0.005);
+    await tick(rt);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.rule),
+      ['errors_ticket'],
+    );
+    signals.set('error_ratio', { service: 'web' }, 0.03);
+    await tick(rt, SECOND);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.rule),
+      ['errors_ticket', 'errors_page'],
+      'the page goes out at once',
+    );
+  });
+
   it('two controllers evaluating the same alert send each notification once', async () => {
     await configure({ ...base(), alerts: { host_down: { signal: 'host_up', condition: '== 0' } } });
     // Their clocks differ by 150 ms, so each would see the alert fire at a different time: only the

@@ -408,7 +408,10 @@ export class AlertRuntime {
         ok = sent;
       }
       if (!ok) continue;
-      const route = [...channels].sort().join(',');
+      // Severity is part of the route: a page never waits behind a lower-severity notification of the
+      // same group (an SLO's ticket burn fires before its page burns; the page must not wait for the
+      // group interval).
+      const route = `${a.severity}|${[...channels].sort().join(',')}`;
       const r = byRoute.get(route) ?? { channels, alerts: [] };
       r.alerts.push(a);
       byRoute.set(route, r);
@@ -424,7 +427,7 @@ export class AlertRuntime {
       if (a.state !== 'pending' || a.activeSince === undefined) continue;
       const channels = this.ruleFor(rules, a)?.channels ?? [];
       if (channels.length === 0) continue;
-      const key = `${groupKey(a.labels, m.grouping.groupBy)}:${[...channels].sort().join(',')}`;
+      const key = `${groupKey(a.labels, m.grouping.groupBy)}:${a.severity}|${[...channels].sort().join(',')}`;
       pendingSince.set(key, [...(pendingSince.get(key) ?? []), a.activeSince]);
     }
     const states = await this.d.alerts.getGroups();
