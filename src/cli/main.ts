@@ -599,7 +599,7 @@ program
       '`nines deploy pause|resume|promote|abort <service>` controls the deploy in flight',
   )
   .option('--no-wait', 'return once the deploy has started')
-  .option('--strategy <name>', 'rolling, blue-green, canary or all-at-once (overrides nines.yaml)')
+  .option('--strategy <name>', 'rolling, blue-green, canary, all-at-once or in-place (overrides nines.yaml)')
   .option('--no-auto-revert', 'on a failed analysis, pause for a person instead of reverting')
   .addHelpText(
     'after',

@@ -5,7 +5,10 @@ import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
+import { type ServiceSpec, STRATEGIES, type StrategyName } from '../core/config.js';
 import { NinesError } from '../core/errors.js';
+import { deploySettings, maintenanceEstimate, planCanary } from '../core/strategies.js';
+import { measuredTimes } from './engine/allatonce.js';
 import { nextRollingStep, type RollingStep, resolveRolling } from './engine/plan.js';
 import type { Hub } from './hub.js';
 import { type RatePoint, serviceRates } from './signals/rates.js';
@@ -126,14 +129,17 @@ export function registerWeb(app: WebApp, deps: WebDeps): void {
     return { name: p?.name ?? 'anonymous', role: p?.role ?? null };
   });
 
-  /** What a rolling deploy to `version` would do now, step by step, without doing it. */
+  /** What a deploy to `version` would do now, step by step, without doing it (`strategy`: override). */
   app.get('/v1/services/:name/deploy-plan', async (req) => {
     const { name } = req.params as { name: string };
-    const { version } = req.query as { version?: unknown };
+    const { version, strategy } = req.query as { version?: unknown; strategy?: unknown };
     if (typeof version !== 'string' || version === '') {
       throw new NinesError('NINES_E_VALIDATION', 'invalid query: version: required');
     }
-    return deployPlan(deps.store, name, version);
+    if (strategy !== undefined && !STRATEGIES.includes(strategy as StrategyName)) {
+      throw new NinesError('NINES_E_VALIDATION', `invalid query: strategy: one of ${STRATEGIES.join(', ')}`);
+    }
+    return deployPlan(deps.store, name, version, strategy as StrategyName | undefined);
   });
 
   /** Per-service request rate, 5xx share and p99 over the last `minutes` (default 15, at most 360). */
@@ -213,7 +219,7 @@ export interface DeployPlan {
   service: string;
   from: string | null;
   to: string;
-  strategy: 'rolling';
+  strategy: StrategyName;
   desired: number;
   maxSurge: number;
   maxUnavailable: number;
@@ -221,13 +227,23 @@ export interface DeployPlan {
   old: number;
   /** Instances already on the target release. */
   fresh: number;
+  /** Rolling: the batches. */
   steps: RollingStep[];
+  /** Other strategies: what happens, in order (canary steps, the blue-green switch, the maintenance window). */
+  lines: string[];
+  /** Every instance already runs `to`: nothing to do. */
+  nothing: boolean;
   text: string;
   /** Reasons the deploy would be refused or pointless right now (empty when it can start). */
   warnings: string[];
 }
 
-export async function deployPlan(store: Store, service: string, version: string): Promise<DeployPlan> {
+export async function deployPlan(
+  store: Store,
+  service: string,
+  version: string,
+  strategyOverride?: StrategyName,
+): Promise<DeployPlan> {
   const svc = await store.getService(service);
   if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${service}"`);
   const release = await store.getRelease(service, version);
@@ -254,22 +270,34 @@ export async function deployPlan(store: Store, service: string, version: string)
   const warnings: string[] = [];
   if (svc.lockedBy) warnings.push(`a deploy is in progress (${svc.lockedBy}); a new one would be refused`);
   if (svc.currentRelease === version && old === 0) warnings.push(`${service} already runs ${version}`);
+  const settings = deploySettings(release.spec, strategyOverride);
+  const strategy = settings.strategy;
+  const nothing = steps.length === 0;
+  // The first deploy of a service has nothing to protect: the engine starts it whatever the strategy.
+  const lines =
+    strategy === 'rolling' || old + surplus === 0
+      ? []
+      : await strategyLines(store, service, version, release.spec, settings, old + surplus);
   const text =
-    `rolling, maxSurge ${params.maxSurge}, maxUnavailable ${params.maxUnavailable}: ` +
-    `${old + surplus} old → ${params.desired} new` +
-    (fresh ? ` (${fresh} already on ${version})` : '') +
-    `, ${steps.length} step${steps.length === 1 ? '' : 's'}`;
+    strategy === 'rolling' || old + surplus === 0
+      ? `rolling, maxSurge ${params.maxSurge}, maxUnavailable ${params.maxUnavailable}: ` +
+        `${old + surplus} old → ${params.desired} new` +
+        (fresh ? ` (${fresh} already on ${version})` : '') +
+        `, ${steps.length} step${steps.length === 1 ? '' : 's'}`
+      : `${strategy}: ${old + surplus} old → ${params.desired} new`;
   return {
     service,
     from: svc.currentRelease,
     to: version,
-    strategy: 'rolling',
+    strategy,
+    lines,
+    nothing,
     desired: params.desired,
     maxSurge: params.maxSurge,
     maxUnavailable: params.maxUnavailable,
     old: old + surplus,
     fresh,
-    steps,
+    steps: lines.length === 0 ? steps : [],
     text,
     warnings,
   };
@@ -459,5 +487,62 @@ class Feed {
     this.lastEventId = fresh[fresh.length - 1]!.id;
     this.recentEvents = [...this.recentEvents, ...fresh].slice(-RECENT_EVENTS);
     this.broadcast('events', { events: fresh });
+  }
+}
+
+/** A non-rolling strategy's plan in words, from the same settings and planners the engine uses. */
+async function strategyLines(
+  store: Store,
+  service: string,
+  version: string,
+  spec: ServiceSpec,
+  settings: ReturnType<typeof deploySettings>,
+  old: number,
+): Promise<string[]> {
+  const desired = spec.instances;
+  switch (settings.strategy) {
+    case 'canary':
+      return [
+        `start ${version} beside the ${old} old instance(s) at 0 % of new requests`,
+        ...planCanary(settings.canarySteps, desired, settings.analysis.window).map((a) => {
+          switch (a.kind) {
+            case 'scale':
+              return `run ${a.newInstances} new instance(s)`;
+            case 'weight':
+              return `send ${a.percent} % of new requests to ${version}`;
+            case 'pause':
+              return a.ms === null ? 'pause until promoted' : `pause ${(a.ms / 1000).toFixed(0)} s`;
+            case 'analysis':
+              return `analyse ${version}'s 5xx share and p99 over ${(a.window / 1000).toFixed(0)} s`;
+            default:
+              return `promote: every instance on ${version}, the old ones drained`;
+          }
+        }),
+      ];
+    case 'blue-green':
+      return [
+        `start ${desired} instance(s) of ${version} beside the ${old} old one(s), out of rotation` +
+          ` (preview: header X-Nines-Preview: 1${settings.previewHosts.length ? ` or ${settings.previewHosts.join(', ')}` : ''})`,
+        settings.autoPromote
+          ? 'switch every new request to them at once when all are healthy'
+          : 'switch every new request to them at once on `nines deploy promote`',
+        `keep the old group running ${(settings.scaleDownDelay / 1000).toFixed(0)} s: a rollback in that window is an instant switch back`,
+      ];
+    case 'all-at-once': {
+      const times = await measuredTimes(store, service);
+      const est = maintenanceEstimate(times.boot, times.stop, spec.healthyDeadline);
+      return [
+        `maintenance mode: users see the maintenance page for about ${(est.windowMs / 1000).toFixed(1)} s ` +
+          `(${est.measured ? 'measured' : 'no boot measured yet; healthy deadline'}: stop ${est.stopMs} ms + boot ${est.bootMs} ms)`,
+        `stop all ${old} old instance(s), start ${desired} of ${version}, then back to the previous mode`,
+      ];
+    }
+    case 'in-place':
+      return [
+        `host by host: start ${version} beside the old process(es) on the same host (new ports)`,
+        'one routing update per host sends new requests to them; the old ones drain and stop',
+      ];
+    default:
+      return [];
   }
 }

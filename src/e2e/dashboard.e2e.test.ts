@@ -186,6 +186,17 @@ alerting:
     await page
       .locator('#deploy-plan', { hasText: 'rolling, maxSurge 1, maxUnavailable 0: 3 old → 3 new' })
       .waitFor();
+    // Other strategies: the same form plans them (the engine's own planners), before anything starts.
+    const strategy = page.getByLabel('Strategy');
+    await strategy.selectOption('canary');
+    await page.locator('#deploy-plan', { hasText: 'send 10 % of new requests to v2' }).waitFor();
+    await strategy.selectOption('blue-green');
+    await page.locator('#deploy-plan', { hasText: 'switch every new request to them at once' }).waitFor();
+    await strategy.selectOption('all-at-once');
+    await page.locator('#deploy-plan', { hasText: 'users see the maintenance page for about' }).waitFor();
+    await shot(page, '3a-deploy-plan-all-at-once');
+    await strategy.selectOption('');
+    await page.locator('#start-deploy', { hasText: 'Start rolling deploy' }).waitFor();
     await shot(page, '3-deploy-plan');
     await page.locator('#start-deploy').click();
     await page.waitForURL(/#\/deploys\/d-/);

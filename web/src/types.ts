@@ -72,7 +72,7 @@ export interface DeployRecord {
   service: string;
   fromVersion: string | null;
   toVersion: string;
-  strategy: 'rolling' | 'canary' | 'blue-green' | 'all-at-once';
+  strategy: DeployStrategy;
   kind: 'deploy' | 'rollback' | 'initial';
   state: DeployState;
   reason: string | null;
@@ -113,16 +113,29 @@ export interface DeployPlan {
   service: string;
   from: string | null;
   to: string;
-  strategy: 'rolling';
+  strategy: DeployStrategy;
   desired: number;
   maxSurge: number;
   maxUnavailable: number;
   old: number;
   fresh: number;
   steps: RollingStep[];
+  /** Other strategies: what happens, in order. */
+  lines: string[];
+  /** Every instance already runs `to`. */
+  nothing: boolean;
   text: string;
   warnings: string[];
 }
+
+export type DeployStrategy = 'rolling' | 'canary' | 'blue-green' | 'all-at-once' | 'in-place';
+export const DEPLOY_STRATEGIES: readonly DeployStrategy[] = [
+  'rolling',
+  'canary',
+  'blue-green',
+  'all-at-once',
+  'in-place',
+];
 
 // ---- alerts, checks, uptime (src/controller/alerting/store.ts, checks/service.ts, checks/reports.ts) ----
 

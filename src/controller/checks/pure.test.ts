@@ -180,6 +180,11 @@ test('service state: healthy routed instances against the desired count', () => 
   assert.equal(serviceState(svc, [inst(true), inst(false), inst(true)]).state, 'degraded');
   assert.equal(serviceState(svc, [inst(false)]).state, 'down');
   assert.equal(serviceState({ ...svc, currentRelease: null }, []).state, 'unknown');
+  // A worker is never routed: its running, up instances are its healthy ones.
+  const worker = { ...svc, spec: serviceSchema.parse({ command: 'x', instances: 2, kind: 'worker' }) };
+  const unrouted = { ...inst(true), route: 'none' as const };
+  assert.equal(serviceState(worker, [unrouted, unrouted]).state, 'up');
+  assert.equal(serviceState(svc, [unrouted]).state, 'down');
 });
 
 test('quorum: consecutiveFailures N counts a location failing only after N failures in a row', () => {

@@ -54,9 +54,14 @@ export function serviceState(
   if (desired === 0 || svc.currentRelease === null) {
     return { state: 'unknown', message: 'not deployed', healthy: 0, desired };
   }
+  // A worker is never routed: running and up is healthy.
+  const worker = svc.spec.kind === 'worker';
   const healthy = instances.filter(
     (i) =>
-      i.desired === 'running' && i.route === 'ready' && i.observed?.state === 'running' && i.observed.healthy,
+      i.desired === 'running' &&
+      (i.route === 'ready' || worker) &&
+      i.observed?.state === 'running' &&
+      i.observed.healthy,
   ).length;
   const of = `${healthy} of ${desired} instance${desired === 1 ? '' : 's'} healthy`;
   if (healthy === 0) return { state: 'down', message: `no healthy instance (${of})`, healthy, desired };

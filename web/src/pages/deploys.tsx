@@ -16,7 +16,16 @@ import {
   rollbackTarget,
   versionSlots,
 } from '../model.js';
-import type { DeployEvent, DeployPlan, DeployRecord, ReleaseDiff, Role, StatusView } from '../types.js';
+import {
+  DEPLOY_STRATEGIES,
+  type DeployEvent,
+  type DeployPlan,
+  type DeployRecord,
+  type DeployStrategy,
+  type ReleaseDiff,
+  type Role,
+  type StatusView,
+} from '../types.js';
 
 interface Props {
   token: string;
@@ -111,6 +120,8 @@ function StartDeploy(props: Props) {
   const defaultVersion = (s = svc) =>
     s?.releases.find((r) => r.version !== s.currentRelease)?.version ?? s?.releases[0]?.version ?? '';
   const [version, setVersion] = useState(props.route.version ?? defaultVersion());
+  // '' = the strategy the release's config names.
+  const [strategy, setStrategy] = useState<DeployStrategy | ''>('');
   const [plan, setPlan] = useState<DeployPlan | null>(null);
   const [planError, setPlanError] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -133,7 +144,7 @@ function StartDeploy(props: Props) {
     call<DeployPlan>(
       token,
       'GET',
-      `/v1/services/${encodeURIComponent(service)}/deploy-plan?version=${encodeURIComponent(version)}`,
+      `/v1/services/${encodeURIComponent(service)}/deploy-plan?version=${encodeURIComponent(version)}${strategy ? `&strategy=${strategy}` : ''}`,
     )
       .then((p) => !gone && setPlan(p))
       .catch((e: Error) => {
@@ -144,9 +155,9 @@ function StartDeploy(props: Props) {
     return () => {
       gone = true;
     };
-  }, [token, service, version, fleetKey]);
+  }, [token, service, version, strategy, fleetKey]);
 
-  const nothing = plan !== null && plan.service === service && plan.to === version && plan.steps.length === 0;
+  const nothing = plan !== null && plan.service === service && plan.to === version && plan.nothing;
   const rolePerm = permission(props.role, 'deploy', { lockedBy: svc?.lockedBy ?? null });
   const perm =
     rolePerm.ok && nothing
@@ -162,7 +173,7 @@ function StartDeploy(props: Props) {
         token,
         'POST',
         `/v1/services/${encodeURIComponent(service)}/deploys`,
-        { version },
+        strategy ? { version, strategy } : { version },
       );
       props.navigate(`#/deploys/${encodeURIComponent(r.deploy.id)}`);
     } catch (err) {
@@ -229,6 +240,21 @@ function StartDeploy(props: Props) {
             ))}
           </select>
         </label>
+        <label>
+          Strategy
+          <select
+            id="deploy-strategy"
+            value={strategy}
+            onChange={(e) => setStrategy(e.currentTarget.value as DeployStrategy | '')}
+          >
+            <option value="">as configured{plan && !strategy ? ` (${plan.strategy})` : ''}</option>
+            {DEPLOY_STRATEGIES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
         <div class="plan" id="deploy-plan" aria-live="polite">
           {plan ? (
             <>
@@ -238,6 +264,9 @@ function StartDeploy(props: Props) {
               <ol class="steps">
                 {plan.steps.map((s, k) => (
                   <li key={k}>{stepText(s)}</li>
+                ))}
+                {plan.lines.map((line) => (
+                  <li key={line}>{line}</li>
                 ))}
               </ol>
               {plan.warnings.map((w) => (
@@ -254,7 +283,7 @@ function StartDeploy(props: Props) {
         </div>
         <div class="buttons">
           <ActionButton id="start-deploy" type="submit" perm={perm} busy={busy}>
-            Start rolling deploy
+            Start {plan?.strategy ?? 'rolling'} deploy
           </ActionButton>
           <ActionButton id="rollback" kind="danger" perm={rbPerm} busy={busy} onClick={rollback}>
             {target ? `Roll back ${service} to ${target}` : 'Roll back'}
