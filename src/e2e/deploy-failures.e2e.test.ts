@@ -5,6 +5,7 @@ import { request } from 'undici';
 import WebSocket from 'ws';
 import type { StatusView } from '../controller/status.js';
 import type { DeployEventRecord, DeployRecord, ServiceRecord } from '../controller/store/types.js';
+import { type Cluster, events, startCluster, stopCluster, WEB_SPEC, waitDeploy } from './cluster.js';
 import {
   cleanup,
   cli,
@@ -409,6 +410,84 @@ describe('rolling deploy: a 5 s request and a WebSocket on old instances, across
         `${slows.length} 5 s requests all 200 (in flight across a drain: ${JSON.stringify(across)}); ` +
         `WebSocket close codes ${closed.map((c) => c.code).join(',')} after ` +
         `${closed.map((c) => c.closedAt - at('instance.draining', c.instance)).join(',')} ms of drain`,
+    );
+  });
+});
+
+describe('blue-green post-switch analysis across a controller restart', () => {
+  const root = tempDir();
+  let c: Cluster | undefined;
+  after(() => stopCluster(c, root));
+
+  test('killed (SIGKILL) during the analysis: it resumes without a second switch, fails, switches back; only v2’s own answers failed', async (t) => {
+    c = await startCluster(root, ['a']);
+    const cl = c;
+    await cl.client.put('/v1/services/web', {
+      ...WEB_SPEC,
+      instances: 3,
+      strategy: 'blue-green',
+      blueGreen: { scaleDownDelay: 30_000 },
+      analysis: { maxErrorPercent: 5, minRequests: 20, window: 3000, afterSwitch: true },
+    });
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('graceful'), '--version', 'v1')).code, 0);
+    assert.equal((await cli(cl.ctlDir, 'release', 'web', fixture('flaky'), '--version', 'v2')).code, 0);
+    const first = await cli(cl.ctlDir, 'deploy', 'web', 'v1');
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const status = () => cl.client.get<StatusView>('/v1/status');
+    const v1 = (await status()).instances.map((i) => `${i.id}:${i.pid}`).sort();
+    assert.equal(v1.length, 3);
+    const rate = 300;
+    let downMs = 0;
+    const { value: done, load } = await underLoad(
+      `${cl.proxyUrl}/`,
+      async () => {
+        const { deploy } = await cl.client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', {
+          version: 'v2',
+        });
+        for (;;) {
+          if ((await events(cl.client, deploy.id)).some((e) => e.type === 'analysis.started')) break;
+          await sleep(50);
+        }
+        const t0 = Date.now();
+        await cl.controller()?.kill9();
+        await sleep(1000);
+        await cl.startController();
+        downMs = Date.now() - t0;
+        return waitDeploy(cl.client, deploy.id, (d) => d.state === 'failed' || d.state === 'succeeded');
+      },
+      { rate },
+    );
+    assert.equal(done.state, 'failed', done.reason ?? '');
+    assert.match(done.reason ?? '', /analysis failed \(5xx/);
+    const evs = await events(cl.client, done.id);
+    const count = (type: string) => evs.filter((e) => e.type === type).length;
+    assert.equal(count('bluegreen.switched'), 1, 'one switch, not a second one after the restart');
+    assert.equal(count('bluegreen.resumed'), 1, evs.map((e) => e.type).join());
+    assert.equal(count('analysis.started'), 2, 'the analysis ran again after the restart');
+    assert.equal(count('instance.starting'), 3, 'the new group was started once');
+    const switched = evs.find((e) => e.type === 'bluegreen.switched')!;
+    const back = evs.find((e) => e.type === 'bluegreen.reverted');
+    assert.ok(back, evs.map((e) => e.type).join());
+    // Only v2's own 500s failed: nothing at the switch, the restart or the switch back.
+    const bad = load.classes['v2 error'] ?? 0;
+    assert.ok(bad > 0, describeLoad(load));
+    assert.equal(load.failed, bad, describeLoad(load));
+    const v2all = (load.classes.v2 ?? 0) + bad;
+    assert.ok(Math.abs(bad / v2all - 0.3) < 0.05, `v2 5xx share ${bad}/${v2all}`);
+    // Budget: v2 takes all of the load from the switch until the switch back — the controller's
+    // downtime, its wait for the agents and proxies to report again (≤ 2 s), one full analysis window
+    // (3 s) and its reaction (≤ 3 s) — 30 % of that.
+    const budget = Math.ceil(rate * (downMs / 1000 + 2 + 3 + 3) * 0.3);
+    assert.ok(bad <= budget, `${bad} failed > budget ${budget} (controller down ${downMs} ms)`);
+    // The old group is the same processes: the restart and the revert started nothing of v1.
+    const s = await status();
+    assert.deepEqual(s.instances.map((i) => `${i.id}:${i.pid}`).sort(), v1);
+    assert.ok(s.instances.every((i) => i.version === 'v1' && i.route === 'ready'));
+    assert.equal(s.services[0]?.currentRelease, 'v1');
+    assert.equal(s.services[0]?.lockedBy, null);
+    t.diagnostic(
+      `blue-green analysis across a controller SIGKILL: ${load.failed} failed (all v2's own 500s) of ` +
+        `${load.sent} sent, budget ${budget}; controller down ${downMs} ms; v2 live ${back.at - switched.at} ms`,
     );
   });
 });
