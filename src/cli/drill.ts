@@ -52,10 +52,14 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
     )
     .option(
       '--outage <duration>',
-      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss, zone-outage: how long the hosts are gone (default 30s)',
+      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss, zone-outage: how long the hosts are gone (default 30s); dependency-down: how long the dependency is gone (default 10s)',
     )
     .option('--host <host>', 'host-loss: the host to lose (default: one running the service)')
     .option('--zone <zone>', 'zone-outage: the zone to lose (default: one running the service)')
+    .option(
+      '--dependency <check>',
+      'dependency-down: the dependency check (declared with dependency: true) to take down',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  nines drill instance-kill --service web\n  nines drill deploy --service web --rate 200 --json\n' +
@@ -81,12 +85,13 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             outage?: string;
             host?: string;
             zone?: string;
+            dependency?: string;
           },
         ) => {
           if (!(SCENARIOS as readonly string[]).includes(scenario)) {
             throw new NinesError(
               'NINES_E_VALIDATION',
-              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (dependency-down is not implemented yet)`,
+              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')}`,
             );
           }
           const api = new Client(await resolveTarget(o));
@@ -105,6 +110,7 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             ...(opts.outage !== undefined ? { outageMs: ms(opts.outage, '--outage') } : {}),
             ...(opts.host !== undefined ? { host: opts.host } : {}),
             ...(opts.zone !== undefined ? { zone: opts.zone } : {}),
+            ...(opts.dependency !== undefined ? { dependency: opts.dependency } : {}),
             progress: (l) => out.line(l),
           });
           const rec = await api.post<DrillRecord>('/v1/drills', {
