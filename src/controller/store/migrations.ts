@@ -1,5 +1,6 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import { alertsMigration } from '../alerting/store.js';
+import { drillSchedulesMigration } from '../drill-scheduler.js';
 
 /**
  * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
@@ -388,6 +389,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
+  '0015_drill_schedules': drillSchedulesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
