@@ -3,6 +3,7 @@ import { ApiError, call, tokenStore } from './api.js';
 import { useLive, useNow } from './live.js';
 import { parseRoute, type Route, roleLabel } from './model.js';
 import { DeploysPage } from './pages/deploys.js';
+import { DrillsPage } from './pages/drills.js';
 import { EventsPage } from './pages/events.js';
 import { FleetPage } from './pages/fleet.js';
 import { ServicesPage } from './pages/services.js';
@@ -101,6 +102,7 @@ const PAGES: Array<{ page: Route['page']; label: string }> = [
   { page: 'services', label: 'Services' },
   { page: 'deploys', label: 'Deploys' },
   { page: 'events', label: 'Events' },
+  { page: 'drills', label: 'Drills' },
 ];
 
 function useRoute(): [Route, (hash: string) => void] {
@@ -184,6 +186,8 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
             route={route}
             navigate={navigate}
           />
+        ) : route.page === 'drills' ? (
+          <DrillsPage token={token} now={now} />
         ) : (
           <EventsPage events={data.events} now={now} />
         )}

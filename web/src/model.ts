@@ -336,7 +336,8 @@ export type Route =
   | { page: 'fleet' }
   | { page: 'services' }
   | { page: 'deploys'; deployId?: string; service?: string; version?: string }
-  | { page: 'events' };
+  | { page: 'events' }
+  | { page: 'drills' };
 
 /** `#/deploys/d-123`, `#/deploys?service=web&version=v2`, `#/events` … (unknown → fleet). */
 export function parseRoute(hash: string): Route {
@@ -349,6 +350,8 @@ export function parseRoute(hash: string): Route {
       return { page: 'services' };
     case 'events':
       return { page: 'events' };
+    case 'drills':
+      return { page: 'drills' };
     case 'deploys': {
       const r: Route = { page: 'deploys' };
       if (parts[1]) r.deployId = parts[1];
