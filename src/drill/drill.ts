@@ -238,7 +238,7 @@ interface ServiceRec {
   name: string;
   currentRelease: string | null;
   lockedBy: string | null;
-  spec: { hosts?: string[]; pathPrefix?: string; instances?: number };
+  spec: { route?: { hosts?: string[]; pathPrefix?: string }; instances?: number };
 }
 interface StatusInstance {
   id: string;
@@ -325,9 +325,9 @@ async function preflight(
   if (serving(status, o.service).length === 0) {
     throw new NinesError('NINES_E_DRILL_REFUSED', `${o.service} has no healthy routed instance to drill on`);
   }
-  const prefix = svc.spec.pathPrefix ?? '/';
+  const prefix = svc.spec.route?.pathPrefix ?? '/';
   const url = new URL(prefix, o.proxyUrl).toString();
-  const host = svc.spec.hosts?.[0];
+  const host = svc.spec.route?.hosts?.[0];
   const headers: Record<string, string> = host !== undefined ? { host } : {};
   // The route must answer through a nines proxy (which stamps x-request-id on every answer it relays)
   // with one of the service's own answers — not a 404 of some other server.
