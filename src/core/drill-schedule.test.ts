@@ -42,6 +42,7 @@ describe('cron', () => {
 describe('drill schedule spec', () => {
   it('needs exactly one of every and cron, and a dependency for dependency-down', () => {
     assert.equal(spec({ every: '6h' }).every, 6 * 3_600_000);
+    assert.equal(spec({ every: '7d' }).every, 7 * 86_400_000);
     assert.equal(spec({ cron: '0 3 * * *' }).rate, 20);
     const issues = (s: Record<string, unknown>) =>
       drillScheduleSchema

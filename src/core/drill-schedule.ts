@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { span } from './alerting-config.js';
 import { duration } from './duration.js';
 
 /**
@@ -101,8 +102,8 @@ export const drillScheduleSchema = z
   .strictObject({
     scenario: z.enum(SCHEDULED_SCENARIOS),
     service: z.string().min(1).max(200),
-    /** Run every this long (at least 1 minute)… */
-    every: duration.refine((v) => v >= 60_000, 'every: at least 1m').optional(),
+    /** Run every this long (at least 1 minute; `30m`, `6h`, `7d`)… */
+    every: span.refine((v) => v >= 60_000, 'every: at least 1m').optional(),
     /** …or on this cron schedule (UTC). */
     cron: z
       .string()
