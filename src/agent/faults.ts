@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AgentFault, AgentFaultResult } from '../core/drill-protocol.js';
 import type { ObservedInstance } from '../core/protocol.js';
-import { type Block, blockDependency } from './netblock.js';
+import { type Block, blockDependency, cleanupStale } from './netblock.js';
 import { pollOpenItems } from './poll.js';
 
 export interface FaultTransport {
@@ -31,13 +31,27 @@ export interface FaultRunnerDeps {
  * exactly what a real crash would exercise.
  */
 export class FaultRunner {
+  /** Restores of dependency-down faults in progress (awaited before the runner ends). */
+  private readonly restoring = new Set<Promise<void>>();
+  private cleaned = false;
+
   constructor(private readonly d: FaultRunnerDeps) {}
 
-  run(): Promise<void> {
-    return pollOpenItems<AgentFault>({
+  async run(): Promise<void> {
+    await pollOpenItems<AgentFault>({
       what: 'drill faults',
       hostId: this.d.hostId,
-      list: (hostId, have, signal) => this.d.transport.faults(hostId, have, 25, signal),
+      list: async (hostId, have, signal) => {
+        if (!this.cleaned) {
+          // A dependency-down this host's agent could not restore (it was killed): undo it now.
+          this.cleaned = true;
+          if (this.d.block === undefined) {
+            const removed = await cleanupStale(hostId).catch(() => []);
+            if (removed.length > 0) this.d.logger.warn({ removed }, 'drill: leftover dependency-down undone');
+          }
+        }
+        return this.d.transport.faults(hostId, have, 25, signal);
+      },
       act: async (hostId, f) => {
         const result = f.kind === 'dependency-down' ? await this.dependencyDown(f) : this.inject(f);
         this.d.logger.warn({ fault: f, result }, 'drill: fault injected');
@@ -48,6 +62,7 @@ export class FaultRunner {
       logger: this.d.logger,
       signal: this.d.signal,
     });
+    await Promise.allSettled([...this.restoring]);
   }
 
   /**
@@ -62,7 +77,12 @@ export class FaultRunner {
       .map((o) => o.pid as number);
     let block: Block;
     try {
-      block = await (this.d.block ?? blockDependency)({ id: f.id, endpoints: f.endpoints, pids });
+      block = await (this.d.block ?? blockDependency)({
+        owner: this.d.hostId() ?? 'unknown',
+        id: f.id,
+        endpoints: f.endpoints,
+        pids,
+      });
     } catch (err) {
       return { ok: false, message: `dependency ${f.check} not blocked: ${(err as Error).message}`, at };
     }

@@ -40,7 +40,7 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
   return new Promise((resolve) => {
     let p: ReturnType<typeof spawn>;
     try {
-      p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      p = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     } catch (err) {
       resolve({ code: -1, out: (err as Error).message });
       return;
@@ -54,7 +54,9 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
     });
     p.on('error', (err) => resolve({ code: -1, out: err.message }));
     p.on('close', (code) => resolve({ code: code ?? -1, out: out.trim() }));
-    p.stdin?.end(input ?? '');
+    // A command that exits before reading its input must not crash the agent (EPIPE).
+    p.stdin?.on('error', () => {});
+    if (input !== undefined) p.stdin?.end(input);
   });
 }
 
@@ -67,9 +69,17 @@ export function cgroup2Mount(mounts: string): string | undefined {
   return undefined;
 }
 
-/** A process's cgroup v2 path (`0::/a/b` in /proc/PID/cgroup). Pure. */
+/**
+ * A process's cgroup v2 path (`0::/a/b` in /proc/PID/cgroup), outside any drill cgroup: a process in
+ * `/a/nines-drill-x` belongs in `/a` (where a restore puts it back). Pure.
+ */
 export function cgroup2Path(procCgroup: string): string | undefined {
-  for (const line of procCgroup.split('\n')) if (line.startsWith('0::')) return line.slice(3).trim();
+  for (const line of procCgroup.split('\n')) {
+    if (!line.startsWith('0::')) continue;
+    const parts = line.slice(3).trim().split('/');
+    while (parts.length > 1 && (parts.at(-1) ?? '').startsWith('nines-drill-')) parts.pop();
+    return parts.join('/') || '/';
+  }
   return undefined;
 }
 
@@ -108,7 +118,40 @@ async function processGroup(pgid: number): Promise<number[]> {
   return out.includes(pgid) ? out : [pgid, ...out];
 }
 
+/** The drill cgroup and table of one fault; `owner` (the host id) lets an agent find its own leftovers. */
+function names(owner: string, faultId: string): { dir: string; table: string } {
+  const safe = `${owner}-${faultId}`.replace(/[^A-Za-z0-9]/g, '_');
+  return { dir: `nines-drill-${safe}`, table: `nines_drill_${safe}` };
+}
+
+/**
+ * Removes what a drill of this host left behind (the agent was killed during the outage): the nftables
+ * tables and cgroups named for `owner`, processes moved back to the agent's cgroup. Returns what it
+ * removed. Only this host's: other agents on the same machine (tests) keep theirs.
+ */
+export async function cleanupStale(owner: string): Promise<string[]> {
+  const mount = cgroup2Mount(await readFile('/proc/self/mounts', 'utf8').catch(() => ''));
+  const own = cgroup2Path(await readFile('/proc/self/cgroup', 'utf8').catch(() => ''));
+  if (mount === undefined || own === undefined) return [];
+  const prefix = names(owner, '').dir;
+  const removed: string[] = [];
+  const base = join(mount, own);
+  for (const d of await readdir(base).catch(() => [] as string[])) {
+    if (!d.startsWith(prefix)) continue;
+    await run('nft', ['delete', 'table', 'inet', `nines_drill_${d.slice('nines-drill-'.length)}`]);
+    const procs = (await readFile(join(base, d, 'cgroup.procs'), 'utf8').catch(() => ''))
+      .split('\n')
+      .filter(Boolean);
+    for (const pid of procs) await writeFile(join(base, 'cgroup.procs'), `${pid}\n`).catch(() => {});
+    await rmdir(join(base, d)).catch(() => {});
+    removed.push(d);
+  }
+  return removed;
+}
+
 export async function blockDependency(o: {
+  /** The host id: names the cgroup and the table, so a restarted agent finds its leftovers. */
+  owner: string;
   id: string;
   endpoints: Endpoint[];
   /** Instance process-group leaders of the drilled service on this host. */
@@ -129,11 +172,11 @@ export async function blockDependency(o: {
     for (const address of addrs) targets.push({ address, port: e.port });
   }
   if (targets.length === 0) throw new Error('the dependency resolves to no address');
-  const safe = o.id.replace(/[^A-Za-z0-9]/g, '_');
-  const cgPath = join(own, `nines-drill-${safe}`);
+  const n = names(o.owner, o.id);
+  const cgPath = join(own, n.dir);
   const dir = join(mount, cgPath);
   const level = cgPath.split('/').filter(Boolean).length;
-  const table = `nines_drill_${safe}`;
+  const table = n.table;
   const script = nftScript(table, relative(CGROUP_ROOT, dir), level, targets);
 
   await mkdir(dir);
@@ -148,7 +191,9 @@ export async function blockDependency(o: {
       .filter(Boolean)
       .map(Number);
     for (const pid of inside) {
-      await writeFile(join(mount, origin.get(pid) ?? own, 'cgroup.procs'), `${pid}\n`).catch(() => {});
+      await writeFile(join(mount, origin.get(pid) ?? own, 'cgroup.procs'), `${pid}\n`).catch(() =>
+        writeFile(join(mount, own, 'cgroup.procs'), `${pid}\n`).catch(() => {}),
+      );
     }
     await rmdir(dir).catch(() => {});
   };

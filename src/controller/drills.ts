@@ -168,6 +168,7 @@ export function registerDrillRoutes(
   const now = deps.now ?? Date.now;
   const faults = new DrillFaults(hub);
   let outageUntil = 0;
+  let dependencyDownUntil = 0;
 
   // controller-loss: to its agents and proxies the controller is gone (they must keep serving from
   // what they have); people and the drill itself still reach the API.
@@ -204,11 +205,22 @@ export function registerDrillRoutes(
       if (candidates.length === 0) {
         throw new NinesError('NINES_E_DRILL_REFUSED', `${body.service} has no running instance`);
       }
+      // One at a time: a process can be in one drill cgroup only, so overlapping cut-offs would undo
+      // each other.
+      if (now() < dependencyDownUntil) {
+        throw new NinesError(
+          'NINES_E_DRILL_REFUSED',
+          `another dependency-down drill is in progress until ${new Date(dependencyDownUntil).toISOString()}`,
+        );
+      }
+
       // Every live host: the service's processes there and every probe location see the outage.
       const live = (await store.listHosts()).filter(
         (h) => h.revokedAt === null && (hub.agents.get(h.id)?.at ?? 0) >= now() - LIVE_MS,
       );
       const sentAt = now();
+      // Until the agents have answered (at most FAULT_ACK_MS), then until their cut-off ends.
+      dependencyDownUntil = sentAt + FAULT_ACK_MS + body.durationMs;
       const results = await Promise.all(
         live.map(async (h) => {
           const fault: AgentFault = {
@@ -222,6 +234,7 @@ export function registerDrillRoutes(
           return { hostId: h.id, host: h.name, fault, result: await faults.inject(h.id, fault) };
         }),
       );
+      dependencyDownUntil = Math.max(sentAt, ...results.map((r) => r.result.at)) + body.durationMs;
       const what = `dependency-down of ${body.check} (${endpoints.map((e) => `${e.host}:${e.port}`).join(', ')})`;
       await store.appendEvent({
         at: now(),

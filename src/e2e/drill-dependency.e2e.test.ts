@@ -137,5 +137,20 @@ alerts:
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /NINES_E_VALIDATION: dependency-down needs --dependency/);
     assert.doesNotMatch(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }), /nines_drill_/);
+
+    // One cut-off at a time (a process is in one drill cgroup only).
+    const fault = { kind: 'dependency-down', service: 'web', check: 'payments', durationMs: 1000 };
+    const first = await up!.client.post<{ result: { ok: boolean; message: string } }>(
+      '/v1/drills/faults',
+      fault,
+    );
+    assert.equal(first.result.ok, true, first.result.message);
+    await assert.rejects(up!.client.post('/v1/drills/faults', fault), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'NINES_E_DRILL_REFUSED');
+      assert.match(err.message, /another dependency-down drill is in progress/);
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.doesNotMatch(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }), /nines_drill_/);
   });
 });
