@@ -158,4 +158,36 @@ describe('nines drill', () => {
     const list = JSON.parse((await cli(dataDir, 'drills', '--json')).stdout) as { drills: unknown[] };
     assert.equal(list.drills.length, 3, 'refused drills are not recorded');
   });
+
+  test('scheduled: the leader runs a cron drill under load through the proxy and stores it', async () => {
+    // Every minute (UTC): due at the next minute boundary, picked up within the leader's 10 s look.
+    const put = await up!.client.put<{ created: boolean }>('/v1/drill-schedules/every-minute', {
+      scenario: 'instance-kill',
+      service: 'web',
+      cron: '* * * * *',
+      proxy: up!.info.proxyUrl,
+      rate: 40,
+      before: '500ms',
+      after: '500ms',
+    });
+    assert.equal(put.created, true);
+    const deadline = Date.now() + 100_000;
+    let found: { id: string; outcome: string; createdBy: string; result: DrillReport } | undefined;
+    while (!found && Date.now() < deadline) {
+      const { drills } = await up!.client.get<{
+        drills: Array<{ id: string; outcome: string; createdBy: string; result: DrillReport }>;
+      }>('/v1/drills?service=web');
+      found = drills.find((d) => d.createdBy === 'schedule every-minute');
+      if (!found) await new Promise((r) => setTimeout(r, 1000));
+    }
+    // Stop it before asserting, so no second run starts while the test ends.
+    await up!.client.delete('/v1/drill-schedules/every-minute');
+    assert.ok(found, 'a scheduled drill was stored within 100 s');
+    assert.equal(found.outcome, 'passed', JSON.stringify(found.result.reasons ?? found.result));
+    assert.equal(found.result.failed, 0);
+    assert.ok(found.result.phases.during.sent > 0);
+    assert.ok(Array.isArray(found.result.alerts));
+    const shown = await cli(dataDir, 'drills', found.id);
+    assert.match(shown.stdout, /drill instance-kill of web .*: PASSED/);
+  });
 });
