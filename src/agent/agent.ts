@@ -43,6 +43,11 @@ import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
 import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
+  /**
+   * `nines hosts patch --restart-agent`: called once the controller was told; the owner stops this
+   * agent (leaving the instances running) and exits for its service manager to start a new one.
+   */
+  onRestartRequested?: () => void;
   /** One controller URL, or several (they fail over: core/failover.ts). */
   controllerUrl: string | readonly string[];
   token: string;
@@ -250,6 +255,7 @@ export class Agent {
         hostId: () => this._hostId,
         logger: this.log,
         signal: this.abort.signal,
+        onRestart: this.o.onRestartRequested,
       }).run(),
     );
   }

@@ -54,6 +54,7 @@ export const desiredInstanceSchema = z.object({
     .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
     .optional(),
   preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
+  kind: z.literal('worker').optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */

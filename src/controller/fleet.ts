@@ -10,7 +10,7 @@ import type {
   RoutingSnapshot,
 } from '../core/protocol.js';
 import { newHostKey } from '../core/signing.js';
-import { loadFleetState, placeFor } from './fleet-state.js';
+import { type FleetState, loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
 import type { Signals } from './signals/signals.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
@@ -29,8 +29,15 @@ interface PlacementRequest {
   release: ReleaseRecord;
   deployId: string | null;
   avoid: ReadonlySet<string> | undefined;
+  pin: PlacementPin | undefined;
   resolve(rec: InstanceRecord): void;
   reject(err: unknown): void;
+}
+
+/** Where a new instance must go: one zone (zone-by-zone rolling) or one host (in-place reload). */
+export interface PlacementPin {
+  zone?: string;
+  hostId?: string;
 }
 
 export class Fleet {
@@ -130,6 +137,7 @@ export class Fleet {
     this.hub.agentReport(host.id, report.generation, report.instances);
     if (this.signals) {
       const serviceOf = new Map(known.map((k) => [k.id, k.service]));
+      const releaseOf = new Map(known.map((k) => [k.id, k.releaseVersion]));
       this.signals.agentReport(
         host,
         report.instances.map((i) => ({
@@ -138,6 +146,7 @@ export class Fleet {
           state: i.state,
           healthy: i.healthy,
           restarts: i.restarts,
+          release: releaseOf.get(i.id),
         })),
         report.host,
       );
@@ -145,7 +154,7 @@ export class Fleet {
   }
 
   proxyReport(report: ProxyReport): void {
-    this.signals?.proxyReport(report.proxyId, report.services ?? []);
+    this.signals?.proxyReport(report.proxyId, report.services ?? [], report.instances);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 
@@ -186,9 +195,10 @@ export class Fleet {
     release: ReleaseRecord,
     deployId: string | null,
     avoid?: ReadonlySet<string>,
+    pin?: PlacementPin,
   ): Promise<InstanceRecord> {
     return new Promise<InstanceRecord>((resolve, reject) => {
-      this.toPlace.push({ release, deployId, avoid, resolve, reject });
+      this.toPlace.push({ release, deployId, avoid, pin, resolve, reject });
       if (!this.placing) void this.placeQueued();
     });
   }
@@ -232,9 +242,11 @@ export class Fleet {
     for (const r of batch) {
       const { release } = r;
       // Placement follows the service's spec as it is now (constraints may change without a release).
-      const p = placeFor(release.service, specOf.get(release.service) ?? release.spec, state, all, r.avoid);
+      const pinned = r.pin ? pinnedState(state, r.pin) : state;
+      const p = placeFor(release.service, specOf.get(release.service) ?? release.spec, pinned, all, r.avoid);
       if (!p.ok) {
-        r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason));
+        const where = r.pin ? ` (${r.pin.hostId ? `host ${r.pin.hostId}` : `zone ${r.pin.zone}`} only)` : '';
+        r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason + where));
         continue;
       }
       const now = Date.now();
@@ -276,6 +288,17 @@ export class Fleet {
     return this.bumpRouting();
   }
 
+  /** Several routes in one routing snapshot (an in-place switch: new instances in, old ones draining). */
+  async setRoutes(
+    changes: ReadonlyArray<readonly [InstanceRecord, InstanceRecord['route']]>,
+  ): Promise<number> {
+    await this.store.transaction(async (tx) => {
+      for (const [i, route] of changes) await tx.updateInstance(i.id, { route });
+    });
+    for (const [i, route] of changes) i.route = route;
+    return this.bumpRouting();
+  }
+
   async setDesired(instance: InstanceRecord, desired: InstanceRecord['desired']): Promise<void> {
     await this.store.updateInstance(instance.id, { desired });
     await this.bumpHost(instance.hostId);
@@ -311,6 +334,16 @@ export class Fleet {
 }
 
 export { hostCounter, ROUTING };
+
+function pinnedState(state: FleetState, pin: PlacementPin): FleetState {
+  return {
+    ...state,
+    hosts: state.hosts.filter(
+      (h) =>
+        (pin.zone === undefined || h.zone === pin.zone) && (pin.hostId === undefined || h.id === pin.hostId),
+    ),
+  };
+}
 
 function sameObserved(a: ObservedInstance | null, b: ObservedInstance): boolean {
   if (!a) return false;

@@ -209,6 +209,14 @@ describe('three controllers on PostgreSQL', { skip: SKIP }, () => {
     await startController(controllers.indexOf(first.c));
     const back = await leaderOf(first.c.url);
     assert.equal(back?.role, 'follower');
+    // A follower serves the whole API to people: live views are relayed to the leader (controller/relay.ts).
+    const relayed = await fetch(`${first.c.url}/v1/status`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    assert.equal(relayed.status, 200, await relayed.clone().text());
+    assert.equal(relayed.headers.get('x-nines-served-by'), back?.leader?.url);
+    const view = (await relayed.json()) as StatusView;
+    assert.equal(view.instances.filter((i) => i.service === 'web').length, 3);
   });
 
   // A stalled leader still accepts connections (the kernel completes the handshakes): only the

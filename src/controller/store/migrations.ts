@@ -1,6 +1,8 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { sloCountsMigration } from '../alerting/slo-store.js';
 import { alertsMigration } from '../alerting/store.js';
 import { drillSchedulesMigration } from '../drill-scheduler.js';
+import { noncesMigration } from './nonces.js';
 
 /**
  * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
@@ -389,7 +391,9 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
+  '0012_slo_counts': sloCountsMigration,
   '0015_drill_schedules': drillSchedulesMigration,
+  '0016_signed_nonces': noncesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
