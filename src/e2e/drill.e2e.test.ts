@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import type { StatusView } from '../controller/status.js';
 import type { DrillReport } from '../drill/drill.js';
 import { cleanup, cli, fixture, serviceYaml, startUp, tempDir, type Up } from './harness.js';
@@ -189,5 +191,53 @@ describe('nines drill', () => {
     assert.ok(Array.isArray(found.result.alerts));
     const shown = await cli(dataDir, 'drills', found.id);
     assert.match(shown.stdout, /drill instance-kill of web .*: PASSED/);
+  });
+
+  test('the dashboard shows the results, one in full with its alerts, and the schedules', async (t) => {
+    const chromiumPath = process.env.NINES_CHROMIUM ?? '/usr/bin/chromium';
+    if (!existsSync(chromiumPath)) {
+      t.skip('chromium not found: apt-get install chromium');
+      return;
+    }
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const admin = readFileSync(up!.info.adminTokenFile, 'utf8').trim();
+      await page.goto(`${up!.info.apiUrl}/`);
+      await page.getByLabel('API token').fill(admin);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('#who').waitFor();
+      await page.getByRole('link', { name: 'Drills' }).click();
+      const rows = page.locator('#drills tbody tr');
+      await rows.first().waitFor();
+      const { drills } = await up!.client.get<{ drills: Array<{ id: string; scenario: string }> }>(
+        '/v1/drills',
+      );
+      assert.equal(await rows.count(), drills.length);
+      const kill = drills.find((d) => d.scenario === 'instance-kill');
+      assert.ok(kill);
+      const row = page.locator(`tr[data-drill="${kill.id}"]`);
+      assert.match((await row.textContent()) ?? '', /instance-kill.*passed.*0\/\d+/);
+      await row.getByRole('button').click();
+      const detail = page.locator('#drill-detail');
+      await detail.waitFor();
+      assert.match(
+        (await detail.textContent()) ?? '',
+        /instance-kill of web: passed.*during.*Alerts raised/s,
+      );
+      assert.equal(await page.locator('#drill-schedules').count(), 0, 'the schedule was removed');
+      await page.getByText('No scheduled drills').waitFor();
+    } finally {
+      await browser.close();
+    }
   });
 });
