@@ -18,7 +18,16 @@ describe('nines drill', () => {
   const dataDir = join(root, 'data');
   let up: Up | undefined;
   before(async () => {
-    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful') }) });
+    // A paused schedule from the file (nines up applies drills: like checks).
+    const extra = `drills:
+  nightly:
+    scenario: host-loss
+    service: web
+    cron: "30 3 * * *"
+    proxy: http://127.0.0.1:9
+    enabled: false
+`;
+    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful'), extra }) });
     const rel = await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v2');
     assert.equal(rel.code, 0, rel.stderr);
   });
@@ -173,6 +182,10 @@ describe('nines drill', () => {
       after: '500ms',
     });
     assert.equal(put.created, true);
+    const listed = await cli(dataDir, 'drill-schedules');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^every-minute +web +instance-kill +cron \* \* \* \* \*/m);
+    assert.match(listed.stdout, /^nightly +web +host-loss +cron 30 3 \* \* \* .* paused$/m);
     const deadline = Date.now() + 100_000;
     let found: { id: string; outcome: string; createdBy: string; result: DrillReport } | undefined;
     while (!found && Date.now() < deadline) {
@@ -234,8 +247,13 @@ describe('nines drill', () => {
         (await detail.textContent()) ?? '',
         /instance-kill of web: passed.*during.*Alerts raised/s,
       );
-      assert.equal(await page.locator('#drill-schedules').count(), 0, 'the schedule was removed');
-      await page.getByText('No scheduled drills').waitFor();
+      // The file's paused schedule; the per-minute one was removed.
+      const schedules = page.locator('#drill-schedules tbody tr');
+      assert.equal(await schedules.count(), 1);
+      assert.match(
+        (await schedules.first().textContent()) ?? '',
+        /nightly.*host-loss.*cron 30 3 \* \* \* \(UTC\).*paused/,
+      );
     } finally {
       await browser.close();
     }
