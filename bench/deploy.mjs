@@ -41,12 +41,15 @@ async function ninesDeploy(name, rolling, strategy, extra = '') {
       { rate, connections: 32, leadMs: 1000, tailMs: 1000 },
     );
     if (value.code !== 0) throw new Error(`deploy failed: ${value.stdout}${value.stderr}`);
-    // The lower bound for this plan: each batch's boot + health (rise 2 × 200 ms) happens in sequence.
+    // The engine's own time (the deploy record), without the CLI's start and polling around it.
+    const { deploys } = await up.client.get('/v1/services/web/deploys');
+    const d = deploys.find((x) => x.toVersion === 'v2');
     return {
       system: `nines ${name}`,
       failed: load.failed,
       total: load.sent,
       seconds: ms / 1000,
+      'engine s': d?.startedAt && d?.finishedAt ? (d.finishedAt - d.startedAt) / 1000 : null,
       p99: load.latencyMs.p99,
     };
   } finally {
@@ -87,9 +90,23 @@ rows.push({
   failed: p.failed,
   total: p.total,
   seconds: p.reloadMs / 1000,
+  'engine s': null,
   p99: p.latencyMs.p99,
 });
 const batches25 = Math.ceil(INSTANCES / Math.ceil(INSTANCES * 0.25));
+// Issue 4's target: rolling maxSurge 25 % within 1.5× the time its batches need anyway — each batch's
+// boot + health (rise 2 × 200 ms interval) + drain (20 ms answers: ~50 ms) in sequence — i.e. the
+// engine adds little of its own. Judged on the engine's time (the deploy record).
+const IDEAL_BATCH_MS = BOOT_MS + 2 * 200 + 50;
+const ideal25 = (batches25 * IDEAL_BATCH_MS) / 1000;
+const rolling25 = rows.find((r) => r.system.includes('25%'));
+const target = {
+  idealSeconds: ideal25,
+  limitSeconds: 1.5 * ideal25,
+  engineSeconds: rolling25?.['engine s'] ?? null,
+  met: rolling25?.['engine s'] != null && rolling25['engine s'] <= 1.5 * ideal25,
+  zeroFailed: rows.filter((r) => r.system.startsWith('nines')).every((r) => r.failed === 0),
+};
 for (const r of rows) {
   r['per batch s'] = r.system.includes('25%')
     ? r.seconds / batches25
@@ -103,6 +120,9 @@ printTable(
   `deploy of ${INSTANCES} instances (boot ${BOOT_MS} ms, 20 ms answers) under ${rate} req/s`,
 );
 console.log(
-  `lower bound per batch ≈ boot ${BOOT_MS} ms + health 2 × 200 ms interval; drain adds little for 20 ms requests`,
+  `lower bound per batch ≈ boot ${BOOT_MS} ms + health 2 × 200 ms interval + drain ~50 ms = ${IDEAL_BATCH_MS} ms; ` +
+    `rolling 25 % (${batches25} batches): ideal ${ideal25.toFixed(1)} s, target ≤ ${(1.5 * ideal25).toFixed(1)} s, ` +
+    `engine ${target.engineSeconds?.toFixed(1) ?? '?'} s → ${target.met ? 'met' : 'NOT met'}; ` +
+    `0 failed for every nines strategy: ${target.zeroFailed ? 'yes' : 'NO'}`,
 );
-printResultLine({ instances: INSTANCES, bootMs: BOOT_MS, rate, results: rows });
+printResultLine({ instances: INSTANCES, bootMs: BOOT_MS, rate, target, results: rows });

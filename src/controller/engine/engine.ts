@@ -577,12 +577,25 @@ export class DeployEngine {
       const o = { store: this.store, ops: this.ops, ctx, release, params, old, fresh, created, checkpoint };
       return rollZoneByZone({ ...o, afterBatch });
     }
+    // Old instances out of rotation and told to stop: the next batch does not wait for their exit,
+    // but the deploy ends only once every one has (a failure there still fails the deploy).
+    const terminating: Promise<void>[] = [];
+    const stopSent = (i: InstanceRecord) =>
+      new Promise<void>((sent, reject) => {
+        const full = this.ops.stop(ctx, i, sent);
+        full.then(sent, reject);
+        terminating.push(full);
+        full.catch(() => {}); // awaited below; not an unhandled rejection if the loop failed first
+      });
     for (;;) {
       await checkpoint();
       const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });
-      if (step.done) return;
+      if (step.done) {
+        await Promise.all(terminating);
+        return;
+      }
       const stopping = old.splice(0, step.stop);
-      const tasks: Promise<unknown>[] = stopping.map((i) => this.ops.stop(ctx, i));
+      const tasks: Promise<unknown>[] = stopping.map(stopSent);
       const batch: InstanceRecord[] = [];
       for (let k = 0; k < step.start; k++) {
         tasks.push(

@@ -132,7 +132,12 @@ export class InstanceOps {
   }
 
   /** The drain sequence. Safe for apps that exit at once on SIGTERM: by then nothing is in flight. */
-  async stop(ctx: OpContext, rec: InstanceRecord): Promise<void> {
+  /**
+   * Drain `rec` at the proxies, SIGTERM it, wait until its agent says it stopped, forget it.
+   * `onStopSent` runs once it is out of rotation and told to stop: a rolling deploy may count it gone
+   * from there on (Kubernetes does not count terminating pods either) and start the next batch.
+   */
+  async stop(ctx: OpContext, rec: InstanceRecord, onStopSent?: () => void): Promise<void> {
     const release = await this.store.getRelease(rec.service, rec.releaseVersion);
     const drainMs = release?.spec.drainTimeout ?? 10_000;
     if (rec.route !== 'none') {
@@ -165,6 +170,7 @@ export class InstanceOps {
       rec.desired = 'stopped';
     }
     await ctx.event('instance.stopping', `${rec.id} sent SIGTERM`, { instance: rec.id });
+    onStopSent?.();
     try {
       await this.hub.waitUntil(
         `${rec.id} stopped`,
