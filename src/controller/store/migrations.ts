@@ -1,6 +1,7 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import { sloCountsMigration } from '../alerting/slo-store.js';
 import { alertsMigration } from '../alerting/store.js';
+import { drillSchedulesMigration } from '../drill-scheduler.js';
 import { noncesMigration } from './nonces.js';
 
 /**
@@ -391,6 +392,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
   '0012_slo_counts': sloCountsMigration,
+  '0015_drill_schedules': drillSchedulesMigration,
   '0016_signed_nonces': noncesMigration,
 };
 
