@@ -392,8 +392,9 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
   '0012_slo_counts': sloCountsMigration,
-  '0015_drill_schedules': drillSchedulesMigration,
   '0016_signed_nonces': noncesMigration,
+  // 0013–0015 were names handed out for work that did not need a migration; a gap is harmless.
+  '0017_drill_schedules': drillSchedulesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
