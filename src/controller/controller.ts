@@ -282,6 +282,8 @@ export class Controller {
   async close(): Promise<void> {
     this.hostOps.close();
     await this.artifactSync.stop();
+    // Heartbeats are written in batches; the last one while this controller still leads.
+    await this.fleet.flushHeartbeats();
     await this.leadership.stop();
     await this.app.close();
     this.artifacts.remote?.close();
