@@ -55,7 +55,7 @@ export class GroupCommit {
           });
           this.stats.transactions++;
           this.stats.writes += batch.length;
-          batch.forEach((b, i) => b.resolve(results[i]));
+          for (const [i, b] of batch.entries()) b.resolve(results[i]);
         } catch {
           // Which write failed is not known (or it was the fence): each alone, in order, says.
           for (const b of batch) await this.single(b);
