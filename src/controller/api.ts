@@ -222,6 +222,7 @@ export function buildApi(deps: ApiDeps) {
     if (outOfRange) throw new NinesError('NINES_E_VALIDATION', `invalid service spec: ${outOfRange}`);
     const existed = await store.getService(name);
     const svc = await store.upsertService(name, spec);
+    hub.signal('services'); // the reconciler acts on a new instance count at once
     if (existed) await fleet.bumpRouting();
     await store.appendEvent({
       at: Date.now(),

@@ -12,6 +12,7 @@ import type {
 import { newHostKey } from '../core/signing.js';
 import { loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
+import { countPlaced } from './placement.js';
 import type { Signals } from './signals/signals.js';
 import type { HostRecord, InstanceRecord, ReleaseRecord, Store } from './store/types.js';
 import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
@@ -302,19 +303,38 @@ export class Fleet {
     ]);
     const specOf = new Map(specs);
     const all = [...instances];
+    const taken = new Set(instances.map((i) => i.id));
+    /** Placed counts per service being placed, kept up to date as the batch places. */
+    const countsOf = new Map<string, ReturnType<typeof countPlaced>>();
     const placed: Array<[PlacementRequest, InstanceRecord]> = [];
     const hosts = new Set<string>();
     for (const r of batch) {
       const { release } = r;
       // Placement follows the service's spec as it is now (constraints may change without a release).
-      const p = placeFor(release.service, specOf.get(release.service) ?? release.spec, state, all, r.avoid);
+      let counts = countsOf.get(release.service);
+      if (!counts) {
+        counts = countPlaced(all, release.service);
+        countsOf.set(release.service, counts);
+      }
+      const p = placeFor(
+        release.service,
+        specOf.get(release.service) ?? release.spec,
+        state,
+        all,
+        r.avoid,
+        counts,
+      );
       if (!p.ok) {
         r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason));
         continue;
       }
       const now = Date.now();
+      // Short ids are for people; at a thousand per service they collide now and then (~3 %).
+      let id = `${release.service}-${randomBytes(3).toString('hex')}`;
+      while (taken.has(id)) id = `${release.service}-${randomBytes(3).toString('hex')}`;
+      taken.add(id);
       const rec: InstanceRecord = {
-        id: `${release.service}-${randomBytes(3).toString('hex')}`,
+        id,
         service: release.service,
         releaseVersion: release.version,
         hostId: p.host.id,
@@ -326,6 +346,11 @@ export class Fleet {
         updatedAt: now,
       };
       all.push(rec);
+      // Keep the counts of every service of this batch current.
+      for (const [svc, c] of countsOf) {
+        if (svc === rec.service) c.mine.set(rec.hostId, (c.mine.get(rec.hostId) ?? 0) + 1);
+        c.used.set(rec.hostId, (c.used.get(rec.hostId) ?? 0) + 1);
+      }
       hosts.add(rec.hostId);
       placed.push([r, rec]);
     }

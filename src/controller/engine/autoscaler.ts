@@ -81,6 +81,7 @@ export class Autoscaler {
       this.history.set(svc.name, decision.history);
       if (decision.desired === svc.spec.instances) continue;
       await this.d.store.upsertService(svc.name, { ...svc.spec, instances: decision.desired });
+      this.d.hub.signal('services');
       await this.note(svc.name, `${svc.name}: ${decision.reason}`);
     }
   }
