@@ -43,6 +43,8 @@ export interface ControllerOptions {
   port: number;
   /** Alert evaluation period (default 1 s). */
   alertIntervalMs?: number;
+  /** How often the autoscaler decides (default 15 s; tests shorten it). */
+  autoscaleIntervalMs?: number;
   /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
   hostDownAfterMs?: number;
   /** The environment whose secrets and variables this controller's instances get (default production). */
@@ -211,6 +213,7 @@ export class Controller {
       store: this.store,
       hub: this.hub,
       logger: opts.logger.child({ part: 'autoscaler' }),
+      ...(opts.autoscaleIntervalMs !== undefined ? { intervalMs: opts.autoscaleIntervalMs } : {}),
     });
     this.backups = opts.backups
       ? new BackupScheduler({
