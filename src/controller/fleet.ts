@@ -211,6 +211,11 @@ export class Fleet {
     }
   }
 
+  /** True for a registered host (hosts are revoked, never deleted; auth refuses revoked ones). */
+  async hostExists(hostId: string): Promise<boolean> {
+    return (await this.hostRecord(hostId)) !== undefined;
+  }
+
   /** Host records for reports, read once per host (its key and revocation are checked by auth). */
   private async hostRecord(hostId: string): Promise<HostRecord | undefined> {
     const cached = this.hosts.get(hostId);
