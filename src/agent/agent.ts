@@ -2,6 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
+import { deadline } from '../core/deadline.js';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
 import type {
   AgentReport,
@@ -43,6 +44,11 @@ import { InstanceSupervisor, type SupervisorDeps } from './supervisor.js';
 import { TaskRunner } from './tasks.js';
 
 export interface AgentOptions {
+  /**
+   * `nines hosts patch --restart-agent`: called once the controller was told; the owner stops this
+   * agent (leaving the instances running) and exits for its service manager to start a new one.
+   */
+  onRestartRequested?: () => void;
   /** One controller URL, or several (they fail over: core/failover.ts). */
   controllerUrl: string | readonly string[];
   token: string;
@@ -110,12 +116,16 @@ export class Agent {
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
   /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
   private lostUntil = 0;
+  /** The last report failed (its repeats are logged at debug). */
+  private reportFailing = false;
 
   constructor(o: AgentOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'agent', agent: o.name });
     this.paths = agentPaths(o.dataDir);
-    this.client = new ControllerClient(o.controllerUrl, o.token, o.ca);
+    this.client = new ControllerClient(o.controllerUrl, o.token, o.ca, {
+      onSwitch: (from, to, why) => this.log.warn({ from, to, why }, 'agent: switching controller'),
+    });
     this.probeHttp = new HttpAgent({ connect: { timeout: 5_000 }, pipelining: 0 });
     this.artifacts = new ArtifactCache(
       this.paths.releasesDir,
@@ -263,6 +273,7 @@ export class Agent {
         hostId: () => this._hostId,
         logger: this.log,
         signal: this.abort.signal,
+        onRestart: this.o.onRestartRequested,
       }).run(),
     );
   }
@@ -550,8 +561,9 @@ export class Agent {
     const terminal = body.instances
       .filter((i) => this.forgetting.has(i.id) && isTerminal(instanceLifecycle, i.state))
       .map((i) => i.id);
+    let failed = false;
     try {
-      await this.client.report(body, AbortSignal.any([this.abort.signal, AbortSignal.timeout(5_000)]));
+      await this.client.report(body, deadline(5_000, this.abort.signal));
       if (body.host && this.pendingHost === body.host) this.pendingHost = undefined;
       for (const id of terminal) {
         const sup = this.sups.get(id);
@@ -564,8 +576,18 @@ export class Agent {
       }
       if (terminal.length > 0) this.persistInstances();
     } catch (err) {
-      if (!this.stopping) this.log.debug({ err: (err as Error).message }, 'report failed');
+      // The first failure after a success is a warning (a controller lost or stalled shows here first);
+      // the repeats while it lasts are debug, so a long outage does not flood the log.
+      if (!this.stopping) {
+        const level = this.reportFailing ? 'debug' : 'warn';
+        this.log[level](
+          { err: (err as Error).message, controller: this.client.endpoints.current },
+          'report failed',
+        );
+      }
+      failed = true;
     } finally {
+      this.reportFailing = failed;
       this.reporting = false;
       this.lastReportAt = Date.now();
       this.armHeartbeat();

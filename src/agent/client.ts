@@ -4,8 +4,9 @@ import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
 import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
+import { deadline } from '../core/deadline.js';
 import { type AgentFault, type AgentFaultResult, agentFaultsAnswerSchema } from '../core/drill-protocol.js';
-import { Failover } from '../core/failover.js';
+import { Failover, type FailoverOptions } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
 import type { AgentRegister, AgentReport, HostDesiredState } from '../core/protocol.js';
 import { signRequest } from '../core/signing.js';
@@ -53,6 +54,7 @@ export const desiredInstanceSchema = z.object({
     .object({ attempts: z.number().int().nonnegative(), intervalMs: z.number().positive() })
     .optional(),
   preStop: z.object({ command: z.string().min(1), timeoutMs: z.number().nonnegative() }).optional(),
+  kind: z.literal('worker').optional(),
 });
 
 /** Validates what the controller (or the on-disk cache) says the host should run. */
@@ -89,8 +91,9 @@ export class ControllerClient {
     private readonly token: string,
     /** PEM CA bundle the controller's certificate must chain to (an https URL with a private CA). */
     ca?: string,
+    failover: FailoverOptions = {},
   ) {
-    this.endpoints = new Failover(controllerUrl);
+    this.endpoints = new Failover(controllerUrl, failover);
     // Long polls answer after up to `wait` (25 s) seconds: the header timeout must exceed that.
     this.http = new HttpAgent({
       connect: { timeout: 5_000, ...(ca ? { ca } : {}) },
@@ -166,7 +169,7 @@ export class ControllerClient {
   ): Promise<HostDesiredState> {
     const q = new URLSearchParams({ hostId, after: String(after), wait: String(waitS) });
     // A stalled controller must not hold the long poll past its wait: time out a little after it.
-    const timed = AbortSignal.any([signal, AbortSignal.timeout(waitS * 1000 + 10_000)]);
+    const timed = deadline(waitS * 1000 + 10_000, signal);
     const res = hostDesiredStateSchema.safeParse(
       await this.json('GET', `/v1/agent/desired?${q}`, undefined, timed),
     );

@@ -352,7 +352,7 @@ export class InstanceSupervisor {
     const secrets = spec.secrets ?? {};
     const secretsDir = this.deps.secretsDir;
     Object.assign(env, spec.env, secrets, {
-      PORT: String(port),
+      ...(spec.kind === 'worker' ? {} : { PORT: String(port) }),
       NINES_INSTANCE_ID: spec.id,
       NINES_SERVICE: spec.service,
       NINES_RELEASE: spec.release.version,
@@ -463,11 +463,14 @@ export class InstanceSupervisor {
     if (this.detached || run !== this.run || this.port === undefined) return;
     const h = this.spec.health;
     const started = Date.now();
-    const ok = await probeHttp(
-      `http://${hostForUrl(this.deps.address)}:${this.port}${h.path}`,
-      h.timeoutMs,
-      this.deps.probeDispatcher,
-    );
+    // A worker has no HTTP to probe: reaching this probe with the same process (`run`) means it is up.
+    const ok =
+      this.spec.kind === 'worker' ||
+      (await probeHttp(
+        `http://${hostForUrl(this.deps.address)}:${this.port}${h.path}`,
+        h.timeoutMs,
+        this.deps.probeDispatcher,
+      ));
     if (this.detached || run !== this.run || (this.state !== 'starting' && this.state !== 'running')) return;
     this.health = nextHealth(this.health, ok, this.adoptedUnprobed && ok ? 1 : h.rise, h.fall);
     this.adoptedUnprobed = false;

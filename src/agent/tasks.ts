@@ -14,6 +14,8 @@ export interface TaskRunnerDeps {
   hostId: () => string | undefined;
   logger: Logger;
   signal: AbortSignal;
+  /** A `restart-agent` task: the agent's owner stops it and exits for its service manager to restart. */
+  onRestart?: (() => void) | undefined;
 }
 
 /**
@@ -37,18 +39,40 @@ export class TaskRunner {
   }
 
   private async execute(hostId: string, t: HostTask): Promise<void> {
+    if (t.kind === 'restart-agent') {
+      const can = this.d.onRestart !== undefined;
+      this.d.logger.warn(
+        { task: t.id },
+        can ? 'restart requested: exiting for a new agent' : 'restart requested: not possible here',
+      );
+      const answered = await this.answer(hostId, t, {
+        exitCode: can ? 0 : 1,
+        signal: null,
+        output: can
+          ? 'agent restarting'
+          : 'this agent was not started by `nines agent`: it cannot restart itself',
+        durationMs: 0,
+      });
+      if (can && answered) this.d.onRestart?.();
+      return;
+    }
     this.d.logger.info({ task: t.id, command: t.command }, 'running host task');
     const result = await runCommand(t.command, t.timeoutMs);
     this.d.logger.info({ task: t.id, exitCode: result.exitCode, signal: result.signal }, 'host task done');
+    await this.answer(hostId, t, result);
+  }
+
+  private async answer(hostId: string, t: HostTask, result: HostTaskResult): Promise<boolean> {
     for (let attempt = 0; attempt < 5 && !this.d.signal.aborted; attempt++) {
       try {
         await this.d.transport.sendTaskResult(hostId, t.id, result, this.d.signal);
-        return;
+        return true;
       } catch (err) {
         this.d.logger.warn({ err, task: t.id }, 'host task: answer failed, retrying');
         await sleep(1000, this.d.signal);
       }
     }
+    return false;
   }
 }
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { StoredAlert } from '../controller/alerting/store.js';
 import { type AlertingConfig, alertingConfigOf, alertingConfigSchema } from '../core/alerting-config.js';
 import type { NinesConfig } from '../core/config.js';
+import { diffFields, type FieldChange, renderFieldChanges } from '../core/config-diff.js';
 import { NinesError } from '../core/errors.js';
 import type { Client } from './client.js';
 import { EXIT, type Out, table } from './output.js';
@@ -19,28 +20,36 @@ export async function applyAlerting(client: Client, config: NinesConfig): Promis
   await client.put('/v1/alerting/config', alertingConfigOf(config));
 }
 
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v !== null && typeof v === 'object')
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  return JSON.stringify(v);
-}
-
 /**
- * `nines plan` / `nines diff`: which alerting sections of the file differ from what the controller
- * runs (apply sends the alerting part whole), or undefined when they match.
+ * `nines plan` / `nines diff`: the alerting part of the file against what the controller runs, field by
+ * field (from the controller's value to the file's: what apply would do). Rules, channels, escalations
+ * and schedules by name; `slos.web.objective` is shown as the file spells it, `services.web.slo.objective`.
  */
-export async function alertingDrift(client: Client, config: NinesConfig): Promise<string | undefined> {
+export async function alertingChanges(client: Client, config: NinesConfig): Promise<FieldChange[]> {
   const local = alertingConfigSchema.parse(JSON.parse(JSON.stringify(alertingConfigOf(config))));
   const { config: remote } = await client.get<{ config: AlertingConfig }>('/v1/alerting/config');
-  const keys = (Object.keys(local) as (keyof AlertingConfig)[]).filter(
-    (k) => canonical(local[k]) !== canonical(remote?.[k] ?? alertingConfigSchema.parse({})[k]),
+  const empty = alertingConfigSchema.parse({});
+  return (Object.keys(local) as (keyof AlertingConfig)[]).flatMap((k) =>
+    diffFields(k, remote?.[k] ?? empty[k], local[k]).map((f) => ({
+      ...f,
+      path: f.path.replace(/^slos\.([^.]+)/, 'services.$1.slo'),
+    })),
   );
-  if (keys.length === 0) return undefined;
-  return `~ alerting: ${keys.map((k) => (k === 'slos' ? 'services.*.slo' : k)).join(', ')} differ (apply sends the alerting section whole)`;
+}
+
+/** The human lines for `alertingChanges`, or undefined when they match. */
+export function renderAlertingDrift(fields: readonly FieldChange[]): string | undefined {
+  if (fields.length === 0) return undefined;
+  const sections = [...new Set(fields.map((f) => f.path.split('.')[0] ?? ''))];
+  return [
+    `~ alerting: ${sections.join(', ')} differ (apply sends the alerting section whole)`,
+    ...renderFieldChanges(fields),
+  ].join('\n');
+}
+
+/** `nines plan` / `nines diff`, one string: which alerting fields differ, or undefined when none. */
+export async function alertingDrift(client: Client, config: NinesConfig): Promise<string | undefined> {
+  return renderAlertingDrift(await alertingChanges(client, config));
 }
 
 const iso = (t: number | undefined | null) =>

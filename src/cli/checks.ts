@@ -143,6 +143,7 @@ export function addCheckCommands<O>(program: Command, { client, action }: CliHel
               'MAINTENANCE',
               'BUDGET LEFT',
               'INCIDENTS',
+              'REQUESTS OK',
             ],
             r.rows.map((x) => [
               x.kind === 'check' && x.dependency ? 'dependency' : x.kind,
@@ -154,6 +155,9 @@ export function addCheckCommands<O>(program: Command, { client, action }: CliHel
               dur(x.maintenanceMs),
               x.errorBudgetLeft === null ? '-' : `${Math.round(x.errorBudgetLeft * 1000) / 10}%`,
               String(x.incidents.length),
+              x.requests?.availability == null
+                ? '-'
+                : `${pct(x.requests.availability)} of ${x.requests.total} (budget ${Math.round((x.requests.errorBudgetLeft ?? 0) * 1000) / 10}%)`,
             ]),
           ),
         ];
@@ -190,7 +194,7 @@ export function addCheckCommands<O>(program: Command, { client, action }: CliHel
         const lines: string[] = [];
         for (const s of r.services) {
           lines.push(
-            `${s.service}: predicted ${pct(s.predicted)} (${s.predictedNines === null ? '-' : s.predictedNines.toFixed(2)} nines), measured ${pct(s.measured)}, objective ${pct(s.objective)} → ${s.meetsObjective === null ? 'not enough data' : s.meetsObjective ? 'meets it' : 'MISSES it'}`,
+            `${s.service}: predicted ${pct(s.predicted)} (${s.predictedNines === null ? '-' : s.predictedNines.toFixed(2)} nines), measured ${pct(s.measured)} (answers ${pct(s.measuredByRequests ?? null)}), objective ${pct(s.objective)} → ${s.meetsObjective === null ? 'not enough data' : s.meetsObjective ? 'meets it' : 'MISSES it'}`,
           );
           lines.push(
             table(

@@ -101,6 +101,10 @@ export function registerFleetCommands(
     .option('--max-unavailable <n>', 'hosts patched at once', '1')
     .option('--zone <zone>', 'only the hosts of this zone')
     .option('--command-timeout <duration>', 'per host', '10m')
+    .option(
+      '--restart-agent',
+      'after the command, restart the host agent (e.g. nines was upgraded) and wait for the new one',
+    )
     .addHelpText(
       'after',
       "\nStops at the first failure and names the host (NINES_E_HOST_TASK_FAILED); that host stays cordoned.\n\nExample:\n  nines hosts patch --command 'apt-get -y upgrade' --max-unavailable 1 --zone eu-1a",
@@ -110,7 +114,13 @@ export function registerFleetCommands(
         async (
           out,
           o,
-          opts: { command: string; maxUnavailable: string; zone?: string; commandTimeout: string },
+          opts: {
+            command: string;
+            maxUnavailable: string;
+            zone?: string;
+            commandTimeout: string;
+            restartAgent?: boolean;
+          },
         ) => {
           const c = await client(o);
           const n = Number(opts.maxUnavailable);
@@ -121,6 +131,7 @@ export function registerFleetCommands(
             command: opts.command,
             maxUnavailable: n,
             commandTimeout: opts.commandTimeout,
+            ...(opts.restartAgent ? { restartAgent: true } : {}),
             ...(opts.zone ? { zone: opts.zone } : {}),
           });
           out.line(`patch ${patch.id}: ${patch.hosts.length} host(s), ${n} at a time`);

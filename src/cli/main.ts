@@ -21,8 +21,9 @@ import { duration } from '../core/config.js';
 import { renderPlan } from '../core/config-diff.js';
 import { configJsonSchemaText } from '../core/config-schema.js';
 import { NinesError } from '../core/errors.js';
+import { EXIT_AGENT_RESTART } from '../core/tasks-protocol.js';
 import { readProxyCredentials, registerProxy } from '../proxy/credentials.js';
-import { alertingDrift, applyAlerting, registerAlertCommands } from './alerts.js';
+import { alertingChanges, applyAlerting, registerAlertCommands, renderAlertingDrift } from './alerts.js';
 import { applyPlan, livePlan, loadForPlan, REMOVE_NOTE, renderDrift } from './apply.js';
 import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
@@ -321,7 +322,14 @@ program
         }
         const dataDir = resolve(o.dataDir ?? '.nines');
         const { logger } = await fileLogger(dataDir, opts.logLevel);
+        // `nines hosts patch --restart-agent`: leave like on SIGTERM, then exit EXIT_AGENT_RESTART so
+        // that the service manager starts the new version, which adopts the instances.
+        let restart = false;
         const agent = await runAgent({
+          onRestartRequested: () => {
+            restart = true;
+            process.kill(process.pid, 'SIGTERM');
+          },
           controllerUrl: opts.controller,
           token: opts.joinToken ?? (await nodeToken(opts)),
           dataDir,
@@ -342,10 +350,12 @@ program
         );
         // SIGTERM stops the agent but leaves its instances serving (a restarted agent adopts them);
         // stopping the instances is the controller's decision, not a side effect of an agent restart.
-        return untilSignal(out, async () => {
+        const code = await untilSignal(out, async () => {
           await agent.leave();
           logger.flush();
         });
+        if (restart) out.line(`restarting: exit ${EXIT_AGENT_RESTART} for the service manager`);
+        return restart ? EXIT_AGENT_RESTART : code;
       },
     ),
   );
@@ -589,7 +599,7 @@ program
       '`nines deploy pause|resume|promote|abort <service>` controls the deploy in flight',
   )
   .option('--no-wait', 'return once the deploy has started')
-  .option('--strategy <name>', 'rolling, blue-green, canary or all-at-once (overrides nines.yaml)')
+  .option('--strategy <name>', 'rolling, blue-green, canary, all-at-once or in-place (overrides nines.yaml)')
   .option('--no-auto-revert', 'on a failed analysis, pause for a person instead of reverting')
   .addHelpText(
     'after',
@@ -985,9 +995,10 @@ program
       const { config } = loadForPlan(opts.file);
       const c = await client(o);
       const plan = await livePlan(c, config);
-      out.result(plan, renderPlan(plan, { removeNote: REMOVE_NOTE }));
-      const alerting = await alertingDrift(c, config);
-      if (alerting) out.line(alerting);
+      const alerting = await alertingChanges(c, config);
+      out.result({ ...plan, alerting }, renderPlan(plan, { removeNote: REMOVE_NOTE }));
+      const lines = renderAlertingDrift(alerting);
+      if (lines) out.line(lines);
       return EXIT.ok;
     }),
   );
@@ -1026,10 +1037,11 @@ program
       const { config } = loadForPlan(opts.file);
       const c = await client(o);
       const plan = await livePlan(c, config);
-      out.result(plan, await renderDrift(c, plan));
-      const alerting = await alertingDrift(c, config);
-      if (alerting) out.line(alerting);
-      return plan.changes.length === 0 && !alerting ? EXIT.ok : EXIT.failed;
+      const alerting = await alertingChanges(c, config);
+      out.result({ ...plan, alerting }, await renderDrift(c, plan));
+      const lines = renderAlertingDrift(alerting);
+      if (lines) out.line(lines);
+      return plan.changes.length === 0 && alerting.length === 0 ? EXIT.ok : EXIT.failed;
     }),
   );
 

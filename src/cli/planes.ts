@@ -76,6 +76,8 @@ export async function runController(o: {
     ...(o.s3 ? { s3: o.s3 } : {}),
     ...(o.tls ? { tls: o.tls } : {}),
     ha: { leaseTimeoutMs, ...(o.advertiseUrl ? { advertiseUrl: o.advertiseUrl } : {}) },
+    // Only several controllers need it, and they share a PostgreSQL database.
+    sharedNonces: o.databaseUrl !== undefined,
     ...(o.backups ? { backups: o.backups } : {}),
   });
   const tokens = await controller.bootstrapTokens();
@@ -140,6 +142,7 @@ export async function runAgent(o: {
   logger: Logger;
   metricsListen?: { host: string; port: number };
   ca?: string;
+  onRestartRequested?: () => void;
 }): Promise<Running & { agent: Agent; leave(): Promise<void> }> {
   const agent = new Agent({
     controllerUrl: o.controllerUrl,
@@ -152,6 +155,7 @@ export async function runAgent(o: {
     logger: o.logger.child({ plane: 'agent' }),
     ...(o.metricsListen ? { metricsListen: o.metricsListen } : {}),
     ...(o.ca ? { ca: o.ca } : {}),
+    ...(o.onRestartRequested ? { onRestartRequested: o.onRestartRequested } : {}),
   });
   await agent.start();
   return {

@@ -155,6 +155,30 @@ describe('controller API', () => {
     assert.deepEqual(Buffer.from(await dl.body.arrayBuffer()), goodTgz);
   });
 
+  test('a release’s config diff: field by field against the release before it, or a named one', async () => {
+    const put = await call('PUT', '/v1/services/web', { token: admin, json: { ...spec, instances: 5 } });
+    assert.ok(put.status === 200 || put.status === 201, JSON.stringify(put.body));
+    assert.equal((await upload('v2', goodTgz)).status, 201);
+    const d = await call('GET', '/v1/services/web/releases/v2/diff', { token: reader });
+    assert.equal(d.status, 200, JSON.stringify(d.body));
+    assert.equal(d.body.from, 'v1');
+    assert.deepEqual(
+      d.body.changes.filter((c: { path: string }) => c.path === 'instances'),
+      [{ path: 'instances', from: spec.instances, to: 5 }],
+    );
+    const first = await call('GET', '/v1/services/web/releases/v1/diff', { token: reader });
+    assert.equal(first.body.from, null, 'the first release is all new');
+    const back = await call('GET', '/v1/services/web/releases/v1/diff?from=v2', { token: reader });
+    assert.deepEqual(
+      back.body.changes.filter((c: { path: string }) => c.path === 'instances'),
+      [{ path: 'instances', from: 5, to: spec.instances }],
+    );
+    const none = await call('GET', '/v1/services/web/releases/v9/diff', { token: reader });
+    assert.equal(none.status, 404);
+    assert.equal(none.body.error.code, 'NINES_E_RELEASE_NOT_FOUND');
+    await call('PUT', '/v1/services/web', { token: admin, json: spec });
+  });
+
   test('deploys: unknown release 404, a held lock 409 naming the holder', async () => {
     const missing = await call('POST', '/v1/services/web/deploys', { token: admin, json: { version: 'v9' } });
     assert.equal(missing.status, 404);

@@ -3,6 +3,7 @@ import Fastify, { type FastifyReply, type FastifyRequest, LogController } from '
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
+import { diffFields } from '../core/config-diff.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { instancesOutOfRange } from '../core/fleet-config.js';
 import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
@@ -19,6 +20,7 @@ import type { Hub } from './hub.js';
 import { type Leadership, needsLeader } from './leadership.js';
 import { LinePrefixer, LogRelay, logTopic } from './logs.js';
 import { mayReportAs } from './proxies.js';
+import { LeaderRelay, mayRelay } from './relay.js';
 import type { Secrets } from './secrets/index.js';
 import { statusView } from './status.js';
 import type { Store } from './store/types.js';
@@ -143,9 +145,12 @@ export function buildApi(deps: ApiDeps) {
   const leadership = deps.leadership;
   if (leadership) {
     // After authentication, so that only callers with credentials learn where the leader is.
-    app.addHook('onRequest', async (req) => {
+    const relay = new LeaderRelay(() => leadership.id);
+    app.addHook('onClose', () => relay.close());
+    app.addHook('onRequest', async (req, reply) => {
       if (leadership.isLeader || !needsLeader(req.method, req.url)) return;
       const leader = leadership.leaderUrl;
+      if (leader && mayRelay(req)) return relay.relay(req, reply, leader);
       throw new NinesError(
         'NINES_E_NOT_LEADER',
         leader
@@ -158,7 +163,7 @@ export function buildApi(deps: ApiDeps) {
 
   app.addHook('preHandler', async (req) => {
     if (req.pendingSignature) {
-      auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
+      await auth.verifySigned(req.pendingSignature, req.method, req.url, req.bodySha256 ?? EMPTY_SHA256);
     }
   });
 
@@ -285,6 +290,34 @@ export function buildApi(deps: ApiDeps) {
     const { name } = parse(nameParams, req.params, 'path');
     await mustService(store, name);
     return { releases: await store.listReleases(name) };
+  });
+
+  // What changed in a release's config, field by field: against `from`, else the release before it.
+  app.get('/v1/services/:name/releases/:version/diff', async (req) => {
+    const { name, version } = parse(
+      z.object({ name: z.string().min(1), version: z.string().min(1) }),
+      req.params,
+      'path',
+    );
+    const q = parse(z.object({ from: z.string().min(1).optional() }), req.query, 'query');
+    await mustService(store, name);
+    const releases = await store.listReleases(name);
+    const find = (v: string) => {
+      const r = releases.find((x) => x.version === v);
+      if (!r) throw new NinesError('NINES_E_RELEASE_NOT_FOUND', `${name} has no release ${v}`);
+      return r;
+    };
+    const to = find(version);
+    const from =
+      q.from !== undefined
+        ? find(q.from)
+        : releases.filter((r) => r.seq < to.seq).sort((a, b) => b.seq - a.seq)[0];
+    return {
+      service: name,
+      from: from?.version ?? null,
+      to: to.version,
+      changes: diffFields('', from?.spec ?? {}, to.spec),
+    };
   });
 
   app.post('/v1/services/:name/releases', async (req, reply) => {
@@ -480,9 +513,12 @@ export function buildApi(deps: ApiDeps) {
     const hostId = req.principal?.hostId;
     if (hostId) {
       const host = await fleet.refresh(hostId, body);
+      // An agent registers at every start: `hosts patch --restart-agent` waits for this.
+      hub.agentStarts.set(host.id, Date.now());
       return { hostId: host.id };
     }
     const host = await fleet.register(body);
+    hub.agentStarts.set(host.id, Date.now());
     return { hostId: host.id, key: host.key };
   });
 

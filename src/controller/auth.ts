@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { NinesError } from '../core/errors.js';
 import { NonceCache, type ParsedAuthorization, parseAuthorization, SCHEME, verify } from '../core/signing.js';
+import type { NonceStore } from './store/nonces.js';
 import type { HostRecord, Store, TokenRecord, TokenRole } from './store/types.js';
 
 /**
@@ -56,11 +57,16 @@ export class Authenticator {
   readonly windowMs: number;
   private readonly now: () => number;
 
-  constructor(store: Store, opts: { windowMs?: number; now?: () => number } = {}) {
+  /** Several controllers on one database: nonces are also recorded there (store/nonces.ts). */
+  private readonly shared: NonceStore | null;
+  private lastPrune = 0;
+
+  constructor(store: Store, opts: { windowMs?: number; now?: () => number; sharedNonces?: NonceStore } = {}) {
     this.store = store;
     this.windowMs = opts.windowMs ?? 300_000;
     this.now = opts.now ?? Date.now;
     this.nonces = new NonceCache(this.windowMs);
+    this.shared = opts.sharedNonces ?? null;
   }
 
   /**
@@ -110,7 +116,7 @@ export class Authenticator {
   }
 
   /** After the body is read: the signature over it, then the nonce. */
-  verifySigned(p: PendingSignature, method: string, url: string, bodySha256: string): void {
+  async verifySigned(p: PendingSignature, method: string, url: string, bodySha256: string): Promise<void> {
     const now = this.now();
     const verdict = verify(p.host.key ?? '', p.auth, method, url, bodySha256, now, this.windowMs);
     if (verdict === 'expired')
@@ -118,8 +124,18 @@ export class Authenticator {
     if (verdict !== 'ok') {
       throw new NinesError('NINES_E_SIGNATURE_INVALID', `signature of host ${p.host.name} does not verify`);
     }
-    if (!this.nonces.remember(p.host.id, p.auth.nonce, p.auth.timestamp, now)) {
-      throw new NinesError('NINES_E_REPLAY', `nonce ${p.auth.nonce} of host ${p.host.name} was already used`);
+    const replay = () =>
+      new NinesError('NINES_E_REPLAY', `nonce ${p.auth.nonce} of host ${p.host.name} was already used`);
+    if (!this.nonces.remember(p.host.id, p.auth.nonce, p.auth.timestamp, now)) throw replay();
+    if (this.shared !== null) {
+      if (now - this.lastPrune > 60_000) {
+        this.lastPrune = now;
+        // Expired nonces can never be replayed (the window refuses them): forgetting them is housekeeping.
+        void this.shared.prune(now - this.windowMs).catch(() => {});
+      }
+      if (!(await this.shared.remember(p.host.id, p.auth.nonce, p.auth.timestamp + this.windowMs))) {
+        throw replay();
+      }
     }
   }
 }

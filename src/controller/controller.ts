@@ -58,6 +58,8 @@ export interface ControllerOptions {
    * the clients reach this one at (default this controller's own URL).
    */
   ha?: { leaseTimeoutMs?: number; advertiseUrl?: string };
+  /** Record signed requests' nonces in the store too, so that no controller of the database accepts a replay. */
+  sharedNonces?: boolean;
   /** Scheduled backups (run by the leader). */
   backups?: BackupScheduleOptions;
 }
@@ -82,6 +84,8 @@ export class Controller {
   readonly alerts: AlertStore;
   readonly alertRuntime: AlertRuntime;
   readonly alertScheduler: AlertScheduler;
+  /** Request counts for SLOs, kept in the store (alerting/sources.ts, slo-store.ts). */
+  readonly requests: RequestSignals;
   private ackSecret = '';
   readonly tasks: HostTasks;
   readonly hostOps: HostOps;
@@ -151,7 +155,7 @@ export class Controller {
       fleet: this.fleet,
       engine: this.engine,
       artifacts: this.artifacts,
-      auth: new Authenticator(this.store),
+      auth: new Authenticator(this.store, opts.sharedNonces ? { sharedNonces: this.store.nonces() } : {}),
       logger: opts.logger,
       secrets: this.secrets,
       ...(opts.tls ? { tls: opts.tls } : {}),
@@ -159,7 +163,13 @@ export class Controller {
     });
     registerSecretRoutes(this.app, { store: this.store, secrets: this.secrets });
     registerProxyRoutes(this.app, { store: this.store, hub: this.hub });
-    registerWeb(this.app, { store: this.store, hub: this.hub });
+    registerWeb(this.app, {
+      store: this.store,
+      hub: this.hub,
+      signals: this.signals,
+      // this.alerts is built below; the feed first asks once someone opens the dashboard.
+      listAlerts: () => this.alerts.listAlerts(),
+    });
     this.checks = new CheckService({
       store: this.store,
       hub: this.hub,
@@ -178,14 +188,16 @@ export class Controller {
     });
     if (!(this.store instanceof KyselyStore)) throw new Error('alerting needs the Kysely store');
     this.alerts = new AlertStore(this.store.kysely);
+    this.requests = new RequestSignals(this.store, this.hub);
     this.alertRuntime = new AlertRuntime({
       alerts: this.alerts,
       store: this.store,
       sources: [
         new FleetSignals({ store: this.store, hostDownAfterMs: this.fleet.hostDownAfterMs }),
         new ModuleSignals(this.signals),
+        this.requests,
       ],
-      requests: new RequestSignals(this.hub),
+      requests: this.requests,
       controllerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
       ackSecret: () => this.ackSecret,
       baseUrl: () => this.url,
@@ -264,12 +276,17 @@ export class Controller {
         await this.engine.recover();
         this.reconciler.start();
         this.checks.start();
+        this.requests.reset();
         this.alertScheduler.start();
         this.autoscaler.start();
       },
       async () => {
         await this.autoscaler.stop();
         await this.alertScheduler.stop();
+        // What this leader counted but has not written yet (the next leader reads the store).
+        await this.requests
+          .flush()
+          .catch((err: unknown) => this.opts.logger.warn({ err }, 'SLO counts flush failed'));
         await this.checks.stop();
         await this.reconciler.stop();
         await this.engine.close();

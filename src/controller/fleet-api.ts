@@ -51,6 +51,7 @@ export function registerFleetApi(app: WebApp, d: { hostOps: HostOps; tasks: Host
         drainTimeout: duration.default(300_000),
         commandTimeout: duration.default(600_000),
         healthyTimeout: duration.default(120_000),
+        restartAgent: z.boolean().default(false),
       }),
       req.body,
       'patch request',
@@ -63,6 +64,7 @@ export function registerFleetApi(app: WebApp, d: { hostOps: HostOps; tasks: Host
         drainTimeoutMs: body.drainTimeout,
         commandTimeoutMs: body.commandTimeout,
         healthyTimeoutMs: body.healthyTimeout,
+        restartAgent: body.restartAgent,
       },
       who(req),
     );

@@ -10,7 +10,7 @@ import type {
   RoutingSnapshot,
 } from '../core/protocol.js';
 import { newHostKey } from '../core/signing.js';
-import { loadFleetState, placeFor } from './fleet-state.js';
+import { type FleetState, loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
 import { countPlaced } from './placement.js';
 import type { Signals } from './signals/signals.js';
@@ -19,7 +19,7 @@ import { hostDesiredState, releaseKey, routingSnapshot } from './views.js';
 
 const ROUTING = 'routing';
 /** An instance an agent reports that the store does not know. */
-const STRANGER = { service: '', hostId: '' };
+const STRANGER = { service: '', hostId: '', release: '' };
 const hostCounter = (hostId: string) => `host:${hostId}`;
 
 /**
@@ -32,8 +32,15 @@ interface PlacementRequest {
   release: ReleaseRecord;
   deployId: string | null;
   avoid: ReadonlySet<string> | undefined;
+  pin: PlacementPin | undefined;
   resolve(rec: InstanceRecord): void;
   reject(err: unknown): void;
+}
+
+/** Where a new instance must go: one zone (zone-by-zone rolling) or one host (in-place reload). */
+export interface PlacementPin {
+  zone?: string;
+  hostId?: string;
 }
 
 export class Fleet {
@@ -44,8 +51,8 @@ export class Fleet {
   readonly hostDownAfterMs: number;
   /** Host, instance and service signals for alerting, /metrics and reports (optional in tests). */
   private readonly signals: Signals | undefined;
-  /** Service and host of each instance this controller placed or read (neither ever changes). */
-  private readonly placed = new Map<string, { service: string; hostId: string }>();
+  /** Service, host and release of each instance this controller placed or read (none ever changes). */
+  private readonly placed = new Map<string, { service: string; hostId: string; release: string }>();
   /** Hosts as last registered or read (name, zone, labels for signals). */
   private readonly hosts = new Map<string, HostRecord>();
   /** Heartbeats not yet written: host id → time of its last report. */
@@ -132,7 +139,7 @@ export class Fleet {
     if (!prev || report.instances.some((i) => !this.placed.has(i.id))) {
       stored = new Map();
       for (const rec of await this.store.listInstances({ hostId: host.id })) {
-        this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId });
+        this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId, release: rec.releaseVersion });
         stored.set(rec.id, rec.observed);
       }
       // Reported but not in the store (deleted while its agent still reports it): never written.
@@ -170,6 +177,7 @@ export class Fleet {
           state: i.state,
           healthy: i.healthy,
           restarts: i.restarts,
+          release: this.placed.get(i.id)?.release || undefined,
         })),
         report.host,
       );
@@ -226,7 +234,7 @@ export class Fleet {
   }
 
   proxyReport(report: ProxyReport): void {
-    this.signals?.proxyReport(report.proxyId, report.services ?? []);
+    this.signals?.proxyReport(report.proxyId, report.services ?? [], report.instances);
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 
@@ -267,9 +275,10 @@ export class Fleet {
     release: ReleaseRecord,
     deployId: string | null,
     avoid?: ReadonlySet<string>,
+    pin?: PlacementPin,
   ): Promise<InstanceRecord> {
     return new Promise<InstanceRecord>((resolve, reject) => {
-      this.toPlace.push({ release, deployId, avoid, resolve, reject });
+      this.toPlace.push({ release, deployId, avoid, pin, resolve, reject });
       if (!this.placing) void this.placeQueued();
     });
   }
@@ -321,16 +330,18 @@ export class Fleet {
         counts = countPlaced(all, release.service);
         countsOf.set(release.service, counts);
       }
+      const pinned = r.pin ? pinnedState(state, r.pin) : state;
       const p = placeFor(
         release.service,
         specOf.get(release.service) ?? release.spec,
-        state,
+        pinned,
         all,
         r.avoid,
         counts,
       );
       if (!p.ok) {
-        r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason));
+        const where = r.pin ? ` (${r.pin.hostId ? `host ${r.pin.hostId}` : `zone ${r.pin.zone}`} only)` : '';
+        r.reject(new NinesError('NINES_E_NO_CAPACITY', p.reason + where));
         continue;
       }
       const now = Date.now();
@@ -372,7 +383,8 @@ export class Fleet {
       await this.placeOneByOne(placed);
       return;
     }
-    for (const [, rec] of placed) this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId });
+    for (const [, rec] of placed)
+      this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId, release: rec.releaseVersion });
     for (const h of hosts) this.hub.signal(hostCounter(h));
     for (const [r, rec] of placed) r.resolve(rec);
   }
@@ -387,7 +399,7 @@ export class Fleet {
         r.reject(err);
         continue;
       }
-      this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId });
+      this.placed.set(rec.id, { service: rec.service, hostId: rec.hostId, release: rec.releaseVersion });
       hosts.add(rec.hostId);
       placed.push([r, rec]);
     }
@@ -403,6 +415,17 @@ export class Fleet {
 
   async setRoute(instance: InstanceRecord, route: InstanceRecord['route']): Promise<number> {
     await this.store.updateInstance(instance.id, { route });
+    return this.bumpRouting();
+  }
+
+  /** Several routes in one routing snapshot (an in-place switch: new instances in, old ones draining). */
+  async setRoutes(
+    changes: ReadonlyArray<readonly [InstanceRecord, InstanceRecord['route']]>,
+  ): Promise<number> {
+    await this.store.transaction(async (tx) => {
+      for (const [i, route] of changes) await tx.updateInstance(i.id, { route });
+    });
+    for (const [i, route] of changes) i.route = route;
     return this.bumpRouting();
   }
 
@@ -446,6 +469,16 @@ export class Fleet {
 }
 
 export { hostCounter, ROUTING };
+
+function pinnedState(state: FleetState, pin: PlacementPin): FleetState {
+  return {
+    ...state,
+    hosts: state.hosts.filter(
+      (h) =>
+        (pin.zone === undefined || h.zone === pin.zone) && (pin.hostId === undefined || h.id === pin.hostId),
+    ),
+  };
+}
 
 function sameObserved(a: ObservedInstance | null, b: ObservedInstance): boolean {
   if (!a) return false;

@@ -32,7 +32,7 @@ export interface HostView {
 export interface PatchHostStep {
   host: string;
   zone: string;
-  step: 'waiting' | 'draining' | 'running' | 'waiting-healthy' | 'done' | 'failed';
+  step: 'waiting' | 'draining' | 'running' | 'restarting-agent' | 'waiting-healthy' | 'done' | 'failed';
   exitCode?: number | null;
   error?: string;
 }
@@ -60,6 +60,8 @@ export interface PatchRequest {
   drainTimeoutMs: number;
   commandTimeoutMs: number;
   healthyTimeoutMs: number;
+  /** After the command, restart the host's agent (a new nines version) and wait for the new one. */
+  restartAgent?: boolean;
 }
 
 /**
@@ -301,6 +303,33 @@ export class HostOps {
             (tail ? `: ${tail}` : ''),
           { host: h.name, exitCode: r.exitCode },
         );
+      }
+      if (req.restartAgent) {
+        set('restarting-agent');
+        const asked = Date.now();
+        const r2 = await this.d.tasks.run(h.id, h.name, 'restart the agent', 30_000, 'restart-agent');
+        if (r2.exitCode !== 0) {
+          throw new NinesError(
+            'NINES_E_HOST_TASK_FAILED',
+            `host ${h.name}: its agent did not restart: ${r2.output.trim() || `exit ${r2.exitCode}`}`,
+            { host: h.name },
+          );
+        }
+        // The new agent registers when it starts; the report wait below then hears from it.
+        await this.d.hub
+          .waitUntil(
+            `${h.name} agent restarted`,
+            () => ((this.d.hub.agentStarts.get(h.id) ?? 0) > asked ? true : undefined),
+            req.healthyTimeoutMs,
+            signal,
+          )
+          .catch(() => {
+            throw new NinesError(
+              'NINES_E_HOST_TASK_FAILED',
+              `host ${h.name}: no new agent registered within ${req.healthyTimeoutMs} ms (is it run by a service manager that restarts it? see docs/operations.md)`,
+              { host: h.name },
+            );
+          });
       }
       set('waiting-healthy');
       const after = Date.now();

@@ -37,6 +37,8 @@ export class WaitTimeout extends Error {
 
 export class Hub {
   readonly agents = new Map<string, AgentView>();
+  /** When each host's agent process last registered (it does at every start): a restart shows here. */
+  readonly agentStarts = new Map<string, number>();
   readonly proxies = new Map<string, ProxyView>();
   private readonly emitter = new EventEmitter();
   /** A proxy that has not reported for this long is not waited for. */

@@ -57,7 +57,9 @@ interface Registration {
 }
 
 /** Reads, and accessors of sub-stores (their own writes are not fenced yet). */
-const READ_ONLY = /^(get|list|find|holdsLease$|exportSnapshot$|migrate$|close$|checks$)/;
+// checks(), sloCounts() and nonces() hand out sub-stores of their own (not fenced: they keep what
+// any controller observes, not the leader's decisions).
+const READ_ONLY = /^(get|list|find|holdsLease$|exportSnapshot$|migrate$|close$|checks$|sloCounts$|nonces$)/;
 
 export class Leadership {
   private ownId: string;

@@ -24,8 +24,19 @@ export class HostTasks {
     return [...this.pending.values()].filter((p) => p.hostId === hostId).map((p) => p.task);
   }
 
-  async run(hostId: string, hostName: string, command: string, timeoutMs: number): Promise<HostTaskResult> {
-    const task: HostTask = { id: `task-${randomBytes(6).toString('hex')}`, command, timeoutMs };
+  async run(
+    hostId: string,
+    hostName: string,
+    command: string,
+    timeoutMs: number,
+    kind: NonNullable<HostTask['kind']> = 'command',
+  ): Promise<HostTaskResult> {
+    const task: HostTask = {
+      id: `task-${randomBytes(6).toString('hex')}`,
+      command,
+      timeoutMs,
+      ...(kind === 'command' ? {} : { kind }),
+    };
     let timer: NodeJS.Timeout | undefined;
     try {
       return await new Promise<HostTaskResult>((resolve, reject) => {

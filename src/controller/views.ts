@@ -48,6 +48,7 @@ export function hostDesiredState(
       health: healthSpec(r.spec),
       drainTimeoutMs: r.spec.drainTimeout,
       desired: i.desired,
+      ...(r.spec.kind === 'worker' ? { kind: 'worker' as const } : {}),
       ...(r.spec.restart
         ? { restart: { attempts: r.spec.restart.attempts, intervalMs: r.spec.restart.interval } }
         : {}),
@@ -77,6 +78,8 @@ export function routingSnapshot(
 ): RoutingSnapshot {
   const byService = new Map<string, RouteService>();
   for (const s of services) {
+    // A worker answers no HTTP: it has no route (its default `/` would take every other service's traffic).
+    if (s.spec.kind === 'worker') continue;
     const o = s.modeOptions;
     byService.set(s.name, {
       name: s.name,

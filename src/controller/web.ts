@@ -5,9 +5,14 @@ import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
+import { type ServiceSpec, STRATEGIES, type StrategyName } from '../core/config.js';
 import { NinesError } from '../core/errors.js';
+import { deploySettings, maintenanceEstimate, planCanary } from '../core/strategies.js';
+import { measuredTimes } from './engine/allatonce.js';
 import { nextRollingStep, type RollingStep, resolveRolling } from './engine/plan.js';
 import type { Hub } from './hub.js';
+import { type RatePoint, serviceRates } from './signals/rates.js';
+import type { Signals } from './signals/signals.js';
 import { statusView } from './status.js';
 import type { DeployEventRecord, DeployRecord, EventRecord, Store } from './store/types.js';
 
@@ -23,6 +28,7 @@ import type { DeployEventRecord, DeployRecord, EventRecord, Store } from './stor
  *   deploys        the latest deploys (when any changed)
  *   events         entries of the event log, oldest first: the newest 200 on connect, then new ones
  *   deploy-events  new step events of running (and just finished) deploys: { deployId, events }
+ *   alerts         pending and firing alerts plus the newest others (when any changed): { alerts }
  * A comment line every `heartbeatMs` keeps proxies and the client's stall detector happy.
  */
 
@@ -34,6 +40,10 @@ export interface WebDeps {
   pollMs?: number;
   heartbeatMs?: number;
   statusEveryMs?: number;
+  /** The controller's signals: `GET /v1/signals/services` (the Services page's charts). */
+  signals?: Signals;
+  /** The alert store's list (newest change first): the stream's `alerts` event. */
+  listAlerts?: () => Promise<ReadonlyArray<{ state: string }>>;
 }
 
 export const defaultWebRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'web');
@@ -119,14 +129,40 @@ export function registerWeb(app: WebApp, deps: WebDeps): void {
     return { name: p?.name ?? 'anonymous', role: p?.role ?? null };
   });
 
-  /** What a rolling deploy to `version` would do now, step by step, without doing it. */
+  /** What a deploy to `version` would do now, step by step, without doing it (`strategy`: override). */
   app.get('/v1/services/:name/deploy-plan', async (req) => {
     const { name } = req.params as { name: string };
-    const { version } = req.query as { version?: unknown };
+    const { version, strategy } = req.query as { version?: unknown; strategy?: unknown };
     if (typeof version !== 'string' || version === '') {
       throw new NinesError('NINES_E_VALIDATION', 'invalid query: version: required');
     }
-    return deployPlan(deps.store, name, version);
+    if (strategy !== undefined && !STRATEGIES.includes(strategy as StrategyName)) {
+      throw new NinesError('NINES_E_VALIDATION', `invalid query: strategy: one of ${STRATEGIES.join(', ')}`);
+    }
+    return deployPlan(deps.store, name, version, strategy as StrategyName | undefined);
+  });
+
+  /** Per-service request rate, 5xx share and p99 over the last `minutes` (default 15, at most 360). */
+  app.get('/v1/signals/services', async (req) => {
+    const q = req.query as { minutes?: unknown; stepSeconds?: unknown };
+    const minutes = q.minutes === undefined ? 15 : Number(q.minutes);
+    const step = q.stepSeconds === undefined ? 10 : Number(q.stepSeconds);
+    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 360) {
+      throw new NinesError('NINES_E_VALIDATION', 'invalid query: minutes: a number in (0, 360]');
+    }
+    if (!Number.isFinite(step) || step < 1 || step > 3600) {
+      throw new NinesError('NINES_E_VALIDATION', 'invalid query: stepSeconds: a number in [1, 3600]');
+    }
+    const now = Date.now();
+    const names = new Set([
+      ...(await deps.store.listServices()).map((s) => s.name),
+      ...(deps.signals?.serviceNames() ?? []),
+    ]);
+    const services: Array<{ service: string; points: RatePoint[] }> = [...names].sort().map((service) => {
+      const h = deps.signals?.serviceHistory(service) ?? { le: undefined, points: [] };
+      return { service, points: serviceRates(h.le, h.points, now - minutes * 60_000, step * 1000) };
+    });
+    return { now, minutes, stepSeconds: step, services };
   });
 
   app.get('/v1/stream', async (req, reply) => {
@@ -183,7 +219,7 @@ export interface DeployPlan {
   service: string;
   from: string | null;
   to: string;
-  strategy: 'rolling';
+  strategy: StrategyName;
   desired: number;
   maxSurge: number;
   maxUnavailable: number;
@@ -191,13 +227,23 @@ export interface DeployPlan {
   old: number;
   /** Instances already on the target release. */
   fresh: number;
+  /** Rolling: the batches. */
   steps: RollingStep[];
+  /** Other strategies: what happens, in order (canary steps, the blue-green switch, the maintenance window). */
+  lines: string[];
+  /** Every instance already runs `to`: nothing to do. */
+  nothing: boolean;
   text: string;
   /** Reasons the deploy would be refused or pointless right now (empty when it can start). */
   warnings: string[];
 }
 
-export async function deployPlan(store: Store, service: string, version: string): Promise<DeployPlan> {
+export async function deployPlan(
+  store: Store,
+  service: string,
+  version: string,
+  strategyOverride?: StrategyName,
+): Promise<DeployPlan> {
   const svc = await store.getService(service);
   if (!svc) throw new NinesError('NINES_E_SERVICE_NOT_FOUND', `no service named "${service}"`);
   const release = await store.getRelease(service, version);
@@ -224,22 +270,34 @@ export async function deployPlan(store: Store, service: string, version: string)
   const warnings: string[] = [];
   if (svc.lockedBy) warnings.push(`a deploy is in progress (${svc.lockedBy}); a new one would be refused`);
   if (svc.currentRelease === version && old === 0) warnings.push(`${service} already runs ${version}`);
+  const settings = deploySettings(release.spec, strategyOverride);
+  const strategy = settings.strategy;
+  const nothing = steps.length === 0;
+  // The first deploy of a service has nothing to protect: the engine starts it whatever the strategy.
+  const lines =
+    strategy === 'rolling' || old + surplus === 0
+      ? []
+      : await strategyLines(store, service, version, release.spec, settings, old + surplus);
   const text =
-    `rolling, maxSurge ${params.maxSurge}, maxUnavailable ${params.maxUnavailable}: ` +
-    `${old + surplus} old → ${params.desired} new` +
-    (fresh ? ` (${fresh} already on ${version})` : '') +
-    `, ${steps.length} step${steps.length === 1 ? '' : 's'}`;
+    strategy === 'rolling' || old + surplus === 0
+      ? `rolling, maxSurge ${params.maxSurge}, maxUnavailable ${params.maxUnavailable}: ` +
+        `${old + surplus} old → ${params.desired} new` +
+        (fresh ? ` (${fresh} already on ${version})` : '') +
+        `, ${steps.length} step${steps.length === 1 ? '' : 's'}`
+      : `${strategy}: ${old + surplus} old → ${params.desired} new`;
   return {
     service,
     from: svc.currentRelease,
     to: version,
-    strategy: 'rolling',
+    strategy,
+    lines,
+    nothing,
     desired: params.desired,
     maxSurge: params.maxSurge,
     maxUnavailable: params.maxUnavailable,
     old: old + surplus,
     fresh,
-    steps,
+    steps: lines.length === 0 ? steps : [],
     text,
     warnings,
   };
@@ -257,6 +315,8 @@ const ACTIVE = new Set(['pending', 'running']);
 /** Keep following a finished deploy this long, so its last step events reach the dashboard. */
 const FOLLOW_AFTER_FINISH_MS = 5000;
 const RECENT_EVENTS = 200;
+/** Resolved (and inactive) alerts the stream carries besides every pending and firing one. */
+const RECENT_ALERTS = 50;
 
 /** One poller for every open stream; it runs only while at least one client listens. */
 class Feed {
@@ -265,6 +325,9 @@ class Feed {
   private readonly pollMs: number;
   private readonly heartbeatMs: number;
   private readonly statusEveryMs: number;
+  private readonly listAlerts: WebDeps['listAlerts'];
+  private alertsJson = '';
+  private alerts: unknown[] = [];
   private readonly clients = new Set<StreamClient>();
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -287,6 +350,7 @@ class Feed {
     this.pollMs = deps.pollMs ?? 500;
     this.heartbeatMs = deps.heartbeatMs ?? 15_000;
     this.statusEveryMs = deps.statusEveryMs ?? 5000;
+    this.listAlerts = deps.listAlerts;
   }
 
   subscribe(client: StreamClient): () => void {
@@ -300,6 +364,7 @@ class Feed {
       client.send('status', JSON.parse(this.statusJson));
       client.send('deploys', { deploys: this.deploys });
       if (this.recentEvents.length > 0) client.send('events', { events: this.recentEvents });
+      if (this.alertsJson) client.send('alerts', { alerts: this.alerts });
     }
     if (!this.timer) {
       this.timer = setInterval(() => void this.tick(), this.pollMs);
@@ -333,6 +398,7 @@ class Feed {
     // Forget the cursors: the next first subscriber starts from a fresh picture.
     this.statusJson = '';
     this.deploysJson = '';
+    this.alertsJson = '';
     this.lastEventId = 0;
     this.recentEvents = [];
     this.followed.clear();
@@ -349,6 +415,7 @@ class Feed {
       await this.pollStatus();
       await this.pollDeploys();
       await this.pollEvents();
+      await this.pollAlerts();
     } catch {
       // A store hiccup (e.g. closing): the next tick tries again; clients keep their last picture.
     } finally {
@@ -400,6 +467,19 @@ class Feed {
     }
   }
 
+  private async pollAlerts(): Promise<void> {
+    if (!this.listAlerts) return;
+    const all = await this.listAlerts();
+    const active = all.filter((a) => a.state === 'pending' || a.state === 'firing');
+    const others = all.filter((a) => a.state !== 'pending' && a.state !== 'firing').slice(0, RECENT_ALERTS);
+    const alerts = [...active, ...others];
+    const json = JSON.stringify(alerts);
+    if (json === this.alertsJson) return;
+    this.alertsJson = json;
+    this.alerts = alerts;
+    this.broadcast('alerts', { alerts });
+  }
+
   private async pollEvents(): Promise<void> {
     const latest: EventRecord[] = await this.store.listEvents({ limit: RECENT_EVENTS });
     const fresh = latest.filter((e) => e.id > this.lastEventId).reverse();
@@ -407,5 +487,57 @@ class Feed {
     this.lastEventId = fresh[fresh.length - 1]!.id;
     this.recentEvents = [...this.recentEvents, ...fresh].slice(-RECENT_EVENTS);
     this.broadcast('events', { events: fresh });
+  }
+}
+
+/** A non-rolling strategy's plan in words, from the same settings and planners the engine uses. */
+async function strategyLines(
+  store: Store,
+  service: string,
+  version: string,
+  spec: ServiceSpec,
+  settings: ReturnType<typeof deploySettings>,
+  old: number,
+): Promise<string[]> {
+  const desired = spec.instances;
+  switch (settings.strategy) {
+    case 'canary':
+      return [
+        `start ${version} beside the ${old} old instance(s) at 0 % of new requests`,
+        ...planCanary(settings.canarySteps, desired, settings.analysis.window).map((a) => {
+          switch (a.kind) {
+            case 'scale':
+              return `run ${a.newInstances} new instance(s)`;
+            case 'weight':
+              return `send ${a.percent} % of new requests to ${version}`;
+            case 'pause':
+              return a.ms === null ? 'pause until promoted' : `pause ${(a.ms / 1000).toFixed(0)} s`;
+            case 'analysis':
+              return `analyse ${version}'s 5xx share and p99 over ${(a.window / 1000).toFixed(0)} s`;
+            case 'promote':
+              return `promote: every instance on ${version}, the old ones drained`;
+          }
+        }),
+      ];
+    case 'blue-green':
+      return [
+        `start ${desired} instance(s) of ${version} beside the ${old} old one(s), out of rotation` +
+          ` (preview: header X-Nines-Preview: 1${settings.previewHosts.length ? ` or ${settings.previewHosts.join(', ')}` : ''})`,
+        settings.autoPromote
+          ? 'switch every new request to them at once when all are healthy'
+          : 'switch every new request to them at once on `nines deploy promote`',
+        `keep the old group running ${(settings.scaleDownDelay / 1000).toFixed(0)} s: a rollback in that window is an instant switch back`,
+      ];
+    case 'all-at-once': {
+      const times = await measuredTimes(store, service);
+      const est = maintenanceEstimate(times.boot, times.stop, spec.healthyDeadline);
+      return [
+        `maintenance mode: users see the maintenance page for about ${(est.windowMs / 1000).toFixed(1)} s ` +
+          `(${est.measured ? 'measured' : 'no boot measured yet; healthy deadline'}: stop ${est.stopMs} ms + boot ${est.bootMs} ms)`,
+        `stop all ${old} old instance(s), start ${desired} of ${version}, then back to the previous mode`,
+      ];
+    }
+    default:
+      return [];
   }
 }

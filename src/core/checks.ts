@@ -22,6 +22,11 @@ const common = {
    * majority of the locations reporting.
    */
   quorum: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Failures in a row a location needs before it counts as failing (default 1: its last result). One
+   * blip from one location then neither degrades nor downs the check.
+   */
+  consecutiveFailures: z.number().int().min(1).max(100).optional(),
   /** A third-party dependency (shown apart on the status page, not counted in a service's uptime). */
   dependency: z.boolean().default(false),
   /** The service whose availability this check is part of (series composition in `nines availability`). */

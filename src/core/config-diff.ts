@@ -90,16 +90,30 @@ export function renderPlan(plan: ConfigPlan, opts: { removeNote?: string } = {})
       lines.push(`- service ${c.service}${opts.removeNote ? ` ${opts.removeNote}` : ''}`);
     } else {
       lines.push(`~ service ${c.service}`);
-      for (const f of c.fields) {
-        if (!('from' in f)) lines.push(`    + ${f.path}: ${show(f.to)}`);
-        else if (!('to' in f)) lines.push(`    - ${f.path}: ${show(f.from)}`);
-        else lines.push(`    ~ ${f.path}: ${show(f.from)} → ${show(f.to)}`);
-      }
+      lines.push(...renderFieldChanges(c.fields));
     }
   }
   const n = (k: ServiceChange['kind']) => plan.changes.filter((c) => c.kind === k).length;
   lines.push(`${n('add')} to add, ${n('change')} to change, ${n('remove')} to remove`);
   return lines.join('\n');
+}
+
+/** Field changes, one indented line each: `+ path: to`, `- path: from`, `~ path: from → to`. */
+export function renderFieldChanges(fields: readonly FieldChange[], indent = '    '): string[] {
+  return fields.map((f) =>
+    !('from' in f)
+      ? `${indent}+ ${f.path}: ${show(f.to)}`
+      : !('to' in f)
+        ? `${indent}- ${f.path}: ${show(f.from)}`
+        : `${indent}~ ${f.path}: ${show(f.from)} → ${show(f.to)}`,
+  );
+}
+
+/** Field by field, `from` → `to`, under `prefix` (objects recurse; arrays and scalars compare whole). */
+export function diffFields(prefix: string, from: unknown, to: unknown): FieldChange[] {
+  const out: FieldChange[] = [];
+  diffValue(prefix, from, to, out);
+  return out;
 }
 
 function show(v: unknown): string {

@@ -44,6 +44,8 @@ export const rollingSchema = z
   .strictObject({
     maxSurge: countOrPercent.default(1),
     maxUnavailable: countOrPercent.default(0),
+    /** Roll one zone at a time: every batch of a zone finishes before the next zone starts. */
+    zoneByZone: z.boolean().optional(),
   })
   .refine((r) => !(isZero(r.maxSurge) && isZero(r.maxUnavailable)), {
     message: 'maxSurge and maxUnavailable cannot both be 0: the deploy could never make progress',
@@ -61,7 +63,7 @@ export const routeSchema = z.strictObject({
 });
 
 /** How a new release replaces the old one (see docs/configuration.md, *Deploy strategies*). */
-export const STRATEGIES = ['rolling', 'blue-green', 'canary', 'all-at-once'] as const;
+export const STRATEGIES = ['rolling', 'blue-green', 'canary', 'all-at-once', 'in-place'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export const blueGreenSchema = z.strictObject({
@@ -124,6 +126,12 @@ export const serviceSchema = z.strictObject({
   source: z.string().min(1).optional(),
   /** Run with `sh -c`, in the release directory, with PORT and NINES_* set. */
   command: z.string().min(1),
+  /**
+   * `web` (default): serves HTTP on $PORT behind the proxies. `worker`: no HTTP, no route, no PORT (a
+   * queue consumer); healthy once its process stays up `health.rise` × `health.interval`; deployed
+   * new-before-old and stopped with SIGTERM, SIGKILL after `drainTimeout`.
+   */
+  kind: z.enum(['web', 'worker']).optional(),
   instances: z.number().int().min(0).max(1000).default(1),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
   health: healthCheckSchema.default(healthCheckSchema.parse({})),

@@ -72,6 +72,11 @@ export interface DesiredInstance {
   restart?: { attempts: number; intervalMs: number };
   /** Run (`sh -c`, release dir, the instance's env) before the SIGTERM of a stop; killed after timeoutMs. */
   preStop?: { command: string; timeoutMs: number };
+  /**
+   * `worker`: no HTTP (a queue consumer): no PORT in its environment, and its readiness is its process
+   * staying up for `rise` probe intervals instead of an HTTP probe.
+   */
+  kind?: 'worker';
 }
 
 export interface HostDesiredState {

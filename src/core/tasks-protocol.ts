@@ -15,7 +15,15 @@ export interface HostTask {
   /** Run with `sh -c` on the host, as the agent's user. */
   command: string;
   timeoutMs: number;
+  /**
+   * `restart-agent`: no command; the agent answers, then exits with EXIT_AGENT_RESTART for its service
+   * manager to start the (patched) new one, which adopts the running instances. Default `command`.
+   */
+  kind?: 'command' | 'restart-agent';
 }
+
+/** The agent's exit status when it exits to be restarted (EX_TEMPFAIL; systemd: `Restart=always`). */
+export const EXIT_AGENT_RESTART = 75;
 
 export interface HostTaskResult {
   /** null when killed (timeout) or it could not start. */
@@ -30,6 +38,7 @@ export const hostTaskSchema = z.object({
   id: z.string().min(1),
   command: z.string().min(1),
   timeoutMs: z.number().int().positive(),
+  kind: z.enum(['command', 'restart-agent']).optional(),
 });
 
 export const hostTasksAnswerSchema = z.object({ tasks: z.array(hostTaskSchema) });

@@ -319,6 +319,12 @@ alerting:
     const drift = await cli(dataDir, 'diff', '-f', changed);
     assert.equal(drift.code, 1);
     assert.match(drift.stdout, /^~ alerting: alerting differ/m);
+    assert.match(drift.stdout, /^ {4}~ alerting\.groupWait: 0 → 5000$/m);
+    const driftJson = await cli(dataDir, '--json', 'diff', '-f', changed);
+    assert.equal(driftJson.code, 1);
+    assert.deepEqual((JSON.parse(driftJson.stdout) as { alerting: unknown }).alerting, [
+      { path: 'alerting.groupWait', from: 0, to: 5000 },
+    ]);
 
     const ackUnknown = await cli(dataDir, 'alerts', 'ack', 'ffffffffffff');
     assert.equal(ackUnknown.code, 2);

@@ -77,14 +77,10 @@ describe('nines drill host-loss and zone-outage', () => {
     cleanup(root);
   });
 
-  // Known proxy gap, kept visible (todo: runs and reports, does not fail CI): connect failures to the
-  // dead instances are redispatched (forward.ts CONNECT_REDISPATCH), but a request reset by an instance
-  // killed with its host is retried only `retry.attempts` (1) times and can meet the host's other dead
-  // instance through a pooled connection: 1 request in ~2,000 fails with NINES_E_UPSTREAM_RESET in about
-  // one run in three. Remove `todo` once a reset of an instance found dead is redispatched.
-  test('a host lost for 20 s under load: detected, replaced on the other host, host back, 0 failed', {
-    todo: 'proxy: a reset by a dead instance is retried only retry.attempts times',
-  }, async () => {
+  // A request reset by an instance killed with its host is retried on a new connection (never a pooled
+  // one, which may lead to the host's other dead instance), so meeting a dead instance again is a
+  // connect failure, which is redispatched (forward.ts CONNECT_REDISPATCH).
+  test('a host lost for 20 s under load: detected, replaced on the other host, host back, 0 failed', async () => {
     const before = await client.get<StatusView>('/v1/status');
     const onB = before.instances.filter((i) => i.host === 'host-b').length;
     assert.ok(

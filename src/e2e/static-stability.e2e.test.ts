@@ -122,6 +122,45 @@ describe('the controller dies; the fleet does not notice', () => {
     assert.ok(afterStatus.instances.every((i) => i.restarts === 0 && i.healthy && i.route === 'ready'));
   });
 
+  test('a proxy restarted while the controller is down serves from its cached snapshot, 0 failed', async () => {
+    const startProxy = () =>
+      spawnCli([
+        '--data-dir',
+        join(root, 'proxy'),
+        'proxy',
+        '--controller',
+        `http://127.0.0.1:${port}`,
+        '--token-file',
+        join(ctlDir, 'node-token'),
+        '--port',
+        '0',
+      ]);
+    await controller?.kill9();
+    try {
+      await proxy?.stop();
+      // A fresh process, with the controller unreachable: all it has is the snapshot it cached on disk.
+      proxy = await startProxy();
+      proxyUrl = proxy.ready;
+      const { load } = await underLoad(`${proxyUrl}/`, () => sleep(3000), { tailMs: 500 });
+      assert.ok(load.sent >= 500, describeLoad(load));
+      assert.equal(load.failed, 0, describeLoad(load));
+      assert.ok(
+        readFileSync(join(root, 'proxy', 'logs', 'nines.log'), 'utf8').includes(
+          'serving the cached routing snapshot',
+        ),
+        'the proxy said it serves the cached snapshot',
+      );
+    } finally {
+      await startController();
+    }
+    // Back in touch: the controller sees the proxy again and the fleet is unchanged.
+    const s = await client.get<StatusView>('/v1/status');
+    assert.ok(
+      s.instances.every((i) => i.healthy && i.route === 'ready'),
+      JSON.stringify(s.instances),
+    );
+  });
+
   test('SIGKILL of the controller in the middle of a rolling deploy: it resumes and completes', async () => {
     const { deploy } = await client.post<{ deploy: DeployRecord }>('/v1/services/web/deploys', {
       version: 'v2',

@@ -163,17 +163,27 @@ export class UpstreamPool {
     return this.conns.size;
   }
 
-  dispatch(ex: Exchange): void {
+  /**
+   * Runs `ex` on an idle connection, or a new one. `fresh` skips the idle ones: a retry must not meet
+   * a stale keep-alive connection to a process that died with the one it failed on (a host, a zone);
+   * a new connection to a dead process fails as a connect failure, which may go elsewhere again.
+   */
+  dispatch(ex: Exchange, fresh = false): void {
     if (this.closed) {
       ex.onError(POOL_CLOSED);
       return;
     }
-    const conn = this.idle.pop();
+    const conn = fresh ? undefined : this.idle.pop();
     if (conn !== undefined) conn.run(ex);
     else {
       const c = new UpstreamConn(this, ex);
       this.conns.add(c);
     }
+  }
+
+  /** Closes the idle connections: after a reset they are suspect (the process may be gone). */
+  dropIdle(): void {
+    for (const c of this.idle.splice(0)) c.destroy();
   }
 
   /** No new requests; running ones finish, then every connection is closed. */

@@ -281,7 +281,10 @@ export class Forward implements Exchange {
     else if (!this.connected) {
       kind = FailKind.Connect;
       if (code !== ClientCode.PoolClosed) failed.connectFailed(err);
-    } else kind = FailKind.Reset;
+    } else {
+      kind = FailKind.Reset;
+      failed.pool?.dropIdle();
+    }
 
     // A connect failure sent nothing, so any body-less request may go elsewhere; a reset may have
     // reached the app, so only idempotent body-less ones do.
@@ -307,7 +310,7 @@ export class Forward implements Exchange {
         this.connected = false;
         next.inflight++;
         next.track(this);
-        next.pool!.dispatch(this);
+        next.pool!.dispatch(this, true);
         return;
       }
     }

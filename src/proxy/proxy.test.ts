@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect, Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -9,7 +10,9 @@ import { pino } from 'pino';
 import type { ProxyReport } from '../core/protocol.js';
 import { Proxy as NinesProxy } from './proxy.js';
 import {
+  type Backend,
   connectionCount,
+  echo,
   fastHealth,
   silentLogger,
   sleep,
@@ -654,4 +657,43 @@ test('an instance that goes down while requests wait on it: GETs move to another
   const p = await post;
   // The POST went to one of the two; on `dead` it waits for the headers timeout (never re-sent).
   if (p.status !== 200) assert.equal(JSON.parse(p.text).error.code, 'NINES_E_UPSTREAM_TIMEOUT');
+});
+
+test('instances lost together: a reset is retried on a new connection, so the next dead one is redispatched', async (t) => {
+  const e = env(t);
+  const dead = new Set<string>();
+  const handler = (req: IncomingMessage, res: ServerResponse, b: Backend): void => {
+    if (dead.has(b.name)) req.socket.destroy();
+    else echo(req, res, b);
+  };
+  const a = await e.backend('a', handler);
+  const b = await e.backend('b', handler);
+  const c = await e.backend('c', handler);
+  const { proxy, client } = await e.proxy();
+  proxy.applySnapshot(
+    snapshot(1, [
+      {
+        balance: 'round-robin',
+        health: { ...fastHealth, intervalMs: 60_000 },
+        instances: [
+          { id: 'a', port: a.port },
+          { id: 'b', port: b.port },
+          { id: 'c', port: c.port },
+        ],
+      },
+    ]),
+  );
+  // Every instance gets an idle keep-alive connection in the proxy's pools.
+  for (let i = 0; i < 6; i++) assert.equal((await client.req('/warm')).status, 200);
+  // a and b die together (a host): new connections are refused, and their pooled sockets reset on the
+  // next request (the race a real kill leaves: a request written before the FIN was read). net's close
+  // stops listening without closing the idle connections, as http's close (Node >= 19) would.
+  dead.add('a');
+  dead.add('b');
+  NetServer.prototype.close.call(a.server);
+  NetServer.prototype.close.call(b.server);
+  for (let i = 0; i < 12; i++) {
+    const r = await client.req('/g');
+    assert.equal(r.status, 200, r.text);
+  }
 });

@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { ApiError, call, tokenStore } from './api.js';
 import { useLive, useNow } from './live.js';
-import { parseRoute, type Route, roleLabel } from './model.js';
+import { parseRoute, type Route, roleLabel, unackedFiring } from './model.js';
+import { AlertsPage } from './pages/alerts.js';
 import { DeploysPage } from './pages/deploys.js';
 import { EventsPage } from './pages/events.js';
 import { FleetPage } from './pages/fleet.js';
@@ -100,6 +101,7 @@ const PAGES: Array<{ page: Route['page']; label: string }> = [
   { page: 'fleet', label: 'Fleet' },
   { page: 'services', label: 'Services' },
   { page: 'deploys', label: 'Deploys' },
+  { page: 'alerts', label: 'Alerts' },
   { page: 'events', label: 'Events' },
 ];
 
@@ -120,7 +122,8 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
   const { token, who, onSignOut } = props;
   const [route, navigate] = useRoute();
   const onAuthError = useCallback((e: ApiError) => onSignOut(`Signed out: ${e.message}`), [onSignOut]);
-  const { data, loadDeploy } = useLive(token, onAuthError);
+  const { data, loadDeploy, putAlert } = useLive(token, onAuthError);
+  const firing = unackedFiring(data.alerts ?? []);
   const now = useNow(1000, data.skew);
   const label = PAGES.find((p) => p.page === route.page)?.label ?? '';
 
@@ -144,6 +147,13 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
               <li key={p.page}>
                 <a href={`#/${p.page}`} aria-current={route.page === p.page ? 'page' : undefined}>
                   {p.label}
+                  {p.page === 'alerts' && firing > 0 ? (
+                    <span class="badge" id="firing-badge">
+                      {' '}
+                      {firing}
+                      <span class="sr-only"> firing, not acknowledged</span>
+                    </span>
+                  ) : null}
                 </a>
               </li>
             ))}
@@ -168,7 +178,7 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
         {!data.status ? (
           <p class="muted">Loading…</p>
         ) : route.page === 'fleet' ? (
-          <FleetPage status={data.status} now={now} />
+          <FleetPage status={data.status} now={now} token={token} />
         ) : route.page === 'services' ? (
           <ServicesPage status={data.status} now={now} token={token} role={who.role} />
         ) : route.page === 'deploys' ? (
@@ -184,6 +194,8 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
             route={route}
             navigate={navigate}
           />
+        ) : route.page === 'alerts' ? (
+          <AlertsPage token={token} role={who.role} alerts={data.alerts} now={now} putAlert={putAlert} />
         ) : (
           <EventsPage events={data.events} now={now} />
         )}

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from 'preact';
-import type { Permission } from './model.js';
+import { type Permission, sparkPath } from './model.js';
 
 export function VersionChip(props: { version: string; slot: number | undefined; suffix?: string }) {
   return (
@@ -58,4 +58,59 @@ export function ErrorNote(props: { error: string | null }) {
 
 export function Empty(props: { children: ComponentChildren }) {
   return <p class="empty">{props.children}</p>;
+}
+
+/**
+ * A small line chart of one series, hand-drawn SVG. The picture is decorative for screen readers
+ * (aria-hidden); `label` and the latest value are said in text next to it.
+ */
+export function Sparkline(props: {
+  id: string;
+  label: string;
+  points: ReadonlyArray<{ at: number; value: number | null }>;
+  format: (v: number) => string;
+  floor?: number;
+  tone?: 'info' | 'bad';
+}) {
+  const W = 160;
+  const H = 36;
+  const { d, max, last: dot, dots } = sparkPath(props.points, W, H, props.floor ?? 0);
+  const last = [...props.points].reverse().find((p) => p.value !== null)?.value ?? null;
+  return (
+    <figure class="spark" id={props.id} data-points={props.points.length}>
+      <figcaption>
+        <span class="spark-label">{props.label}</span>{' '}
+        <span class="spark-value">{last === null ? 'no data' : props.format(last)}</span>
+      </figcaption>
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        width={W}
+        height={H}
+        aria-hidden="true"
+        focusable="false"
+        preserveAspectRatio="none"
+      >
+        <line x1="0" y1={H - 0.5} x2={W} y2={H - 0.5} class="spark-axis" />
+        {d ? <path d={d} class={`spark-line spark-${props.tone ?? 'info'}`} /> : null}
+        {dots.map((p) => (
+          <circle
+            key={`${p.x}`}
+            cx={p.x}
+            cy={Math.max(p.y, 1.5)}
+            r="1.5"
+            class={`spark-dot spark-${props.tone ?? 'info'}`}
+          />
+        ))}
+        {dot ? (
+          <circle
+            cx={Math.min(dot.x, W - 2.5)}
+            cy={Math.min(Math.max(dot.y, 2.5), H - 2.5)}
+            r="2.5"
+            class={`spark-dot spark-${props.tone ?? 'info'}`}
+          />
+        ) : null}
+      </svg>
+      <span class="spark-max muted">max {props.format(max)}</span>
+    </figure>
+  );
 }

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { type ApiError, call, openStream } from './api.js';
 import { mergeBySeq, mergeEvents } from './model.js';
-import type { DeployEvent, DeployRecord, EventRecord, StatusView } from './types.js';
+import type { AlertView, DeployEvent, DeployRecord, EventRecord, StatusView } from './types.js';
 
 export type ConnState = 'connecting' | 'live' | 'down';
 
@@ -10,6 +10,8 @@ export interface LiveData {
   deploys: DeployRecord[];
   events: EventRecord[];
   deployEvents: Record<string, DeployEvent[]>;
+  /** Pending and firing alerts plus recent others (null until the first answer). */
+  alerts: AlertView[] | null;
   conn: ConnState;
   connDetail: string;
   /** server clock − browser clock, ms (from the stream's timestamps). */
@@ -21,6 +23,7 @@ const initial: LiveData = {
   deploys: [],
   events: [],
   deployEvents: {},
+  alerts: null,
   conn: 'connecting',
   connDetail: '',
   skew: 0,
@@ -48,12 +51,14 @@ export function useLive(token: string, onAuthError: (e: ApiError) => void) {
   );
 
   const refresh = useCallback(async () => {
-    const [status, deploys, events] = await Promise.all([
+    const [status, deploys, events, alerts] = await Promise.all([
       call<StatusView>(token, 'GET', '/v1/status'),
       call<{ deploys: DeployRecord[] }>(token, 'GET', '/v1/deploys'),
       call<{ events: EventRecord[] }>(token, 'GET', '/v1/events?limit=1000'),
+      call<{ alerts: AlertView[] }>(token, 'GET', '/v1/alerts?all=1'),
     ]);
     merge((d) => ({
+      alerts: d.alerts ?? alerts.alerts,
       status: d.status ?? status,
       deploys: d.deploys.length ? d.deploys : deploys.deploys,
       events: mergeEvents(d.events, events.events),
@@ -76,6 +81,8 @@ export function useLive(token: string, onAuthError: (e: ApiError) => void) {
         } else if (event === 'events') {
           const events = (payload as { events: EventRecord[] }).events;
           merge((d) => ({ events: mergeEvents(d.events, events) }));
+        } else if (event === 'alerts') {
+          merge(() => ({ alerts: (payload as { alerts: AlertView[] }).alerts }));
         } else if (event === 'deploy-events') {
           const p = payload as { deployId: string; events: DeployEvent[] };
           addDeployEvents(p.deployId, p.events);
@@ -103,7 +110,18 @@ export function useLive(token: string, onAuthError: (e: ApiError) => void) {
     [token, merge, addDeployEvents],
   );
 
-  return { data, loadDeploy };
+  /** An alert as an action answered it (the stream confirms within a poll). */
+  const putAlert = useCallback(
+    (a: AlertView) =>
+      merge((d) => ({
+        alerts: d.alerts?.some((x) => x.dedupKey === a.dedupKey)
+          ? d.alerts.map((x) => (x.dedupKey === a.dedupKey ? a : x))
+          : [a, ...(d.alerts ?? [])],
+      })),
+    [merge],
+  );
+
+  return { data, loadDeploy, putAlert };
 }
 
 /** How far a deploy record has got: a later answer never replaces a record that got further. */

@@ -1,11 +1,15 @@
 import type {
+  AlertView,
+  CheckLocation,
   DeployEvent,
   DeployRecord,
   EventRecord,
+  FieldChange,
   HostView,
   InstanceView,
   Role,
   ServiceView,
+  UptimeRow,
 } from './types.js';
 
 /**
@@ -15,7 +19,7 @@ import type {
 
 // ---- permissions -------------------------------------------------------------------------------------
 
-export type Action = 'deploy' | 'rollback' | 'mode';
+export type Action = 'deploy' | 'rollback' | 'mode' | 'ack' | 'silence';
 
 export interface Permission {
   ok: boolean;
@@ -27,6 +31,8 @@ const VERB: Record<Action, string> = {
   deploy: 'start deploys',
   rollback: 'roll back',
   mode: 'change service modes',
+  ack: 'acknowledge alerts',
+  silence: 'silence alerts',
 };
 
 /** May this role do `action`? Mirrors the server's rule (src/controller/auth.ts): only admins write. */
@@ -215,13 +221,30 @@ export function isActive(d: DeployRecord): boolean {
   return d.state === 'pending' || d.state === 'running' || d.state === 'paused';
 }
 
-export type DeployControl = 'pause' | 'resume' | 'abort';
+export type DeployControl = 'promote' | 'pause' | 'resume' | 'abort';
 
-/** Which controls a deploy in this state takes (the server refuses the others with 409). */
+/**
+ * Which controls a deploy in this state takes (the server refuses the others with 409). Promote ends a
+ * canary's pause (or a blue-green's wait before the switch) early; other strategies have nothing to promote.
+ */
 export function deployControls(d: DeployRecord): DeployControl[] {
-  if (d.state === 'running') return ['pause', 'abort'];
+  const promote: DeployControl[] = d.strategy === 'canary' || d.strategy === 'blue-green' ? ['promote'] : [];
+  if (d.state === 'running') return [...promote, 'pause', 'abort'];
   if (d.state === 'paused') return ['resume', 'abort'];
   return [];
+}
+
+/** `~ instances: 3 → 5`, `+ env.LOG_LEVEL: "debug"`, `- rolling.maxSurge: 1` — as `nines plan` prints them. */
+export function renderChanges(changes: readonly FieldChange[]): string[] {
+  const show = (v: unknown) =>
+    typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? 'undefined');
+  return changes.map((c) =>
+    !('from' in c)
+      ? `+ ${c.path}: ${show(c.to)}`
+      : !('to' in c)
+        ? `- ${c.path}: ${show(c.from)}`
+        : `~ ${c.path}: ${show(c.from)} → ${show(c.to)}`,
+  );
 }
 
 export function deployDuration(d: DeployRecord, now: number): number | null {
@@ -336,6 +359,7 @@ export type Route =
   | { page: 'fleet' }
   | { page: 'services' }
   | { page: 'deploys'; deployId?: string; service?: string; version?: string }
+  | { page: 'alerts' }
   | { page: 'events' };
 
 /** `#/deploys/d-123`, `#/deploys?service=web&version=v2`, `#/events` … (unknown → fleet). */
@@ -349,6 +373,8 @@ export function parseRoute(hash: string): Route {
       return { page: 'services' };
     case 'events':
       return { page: 'events' };
+    case 'alerts':
+      return { page: 'alerts' };
     case 'deploys': {
       const r: Route = { page: 'deploys' };
       if (parts[1]) r.deployId = parts[1];
@@ -361,4 +387,171 @@ export function parseRoute(hash: string): Route {
     default:
       return { page: 'fleet' };
   }
+}
+
+// ---- alerts, checks, uptime ---------------------------------------------------------------------------
+
+const ALERT_ORDER: Record<string, number> = { firing: 0, pending: 1, resolved: 2, inactive: 3 };
+
+/** Firing first (unacknowledged before acknowledged), then pending, then the rest; newest change first. */
+export function sortAlerts(alerts: readonly AlertView[]): AlertView[] {
+  return [...alerts].sort(
+    (a, b) =>
+      (ALERT_ORDER[a.state] ?? 9) - (ALERT_ORDER[b.state] ?? 9) ||
+      Number(a.acknowledged === true) - Number(b.acknowledged === true) ||
+      b.updatedAt - a.updatedAt,
+  );
+}
+
+/** Firing alerts nobody acknowledged yet: the number in the navigation. */
+export function unackedFiring(alerts: readonly AlertView[]): number {
+  return alerts.filter((a) => a.state === 'firing' && !a.acknowledged).length;
+}
+
+/** `name=value`, `name!=value`, `name=~re`, `name!~re`: the server's syntax (alerting/grouping.ts). */
+const MATCHER = /^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$/;
+
+/**
+ * The matchers typed into the silence form, one per line or comma-separated. Returns them trimmed, or
+ * the first line the server would refuse (so the form says which, before sending).
+ */
+export function parseMatchers(text: string): { matchers: string[]; error: string | null } {
+  const parts = text
+    .split(/[\n,]/)
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (parts.length === 0) return { matchers: [], error: 'a silence needs at least one matcher' };
+  for (const p of parts) {
+    const m = MATCHER.exec(p);
+    if (!m)
+      return { matchers: [], error: `"${p}" is not a matcher (name=value, name!=value, name=~re, name!~re)` };
+    if (m[2] === '=~' || m[2] === '!~') {
+      try {
+        new RegExp(m[3] ?? '');
+      } catch {
+        return { matchers: [], error: `"${p}": the regular expression does not compile` };
+      }
+    }
+  }
+  return { matchers: parts, error: null };
+}
+
+/** A silence that matches exactly this alert: its rule and its labels (sorted, alertname first). */
+export function matchersFor(a: Pick<AlertView, 'labels'>): string {
+  return Object.entries(a.labels)
+    .sort(([x], [y]) => (x === 'alertname' ? -1 : y === 'alertname' ? 1 : x.localeCompare(y)))
+    .map(([k, v]) => `${k}=${/^[^\s,"]*$/.test(v) ? v : JSON.stringify(v)}`)
+    .join(', ');
+}
+
+export function formatMatcher(m: { name: string; op: string; value: string }): string {
+  return `${m.name}${m.op}${m.value}`;
+}
+
+/** `<input type="datetime-local">` value for a time (local clock, minutes). */
+export function toLocalInput(at: number): string {
+  const d = new Date(at);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** The time a `datetime-local` value means on this browser's clock, or null. */
+export function fromLocalInput(value: string): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(value);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, sec] = m;
+  const at = new Date(
+    Number(y),
+    Number(mo) - 1,
+    Number(d),
+    Number(h),
+    Number(mi),
+    Number(sec ?? 0),
+  ).getTime();
+  return Number.isFinite(at) ? at : null;
+}
+
+/**
+ * Share of the error budget left: 1 − down / ((1 − objective) × measured), as the controller computes
+ * it (checks/uptime.ts); negative when overspent, null when nothing was measured.
+ */
+export function budgetLeft(
+  r: Pick<UptimeRow, 'upMs' | 'degradedMs' | 'downMs'>,
+  objective: number,
+): number | null {
+  const measured = r.upMs + r.degradedMs + r.downMs;
+  if (measured === 0 || objective >= 1) return null;
+  return 1 - r.downMs / ((1 - objective) * measured);
+}
+
+/** 0.99953 → "99.953 %"; null → "no data". */
+export function percent(ratio: number | null | undefined, digits = 3): string {
+  if (ratio === null || ratio === undefined || !Number.isFinite(ratio)) return 'no data';
+  return `${(ratio * 100).toFixed(digits).replace(/\.?0+$/, '')} %`;
+}
+
+export type LocationState = 'up' | 'down' | 'stale';
+
+/** One location's view of a check: its last result, or stale after three missed intervals. */
+export function locationState(
+  l: Pick<CheckLocation, 'ok' | 'at'>,
+  intervalMs: number,
+  now: number,
+): LocationState {
+  if (now - l.at > Math.max(3 * intervalMs, 15_000)) return 'stale';
+  return l.ok ? 'up' : 'down';
+}
+
+export interface IncidentRow {
+  subject: string;
+  kind: 'service' | 'check';
+  start: number;
+  end: number | null;
+  durationMs: number;
+  cause: string;
+}
+
+/** Every incident of the report, newest first. */
+export function incidentsOf(rows: readonly UptimeRow[]): IncidentRow[] {
+  return rows
+    .flatMap((r) => r.incidents.map((i) => ({ subject: r.name, kind: r.kind, ...i })))
+    .sort((a, b) => b.start - a.start);
+}
+
+// ---- sparklines ---------------------------------------------------------------------------------------
+
+/**
+ * An SVG path for values over time in a `width`×`height` box (y grows down). Gaps (null) break the
+ * line. The scale starts at 0 and ends at the largest value, or `floor` when all are smaller (so a
+ * flat 0.1 % 5xx share is not drawn as a full-height wall). `last` marks the newest value (a dot,
+ * so a single point shows too).
+ */
+export function sparkPath(
+  points: ReadonlyArray<{ at: number; value: number | null }>,
+  width: number,
+  height: number,
+  floor = 0,
+): { d: string; max: number; last: { x: number; y: number } | null; dots: Array<{ x: number; y: number }> } {
+  const vals = points.map((p) => p.value).filter((v): v is number => v !== null && Number.isFinite(v));
+  const max = Math.max(floor, ...vals, 0);
+  if (points.length === 0) return { d: '', max, last: null, dots: [] };
+  const t0 = points[0]?.at ?? 0;
+  const t1 = points[points.length - 1]?.at ?? t0;
+  const span = t1 - t0 || 1;
+  const r = (n: number) => Math.round(n * 10) / 10;
+  const ok = (v: number | null | undefined): v is number =>
+    v !== null && v !== undefined && Number.isFinite(v);
+  let d = '';
+  let last: { x: number; y: number } | null = null;
+  const dots: Array<{ x: number; y: number }> = [];
+  points.forEach((p, i) => {
+    if (!ok(p.value)) return;
+    const x = r(points.length === 1 ? width : ((p.at - t0) / span) * width);
+    const y = r(max > 0 ? height - (p.value / max) * height : height);
+    const joined = ok(points[i - 1]?.value);
+    d += `${joined ? 'L' : 'M'}${x},${y}`;
+    // A lone value (gaps on both sides) draws no line: it gets a dot.
+    if (!joined && !ok(points[i + 1]?.value)) dots.push({ x, y });
+    last = { x, y };
+  });
+  return { d, max, last, dots };
 }

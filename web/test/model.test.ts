@@ -1,20 +1,40 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  budgetLeft,
   deployControls,
   filterEvents,
   fleetTree,
+  fromLocalInput,
+  incidentsOf,
   isActive,
+  locationState,
+  matchersFor,
   mixedBanner,
   NO_FILTER,
+  parseMatchers,
   parseRoute,
   parseSse,
+  percent,
   permission,
+  renderChanges,
   resultLine,
   rollbackTarget,
+  sortAlerts,
+  sparkPath,
+  toLocalInput,
+  unackedFiring,
   versionSlots,
 } from '../src/model.js';
-import type { DeployRecord, EventRecord, HostView, InstanceView, ServiceView } from '../src/types.js';
+import type {
+  AlertView,
+  DeployRecord,
+  EventRecord,
+  HostView,
+  InstanceView,
+  ServiceView,
+  UptimeRow,
+} from '../src/types.js';
 
 /** The dashboard's logic without a browser (the browser flow is src/e2e/dashboard.e2e.test.ts). */
 
@@ -228,6 +248,12 @@ test('deploy controls follow the deploy state', () => {
       finishedAt: null,
     }) as DeployRecord;
   assert.deepEqual(deployControls(d('running')), ['pause', 'abort']);
+  assert.deepEqual(deployControls({ ...d('running'), strategy: 'canary' }), ['promote', 'pause', 'abort']);
+  assert.deepEqual(deployControls({ ...d('running'), strategy: 'blue-green' }), [
+    'promote',
+    'pause',
+    'abort',
+  ]);
   assert.deepEqual(deployControls(d('paused')), ['resume', 'abort']);
   assert.deepEqual(deployControls(d('succeeded')), []);
   assert.deepEqual(deployControls(d('failed')), []);
@@ -235,5 +261,130 @@ test('deploy controls follow the deploy state', () => {
   assert.match(
     resultLine({ ...d('succeeded'), finishedAt: 2000, requests: 1531, failedRequests: 0 }, 2000),
     /· 0 of 1,531 requests failed$/,
+  );
+});
+
+describe('alerts, checks and uptime', () => {
+  const alert = (key: string, state: AlertView['state'], o: Partial<AlertView> = {}): AlertView => ({
+    dedupKey: key,
+    ruleId: 'r',
+    labels: { alertname: 'r' },
+    severity: 'critical',
+    summary: key,
+    state,
+    suppressed: null,
+    updatedAt: 0,
+    ...o,
+  });
+
+  test('firing unacknowledged first, then acknowledged, pending, resolved; newest first within', () => {
+    const list = [
+      alert('res', 'resolved', { updatedAt: 9 }),
+      alert('acked', 'firing', { acknowledged: true, updatedAt: 8 }),
+      alert('pend', 'pending', { updatedAt: 7 }),
+      alert('old', 'firing', { updatedAt: 1 }),
+      alert('new', 'firing', { updatedAt: 5 }),
+    ];
+    assert.deepEqual(
+      sortAlerts(list).map((a) => a.dedupKey),
+      ['new', 'old', 'acked', 'pend', 'res'],
+    );
+    assert.equal(unackedFiring(list), 2);
+  });
+
+  test('ack and silence are admin-only, like every write', () => {
+    assert.equal(permission('admin', 'ack').ok, true);
+    assert.match(permission('read', 'ack').reason, /read-only: it cannot acknowledge alerts/);
+    assert.match(permission('read', 'silence').reason, /cannot silence alerts/);
+  });
+
+  test('silence matchers: the server syntax, one per line or comma-separated, errors name the culprit', () => {
+    assert.deepEqual(parseMatchers('alertname=down, service!=web\ncheck=~pay.*'), {
+      matchers: ['alertname=down', 'service!=web', 'check=~pay.*'],
+      error: null,
+    });
+    assert.match(parseMatchers('  ').error ?? '', /at least one matcher/);
+    assert.match(parseMatchers('service web').error ?? '', /"service web" is not a matcher/);
+    assert.match(parseMatchers('check=~(').error ?? '', /does not compile/);
+    assert.equal(
+      matchersFor({ labels: { service: 'web', alertname: 'down', check: 'a b' } }),
+      'alertname=down, check="a b", service=web',
+    );
+    assert.deepEqual(parseMatchers(matchersFor({ labels: { alertname: 'x', zone: 'z1' } })).matchers, [
+      'alertname=x',
+      'zone=z1',
+    ]);
+  });
+
+  test('datetime-local round trip on the local clock', () => {
+    const at = new Date(2026, 11, 5, 14, 30).getTime();
+    assert.equal(toLocalInput(at), '2026-12-05T14:30');
+    assert.equal(fromLocalInput('2026-12-05T14:30'), at);
+    assert.equal(fromLocalInput('tomorrow'), null);
+  });
+
+  test('error budget left as the controller computes it; percent formatting', () => {
+    // 99.9 % over 1000 s measured allows 1 s down; 0.25 s down leaves 75 %.
+    assert.ok(
+      Math.abs((budgetLeft({ upMs: 999_750, degradedMs: 0, downMs: 250 }, 0.999) ?? 0) - 0.75) < 1e-9,
+    );
+    assert.ok((budgetLeft({ upMs: 990_000, degradedMs: 0, downMs: 10_000 }, 0.999) ?? 0) < 0);
+    assert.equal(budgetLeft({ upMs: 0, degradedMs: 0, downMs: 0 }, 0.999), null);
+    assert.equal(percent(0.999), '99.9 %');
+    assert.equal(percent(0.75, 1), '75 %');
+    assert.equal(percent(null), 'no data');
+  });
+
+  test('a location is up, down, or stale after three missed intervals (at least 15 s)', () => {
+    assert.equal(locationState({ ok: true, at: 1000 }, 1000, 2000), 'up');
+    assert.equal(locationState({ ok: false, at: 1000 }, 1000, 2000), 'down');
+    assert.equal(locationState({ ok: true, at: 0 }, 1000, 15_001), 'stale');
+    assert.equal(locationState({ ok: true, at: 0 }, 30_000, 60_000), 'up');
+  });
+
+  test('incidents of every row, newest first', () => {
+    const row = (name: string, starts: number[]): UptimeRow => ({
+      kind: 'check',
+      name,
+      window: '30d',
+      upMs: 0,
+      degradedMs: 0,
+      downMs: 0,
+      unknownMs: 0,
+      maintenanceMs: 0,
+      availability: null,
+      incidents: starts.map((s) => ({ start: s, end: s + 5, durationMs: 5, cause: 'status 503' })),
+    });
+    assert.deepEqual(
+      incidentsOf([row('a', [1, 30]), row('b', [20])]).map((i) => `${i.subject}@${i.start}`),
+      ['a@30', 'b@20', 'a@1'],
+    );
+  });
+
+  test('sparkline path: scaled to the max (or the floor), gaps break the line', () => {
+    const pts = [
+      { at: 0, value: 0 },
+      { at: 50, value: 10 },
+      { at: 100, value: null },
+      { at: 150, value: 5 },
+    ];
+    const { d, max, last } = sparkPath(pts, 150, 20);
+    assert.equal(max, 10);
+    assert.equal(d, 'M0,20L50,0M150,10');
+    assert.deepEqual(last, { x: 150, y: 10 });
+    assert.deepEqual(sparkPath(pts, 150, 20).dots, [{ x: 150, y: 10 }], 'the lone value gets a dot');
+    assert.equal(sparkPath([{ at: 0, value: 0.001 }], 100, 20, 0.01).max, 0.01);
+    assert.equal(sparkPath([], 100, 20).d, '');
+  });
+});
+
+test('config changes read like nines plan', () => {
+  assert.deepEqual(
+    renderChanges([
+      { path: 'instances', from: 3, to: 5 },
+      { path: 'env.LOG_LEVEL', to: 'debug' },
+      { path: 'rolling.maxSurge', from: 1 },
+    ]),
+    ['~ instances: 3 → 5', '+ env.LOG_LEVEL: "debug"', '- rolling.maxSurge: 1'],
   );
 });

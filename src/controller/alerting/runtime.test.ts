@@ -58,7 +58,7 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     alerts = new AlertStore(store.kysely);
     clock = T0;
     signals = new TestSignals();
-    requests = new RequestSignals({ proxies: new Map() } as never);
+    requests = new RequestSignals(store);
   });
 
   async function configure(c: AlertingConfigInput) {

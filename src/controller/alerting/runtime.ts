@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type AlertingConfig, alertingConfigSchema } from '../../core/alerting-config.js';
 import { NinesError } from '../../core/errors.js';
 import type { Store } from '../store/types.js';
-import { DEFAULT_BURN_WINDOWS, evaluateBurnRates } from './burnrate.js';
+import { type Counts, DEFAULT_BURN_WINDOWS, evaluateBurnRates } from './burnrate.js';
 import { ackToken, ackUrl } from './channels/ack.js';
 import { backoffDelay, DEFAULT_RETRY, deliveryKey, type RetryDeps } from './channels/delivery.js';
 import type { DeliveryResult, Notification } from './channels/types.js';
@@ -120,12 +120,17 @@ export class AlertRuntime {
     return [...m.rules, ...slo];
   }
 
-  private sloSamples(m: AlertingModel, now: Millis): Sample[] {
+  private async sloSamples(m: AlertingModel, now: Millis): Promise<Sample[]> {
     const req = this.d.requests;
     if (req === undefined) return [];
     const out: Sample[] = [];
     for (const s of m.slos) {
-      const burns = evaluateBurnRates(s.objective, (ms) => req.countsOver(s.service, ms, now));
+      // The counts come from the store (async); the burn-rate arithmetic stays a pure function.
+      const counts = new Map<Millis, Counts>();
+      for (const w of DEFAULT_BURN_WINDOWS)
+        for (const ms of [w.longMs, w.shortMs])
+          if (!counts.has(ms)) counts.set(ms, await req.countsOver(s.service, ms, now));
+      const burns = evaluateBurnRates(s.objective, (ms) => counts.get(ms) ?? { good: 0, total: 0 });
       for (const b of burns)
         out.push({
           signal: `slo_burn:${b.window.name}`,
@@ -152,7 +157,7 @@ export class AlertRuntime {
     const rules = this.rulesOf(m);
     const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
     // Request counters are folded in every tick, so SLO windows are complete once an SLO is set.
-    this.d.requests?.sample(now);
+    await this.d.requests?.sample(now);
     // Nothing configured and nothing left to resolve: no work (and no deploy silences to write).
     if (rules.length === 0 && stored.size === 0) return;
     const samples: Sample[] = [];
@@ -163,7 +168,7 @@ export class AlertRuntime {
         this.d.logger.warn({ err, source: s.name }, 'signal source failed; its alerts keep their state');
       }
     }
-    samples.push(...this.sloSamples(m, now));
+    samples.push(...(await this.sloSamples(m, now)));
     const seen = new Set<string>();
 
     const apply = async (rule: RoutedRule, ev: Evaluation, value: number | undefined) => {

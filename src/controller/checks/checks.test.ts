@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.js';
+import { serviceSchema } from '../../core/config.js';
 import { Controller } from '../controller.js';
 import { openSqliteStore } from '../store/sqlite.js';
+import { instance, release } from '../store/store-suite.js';
 import type { Store } from '../store/types.js';
 
 /**
@@ -69,7 +71,7 @@ describe('checks on a real controller', () => {
     return { status: res.status, body, text, headers: res.headers };
   }
 
-  const results = (ok: boolean[], at = Date.now()) =>
+  const results = (ok: boolean[], at = Date.now(), check = 'payments') =>
     Promise.all(
       ok.map((o, i) =>
         call('POST', '/v1/agent/checks/results', {
@@ -78,7 +80,7 @@ describe('checks on a real controller', () => {
             hostId: hosts[i],
             results: [
               {
-                check: 'payments',
+                check,
                 at,
                 ok: o,
                 latencyMs: 12,
@@ -171,6 +173,48 @@ describe('checks on a real controller', () => {
     // Signals for the alert evaluator.
     const sig = await call('GET', '/v1/signals?signal=check_up&check=payments', { token: admin });
     assert.equal((sig.body as { samples: { value: number }[] }).samples[0]?.value, 1);
+  });
+
+  test('consecutiveFailures: a location counts as failing only after N failures in a row', async () => {
+    const put = await call('PUT', '/v1/checks/queue', {
+      token: admin,
+      json: { type: 'tcp', host: 'queue.example.test', port: 5672, consecutiveFailures: 3, interval: '10s' },
+    });
+    assert.equal(put.status, 201);
+    const bad = await call('PUT', '/v1/checks/queue', {
+      token: admin,
+      json: { type: 'tcp', host: 'queue.example.test', port: 5672, consecutiveFailures: 0 },
+    });
+    assert.equal((bad.body as { error: { code: string } }).error.code, 'NINES_E_VALIDATION');
+    let at = Date.now();
+    const send = (ok: boolean[]) => {
+      at += 1000;
+      return results(ok, at, 'queue');
+    };
+    await send([true, true, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // alpha and beta fail twice: still up (2 < 3 in a row).
+    await send([false, false, true]);
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // A pass from beta resets its streak; alpha's third failure in a row counts: degraded.
+    await send([false, true, true]);
+    const degraded = await state('queue');
+    assert.equal(degraded.state, 'degraded');
+    assert.match(degraded.message, /failing from 1 of 3 locations \(quorum 2\): alpha: /);
+    await send([false, false, true]);
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'degraded', 'beta has failed twice in a row since its pass');
+    await send([false, false, true]);
+    assert.equal((await state('queue')).state, 'down');
+    await send([true, true, true]);
+    assert.equal((await state('queue')).state, 'up');
+    // An older result arriving late does not extend a streak.
+    await send([false, true, true]);
+    await results([false, true, true], at - 5000, 'queue');
+    await send([false, true, true]);
+    assert.equal((await state('queue')).state, 'up', 'two failures in a row, not three');
+    await call('DELETE', '/v1/checks/queue', { token: admin });
   });
 
   test('a real agent probes a real server: up, then down when it fails', async () => {
@@ -287,6 +331,54 @@ describe('checks on a real controller', () => {
     // All 40 answers in (10 ms, 25 ms]: the median interpolates to the bucket's middle.
     assert.match(m.text, /^nines_service_latency_p50_seconds\{service="web"\} 0\.0175$/m);
     assert.match(m.text, /^node_load1\{host="h-[0-9a-f]+",hostname="delta"\} /m);
+    // Per release: an instance of release v1 (stored, reported by its agent) answers through the proxy.
+    await store.upsertService('web', serviceSchema.parse({ command: 'node app.js' }));
+    await store.insertRelease(release('web', 'v1'));
+    await store.insertInstance(instance('web-r1', 'web', hosts[0] ?? ''));
+    const ar = await call('POST', '/v1/agent/report', {
+      token: node,
+      json: {
+        hostId: hosts[0],
+        generation: 0,
+        instances: [{ id: 'web-r1', state: 'running', healthy: true, restarts: 0 }],
+      },
+    });
+    assert.equal(ar.status, 204);
+    for (const n of [0, 40]) {
+      const r = await call('POST', '/v1/proxy/report', {
+        token: node,
+        json: {
+          proxyId: 'px-1',
+          appliedVersion: 0,
+          instances: [
+            {
+              id: 'web-r1',
+              up: true,
+              inflight: 0,
+              drained: false,
+              requests: n,
+              failed: n / 4,
+              latency: counts(n),
+            },
+          ],
+          services: [{ name: 'web', requests: 40 + n, failed: 4 + n / 4 }],
+        },
+      });
+      assert.equal(r.status, 204);
+    }
+    const rel = await call('GET', '/v1/signals?signal=service_release_error_ratio&service=web&release=v1', {
+      token: admin,
+    });
+    assert.equal((rel.body as { samples: { value: number }[] }).samples[0]?.value, 0.25);
+    const m2 = await call('GET', '/metrics', { token: mt });
+    assert.match(m2.text, /^nines_service_release_requests_total\{service="web",release="v1"\} 40$/m);
+    assert.match(m2.text, /^nines_service_release_error_ratio\{service="web",release="v1"\} 0\.25$/m);
+    // 40 answers in (10 ms, 25 ms] → p99 = 10 + 15 × 0.99 ms.
+    assert.match(
+      m2.text,
+      /^nines_service_release_latency_p99_seconds\{service="web",release="v1"\} 0\.02485/m,
+    );
+    m.text = m2.text;
     if (spawnSync('sh', ['-c', 'command -v promtool']).status !== 0) {
       t.skip('promtool not found: apt-get install prometheus');
       return;

@@ -180,4 +180,28 @@ test('service state: healthy routed instances against the desired count', () => 
   assert.equal(serviceState(svc, [inst(true), inst(false), inst(true)]).state, 'degraded');
   assert.equal(serviceState(svc, [inst(false)]).state, 'down');
   assert.equal(serviceState({ ...svc, currentRelease: null }, []).state, 'unknown');
+  // A worker is never routed: its running, up instances are its healthy ones.
+  const worker = { ...svc, spec: serviceSchema.parse({ command: 'x', instances: 2, kind: 'worker' }) };
+  const unrouted = { ...inst(true), route: 'none' as const };
+  assert.equal(serviceState(worker, [unrouted, unrouted]).state, 'up');
+  assert.equal(serviceState(svc, [unrouted]).state, 'down');
+});
+
+test('quorum: consecutiveFailures N counts a location failing only after N failures in a row', () => {
+  const f = (location: string, failures: number): LocationResult => ({ ...r(location, false), failures });
+  const o = { now: 2000, staleAfterMs: 10_000 };
+  // Default 1: the last result decides (as before; a failed result without a streak counts as 1).
+  assert.equal(evaluateQuorum([r('a', false), r('b', false), r('c', true)], o).state, 'down');
+  assert.equal(evaluateQuorum([f('a', 1), r('b', true), r('c', true)], o).state, 'degraded');
+  const three = { ...o, consecutiveFailures: 3 };
+  const early = evaluateQuorum([f('a', 2), f('b', 2), r('c', true)], three);
+  assert.equal(early.state, 'up');
+  assert.deepEqual(
+    early.passing.map((x) => x.location),
+    ['a', 'b', 'c'],
+  );
+  assert.equal(evaluateQuorum([f('a', 3), f('b', 2), r('c', true)], three).state, 'degraded');
+  const down = evaluateQuorum([f('a', 3), f('b', 7), r('c', true)], three);
+  assert.equal(down.state, 'down');
+  assert.equal(down.message, 'failing from 2 of 3 locations (quorum 2): a: ECONNREFUSED; b: ECONNREFUSED');
 });

@@ -4,7 +4,9 @@ import type { CheckState } from '../../core/checks.js';
  * Pure: the state of a check from the latest result of each location. One location failing is that
  * location's problem (its network, its resolver) until enough agree: `down` needs `quorum` failing
  * locations, fewer make it `degraded`. Results older than `staleAfterMs` do not count (a host that
- * stopped reporting is not a vote either way); with no fresh result the state is `unknown`.
+ * stopped reporting is not a vote either way); with no fresh result the state is `unknown`. With
+ * `consecutiveFailures` N a location counts as failing only once its last N results failed; until then
+ * it counts as passing (a single timeout from one location is noise, not a vote).
  */
 
 export interface LocationResult {
@@ -15,6 +17,8 @@ export interface LocationResult {
   latencyMs: number;
   status?: number;
   certDaysLeft?: number;
+  /** Failed results in a row from this location up to this one (0 when it passed; absent: 1 if failed). */
+  failures?: number;
 }
 
 export interface QuorumVerdict {
@@ -36,16 +40,23 @@ export function quorumOf(configured: number | undefined, locations: number): num
 
 export function evaluateQuorum(
   results: readonly LocationResult[],
-  o: { now: number; staleAfterMs: number; quorum?: number | undefined },
+  o: {
+    now: number;
+    staleAfterMs: number;
+    quorum?: number | undefined;
+    consecutiveFailures?: number | undefined;
+  },
 ): QuorumVerdict {
+  const needed = o.consecutiveFailures ?? 1;
+  const fails = (r: LocationResult) => !r.ok && (r.failures ?? 1) >= needed;
   const fresh: LocationResult[] = [];
   const stale: string[] = [];
   for (const r of results) {
     if (o.now - r.at > o.staleAfterMs) stale.push(r.location);
     else fresh.push(r);
   }
-  const failing = fresh.filter((r) => !r.ok).sort((a, b) => a.location.localeCompare(b.location));
-  const passing = fresh.filter((r) => r.ok).sort((a, b) => a.location.localeCompare(b.location));
+  const failing = fresh.filter(fails).sort((a, b) => a.location.localeCompare(b.location));
+  const passing = fresh.filter((r) => !fails(r)).sort((a, b) => a.location.localeCompare(b.location));
   const quorum = quorumOf(o.quorum, fresh.length);
   const why = failing.map((r) => `${r.location}: ${r.message}`).join('; ');
   const of = `${failing.length} of ${fresh.length} location${fresh.length === 1 ? '' : 's'} (quorum ${quorum})`;

@@ -12,6 +12,7 @@ import { serviceSubject } from './service.js';
 import {
   computeUptime,
   errorBudgetLeft,
+  mergeSpans,
   REPORT_WINDOWS,
   type ReportWindow,
   type Span,
@@ -36,6 +37,50 @@ export interface UptimeRow extends UptimeReport {
   service?: string;
   /** Checks: shown on the public status page. */
   public?: boolean;
+  /** Services: the proxies' answers over the window (stored SLO counts), maintenance left out. */
+  requests?: RequestFigures;
+}
+
+/** Request-based availability: what the SLO burn rates and error budget are computed from. */
+export interface RequestFigures {
+  total: number;
+  /** 5xx answers. */
+  failed: number;
+  /** (total − failed) / total; null without traffic. */
+  availability: number | null;
+  /** 1 − failed / ((1 − objective) × total); null without traffic. */
+  errorBudgetLeft: number | null;
+}
+
+/**
+ * A service's answers in [from, to) from the stored SLO counts (alerting/slo-store.ts), less those in
+ * the maintenance spans. Buckets count when they start inside a span, so this is exact to the minute for
+ * the last 3 days and to the hour / day of the rollups beyond.
+ */
+export async function requestFigures(
+  store: Store,
+  service: string,
+  from: number,
+  to: number,
+  maintenance: readonly Span[],
+  objective: number,
+): Promise<RequestFigures> {
+  const slo = store.sloCounts();
+  const all = await slo.sum({ service, from, to });
+  let total = all.total;
+  let failed = all.bad;
+  for (const m of mergeSpans(maintenance, from, to)) {
+    const x = await slo.sum({ service, from: m.start, to: m.end });
+    total -= x.total;
+    failed -= x.bad;
+  }
+  if (total <= 0) return { total: 0, failed: 0, availability: null, errorBudgetLeft: null };
+  return {
+    total,
+    failed,
+    availability: (total - failed) / total,
+    errorBudgetLeft: objective >= 1 ? null : 1 - failed / ((1 - objective) * total),
+  };
 }
 
 export interface ReportDeps {
@@ -95,7 +140,11 @@ export async function uptimeReport(
   for (const svc of await d.store.listServices()) {
     const events = await d.store.listEvents({ kind: 'service.mode', subject: svc.name, limit: 1000 });
     const spans = modeMaintenanceSpans(events, to);
-    rows.push(await one('service', svc.name, serviceSubject(svc.name), { service: svc.name }, spans));
+    const row = await one('service', svc.name, serviceSubject(svc.name), { service: svc.name }, spans);
+    rows.push({
+      ...row,
+      requests: await requestFigures(d.store, svc.name, from, to + 1, row.maintenance, objective),
+    });
   }
   for (const c of await checks.listChecks()) {
     const labels: Record<string, string> = {
@@ -138,6 +187,8 @@ export interface AvailabilityAnswer {
   predictedNines: number | null;
   /** What the service itself measured over the window. */
   measured: number | null;
+  /** The share of the proxies' answers that were not 5xx over the window (stored SLO counts). */
+  measuredByRequests: number | null;
   meetsObjective: boolean | null;
   /** With n components in series, each needs at least this to meet the objective. */
   requiredPerComponent: number;
@@ -191,6 +242,7 @@ export function availabilityFor(
     predicted,
     predictedNines: predicted === null ? null : nines(predicted),
     measured: svcA,
+    measuredByRequests: svcRow?.requests?.availability ?? null,
     meetsObjective: predicted === null ? null : predicted >= objective,
     requiredPerComponent: requiredInSeries(objective, components.length),
     allowedDowntimeMs: allowedDowntimeMs(objective, REPORT_WINDOWS[window]),

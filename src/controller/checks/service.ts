@@ -54,9 +54,14 @@ export function serviceState(
   if (desired === 0 || svc.currentRelease === null) {
     return { state: 'unknown', message: 'not deployed', healthy: 0, desired };
   }
+  // A worker is never routed: running and up is healthy.
+  const worker = svc.spec.kind === 'worker';
   const healthy = instances.filter(
     (i) =>
-      i.desired === 'running' && i.route === 'ready' && i.observed?.state === 'running' && i.observed.healthy,
+      i.desired === 'running' &&
+      (i.route === 'ready' || worker) &&
+      i.observed?.state === 'running' &&
+      i.observed.healthy,
   ).length;
   const of = `${healthy} of ${desired} instance${desired === 1 ? '' : 's'} healthy`;
   if (healthy === 0) return { state: 'down', message: `no healthy instance (${of})`, healthy, desired };
@@ -168,6 +173,8 @@ export class CheckService {
         byLoc.set(hostId, {
           location: hostId,
           ok: r.ok,
+          // The streak the consecutive-failure threshold reads.
+          failures: r.ok ? 0 : prev && !prev.ok ? (prev.failures ?? 1) + 1 : 1,
           at: r.at,
           message: r.message,
           latencyMs: r.latencyMs,
@@ -231,6 +238,7 @@ export class CheckService {
         // Three missed intervals (plus the probe's own timeout and delivery) and a location stops counting.
         staleAfterMs: 3 * spec.interval + spec.timeout + 5_000,
         quorum: spec.quorum,
+        consecutiveFailures: spec.consecutiveFailures,
       });
       this.verdicts.set(name, verdict);
       const named = this.named(verdict.message);

@@ -1,4 +1,4 @@
-import { planCanary, type TrafficSplit } from '../../core/strategies.js';
+import { type CanaryAction, planCanary, type TrafficSplit } from '../../core/strategies.js';
 import type { InstanceRecord } from '../store/types.js';
 import { analysisStep } from './analysis.js';
 import { allOrFirstError, type DeployRun, setTraffic } from './run.js';
@@ -39,8 +39,24 @@ export async function runCanary(run: DeployRun): Promise<void> {
     await ctx.event('canary.weight', `${release.version} back to 0% of new requests`, { percent: 0 });
   });
   run.onRevert.push(() => setTraffic(run, deploy.service, null));
-  await setTraffic(run, deploy.service, await canarySplit(run, 0), ctx.signal);
-  for (const a of actions) {
+  // Resumed after a controller restart: the steps done before it are not done again, and the weight
+  // stays what the last of them set (the proxies kept routing by it meanwhile).
+  const done = resumeIndex(await run.store.listDeployEvents(deploy.id), actions);
+  if (done.index >= 0) {
+    await ctx.event(
+      'canary.resumed',
+      `resuming after step ${done.index + 1} of ${actions.length} (${describe(actions[done.index]!)}) at ${done.weight}%`,
+      { index: done.index, percent: done.weight },
+    );
+  }
+  if (done.index === actions.length - 1) {
+    // Promoted already (the old release is gone): only the split is left to clear.
+    await setTraffic(run, deploy.service, null, ctx.signal);
+    return;
+  }
+  await setTraffic(run, deploy.service, await canarySplit(run, done.weight), ctx.signal);
+  for (const [index, a] of actions.entries()) {
+    if (index <= done.index) continue;
     await run.checkpoint();
     switch (a.kind) {
       case 'scale': {
@@ -86,7 +102,32 @@ export async function runCanary(run: DeployRun): Promise<void> {
         break;
       }
     }
+    await ctx.event('canary.step', `step ${index + 1} of ${actions.length} done: ${describe(a)}`, {
+      index,
+      kind: a.kind,
+    });
   }
+}
+
+/**
+ * Where a resumed canary goes on: the last step its events say was done (-1: none), and the weight the
+ * last `weight` step up to there set (0: none).
+ */
+export function resumeIndex(
+  events: readonly { type: string; data: Record<string, unknown> | null }[],
+  actions: readonly CanaryAction[],
+): { index: number; weight: number } {
+  let index = -1;
+  for (const e of events) {
+    const i = e.data?.index;
+    if (e.type === 'canary.step' && typeof i === 'number' && i < actions.length) index = Math.max(index, i);
+  }
+  let weight = 0;
+  for (let i = 0; i <= index; i++) {
+    const a = actions[i];
+    if (a?.kind === 'weight') weight = a.percent;
+  }
+  return { index, weight };
 }
 
 function describe(a: ReturnType<typeof planCanary>[number]): string {

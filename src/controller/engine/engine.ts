@@ -12,9 +12,12 @@ import { analysisStep } from './analysis.js';
 import { runBlueGreen, StandbyGroups, switchBack } from './bluegreen.js';
 import { runCanary } from './canary.js';
 import { hookFailure, runHook } from './hooks.js';
+import { runInPlace } from './inplace.js';
 import { type InstanceOps, type OpContext, OperationFailure } from './ops.js';
 import { nextRollingStep, resolveRolling } from './plan.js';
 import { type DeployRun, sleep } from './run.js';
+import { runWorker } from './worker.js';
+import { rollZoneByZone } from './zonebyzone.js';
 
 /** A deploy in flight: how to stop it (controller going down), abort it (a person) or hold it. */
 interface Control {
@@ -95,8 +98,11 @@ export class DeployEngine {
       fromVersion: svc.currentRelease,
       toVersion: version,
       // A first deploy has no traffic to protect: it starts every instance at once (rolling from zero).
+      // A worker has no traffic at all: it always rolls, new before old (worker.ts).
       strategy:
-        svc.currentRelease === null ? 'rolling' : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
+        svc.currentRelease === null || release.spec.kind === 'worker'
+          ? 'rolling'
+          : (opts.strategy ?? release.spec.strategy ?? 'rolling'),
       kind: opts.kind ?? 'deploy',
       state: 'pending',
       reason: null,
@@ -344,6 +350,7 @@ export class DeployEngine {
       checkpoint,
       beforeRevert: [],
       onRevert: [],
+      afterBatch: (batch) => this.afterBatch(run, batch),
       hold: async (reason) => {
         if (deploy.state !== 'paused') {
           await this.store.updateDeploy(deploy.id, {
@@ -378,7 +385,7 @@ export class DeployEngine {
     };
     try {
       if (resumed) {
-        await this.settleAfterRestart(ctx, deploy, created);
+        await this.settleAfterRestart(ctx, deploy, created, release.spec.kind === 'worker');
       } else {
         await this.store.updateDeploy(deploy.id, {
           state: transition(deployLifecycle, deploy.state, 'running'),
@@ -441,6 +448,7 @@ export class DeployEngine {
     ctx: OpContext,
     deploy: DeployRecord,
     created: InstanceRecord[],
+    worker = false,
   ): Promise<void> {
     await this.event(
       deploy.id,
@@ -470,7 +478,8 @@ export class DeployEngine {
             instance: i.id,
           },
         );
-      } else if (i.deployId === deploy.id && i.route === 'none') {
+      } else if (i.deployId === deploy.id && i.route === 'none' && !worker) {
+        // Workers are never routed: theirs stay, and the worker runner keeps the ones that are up.
         await this.ops.stop(ctx, i);
       } else if (i.deployId === deploy.id) {
         created.push(i);
@@ -479,6 +488,8 @@ export class DeployEngine {
   }
 
   private async strategy(run: DeployRun, settings: DeploySettings): Promise<void> {
+    // A worker has no traffic to split or switch: every strategy is new-before-old for it.
+    if (run.release.spec.kind === 'worker') return runWorker(run);
     switch (settings.strategy) {
       case 'canary':
         return runCanary(run);
@@ -486,6 +497,8 @@ export class DeployEngine {
         return runBlueGreen(run);
       case 'all-at-once':
         return runAllAtOnce(run);
+      case 'in-place':
+        return runInPlace(run);
       default:
         return this.roll(run.ctx, run.deploy, run.release, run.created, run.checkpoint, (batch) =>
           this.afterBatch(run, batch),
@@ -560,6 +573,10 @@ export class DeployEngine {
       ...params,
       old: old.length,
     });
+    if (spec.rolling.zoneByZone && old.length > 0) {
+      const o = { store: this.store, ops: this.ops, ctx, release, params, old, fresh, created, checkpoint };
+      return rollZoneByZone({ ...o, afterBatch });
+    }
     for (;;) {
       await checkpoint();
       const step = nextRollingStep(params, { oldReady: old.length, newReady: fresh.length, newPending: 0 });
@@ -591,8 +608,9 @@ export class DeployEngine {
     if (!deploy.fromVersion) return;
     const old = await this.store.getRelease(deploy.service, deploy.fromVersion);
     if (!old) return;
+    // Workers are never routed: one that runs is one that serves.
     const serving = (await this.store.listInstances({ service: deploy.service })).filter(
-      (i) => i.desired === 'running' && i.route === 'ready',
+      (i) => i.desired === 'running' && (i.route === 'ready' || old.spec.kind === 'worker'),
     );
     for (let k = serving.length; k < old.spec.instances; k++) await this.ops.start(ctx, old);
   }

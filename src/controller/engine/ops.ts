@@ -17,6 +17,10 @@ export interface OpContext {
   event(type: string, message: string, data?: Record<string, unknown>): Promise<void>;
   /** Hosts a new instance should not go to unless nothing else can take it (where it just failed). */
   avoid?: ReadonlySet<string>;
+  /** New instances go to this zone only (zone-by-zone rolling). */
+  zone?: string;
+  /** New instances go to this host only (in-place reload). */
+  hostId?: string;
 }
 
 /**
@@ -40,9 +44,17 @@ export class InstanceOps {
   }
 
   /** Start a new instance of `release`; `created` receives it as soon as it exists (for cleanup). */
-  async start(ctx: OpContext, release: ReleaseRecord, created?: InstanceRecord[]): Promise<InstanceRecord> {
+  async start(
+    ctx: OpContext,
+    release: ReleaseRecord,
+    created?: InstanceRecord[],
+    opts: { route?: boolean } = {},
+  ): Promise<InstanceRecord> {
     const spec = release.spec;
-    const rec = await this.fleet.createInstance(release, ctx.deployId, ctx.avoid);
+    const rec = await this.fleet.createInstance(release, ctx.deployId, ctx.avoid, {
+      ...(ctx.zone !== undefined ? { zone: ctx.zone } : {}),
+      ...(ctx.hostId !== undefined ? { hostId: ctx.hostId } : {}),
+    });
     created?.push(rec);
     await ctx.event('instance.starting', `${rec.id} (${release.version}) starting on ${rec.hostId}`, {
       instance: rec.id,
@@ -79,8 +91,12 @@ export class InstanceOps {
       }
       throw err;
     }
+    if (spec.kind === 'worker') {
+      await ctx.event('instance.healthy', `${rec.id} (worker) is up`, { instance: rec.id });
+      return rec;
+    }
     await ctx.event('instance.healthy', `${rec.id} passed its health check`, { instance: rec.id });
-    await this.route(ctx, rec);
+    if (opts.route !== false) await this.route(ctx, rec);
     return rec;
   }
 
@@ -95,6 +111,25 @@ export class InstanceOps {
       ctx.signal,
     );
     await ctx.event('instance.routed', `${rec.id} is taking traffic`, { instance: rec.id });
+  }
+
+  /**
+   * The in-place switch on one host: `fresh` (healthy, not routed yet) in and `old` draining, in one
+   * routing snapshot, so every proxy flips both at once; waits until every live proxy has the new ones up.
+   */
+  async switchRoutes(ctx: OpContext, fresh: InstanceRecord[], old: InstanceRecord[]): Promise<void> {
+    const version = await this.fleet.setRoutes([
+      ...fresh.map((i) => [i, 'ready'] as const),
+      ...old.map((i) => [i, 'draining'] as const),
+    ]);
+    await this.waitProxies(
+      `proxies switch to ${fresh.map((i) => i.id).join(', ')}`,
+      version,
+      (p) => fresh.every((i) => p.instances.get(i.id)?.up === true),
+      ctx.signal,
+    );
+    for (const i of fresh)
+      await ctx.event('instance.routed', `${i.id} is taking traffic`, { instance: i.id });
   }
 
   /** The drain sequence. Safe for apps that exit at once on SIGTERM: by then nothing is in flight. */

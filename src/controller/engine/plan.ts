@@ -62,3 +62,70 @@ export function planRolling(p: RollingParams, oldCount: number): RollingStep[] {
   }
   throw new Error('rolling plan did not converge');
 }
+
+// ---- zone by zone ---------------------------------------------------------------------------------
+
+/** One zone's share of a zone-by-zone rolling deploy. */
+export interface ZonePhase {
+  zone: string;
+  /** New-release instances this zone ends with. */
+  target: number;
+}
+
+/**
+ * The zones of a zone-by-zone rolling deploy, in the order they are rolled, and how many new
+ * instances each ends with. Each zone keeps its count of the service's instances (old plus new ones
+ * already there), so capacity stays where it was; a change of `desired` is spread one instance at a
+ * time onto the zone with the fewest (growth) or taken from the one with the most (shrink), ties by
+ * name. Zones are rolled by name; a zone that already runs only the new release comes first (a
+ * resumed deploy finishes it before touching another).
+ */
+export function planZones(
+  perZone: ReadonlyMap<string, { old: number; fresh: number }>,
+  desired: number,
+): ZonePhase[] {
+  const zones = [...perZone.keys()].sort();
+  if (zones.length === 0) return [];
+  const target = new Map(zones.map((z) => [z, (perZone.get(z)?.old ?? 0) + (perZone.get(z)?.fresh ?? 0)]));
+  let total = [...target.values()].reduce((a, b) => a + b, 0);
+  const pick = (better: (a: number, b: number) => boolean) => {
+    let best = zones[0]!;
+    for (const z of zones) if (better(target.get(z)!, target.get(best)!)) best = z;
+    return best;
+  };
+  while (total < desired) {
+    const z = pick((a, b) => a < b);
+    target.set(z, target.get(z)! + 1);
+    total++;
+  }
+  while (total > desired) {
+    const z = pick((a, b) => a > b);
+    target.set(z, target.get(z)! - 1);
+    total--;
+  }
+  const started = (z: string) => (perZone.get(z)?.fresh ?? 0) > 0;
+  const order = [...zones.filter(started), ...zones.filter((z) => !started(z))];
+  return order.map((zone) => ({ zone, target: target.get(zone)! }));
+}
+
+/**
+ * The rolling limits inside one zone's phase: the zone's own target as `desired`, the service's surge
+ * and unavailability. The other zones are all-old or all-new and fully available meanwhile, so the
+ * service-wide bounds (at most desired + maxSurge exist, at least desired − maxUnavailable serve)
+ * hold whenever they hold inside the zone.
+ */
+export function zoneParams(p: RollingParams, phase: ZonePhase): RollingParams {
+  return { desired: phase.target, maxSurge: p.maxSurge, maxUnavailable: p.maxUnavailable };
+}
+
+/** The whole zone-by-zone plan (every start succeeding): per zone, its rolling steps. For display and tests. */
+export function planZoneByZone(
+  p: RollingParams,
+  oldByZone: ReadonlyMap<string, number>,
+): { zone: string; steps: RollingStep[] }[] {
+  const perZone = new Map([...oldByZone].map(([z, old]) => [z, { old, fresh: 0 }]));
+  return planZones(perZone, p.desired).map((phase) => ({
+    zone: phase.zone,
+    steps: planRolling(zoneParams(p, phase), oldByZone.get(phase.zone) ?? 0),
+  }));
+}

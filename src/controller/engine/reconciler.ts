@@ -266,7 +266,10 @@ export class Reconciler {
     instances: readonly InstanceRecord[],
     minAvailable: number,
   ): Promise<void> {
-    let serving = instances.filter((i) => i.desired === 'running' && i.route === 'ready').length;
+    // A worker is never routed: one that runs is one that serves.
+    let serving = instances.filter(
+      (i) => i.desired === 'running' && (i.route === 'ready' || release.spec.kind === 'worker'),
+    ).length;
     for (const id of ids) {
       if (this.abort.signal.aborted) return;
       const old = instances.find((i) => i.id === id);

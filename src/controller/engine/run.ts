@@ -27,6 +27,8 @@ export interface DeployRun {
   hold(reason: string): Promise<void>;
   /** Wait `ms` (null: until promoted); resolves early on `nines deploy promote`. */
   waitPromote(ms: number | null, what: string): Promise<void>;
+  /** Gates after a batch of new instances took traffic (minHealthyTime, analysis.afterEachBatch). */
+  afterBatch?: (batch: InstanceRecord[]) => Promise<void>;
   /** Run before the revert of a failed deploy stops anything (e.g. a canary's weight back to 0). */
   beforeRevert: (() => Promise<void>)[];
   /** Run after the revert of a failed deploy (e.g. put the service's mode back). */

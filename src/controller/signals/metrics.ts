@@ -22,6 +22,14 @@ const HELP: Record<string, string> = {
   service_latency_p50_seconds: 'Median answer time over the last 5 minutes, all proxies.',
   service_latency_p90_seconds: '90th percentile answer time over the last 5 minutes, all proxies.',
   service_latency_p99_seconds: '99th percentile answer time over the last 5 minutes, all proxies.',
+  service_release_requests_per_second: "Answers per second of the release's instances over the last minute.",
+  service_release_error_ratio: "Share of 5xx answers of the release's instances over the last 5 minutes.",
+  service_release_latency_p50_seconds:
+    "Median answer time of the release's instances over the last 5 minutes.",
+  service_release_latency_p90_seconds:
+    "90th percentile answer time of the release's instances over the last 5 minutes.",
+  service_release_latency_p99_seconds:
+    "99th percentile answer time of the release's instances over the last 5 minutes.",
   service_state: 'Service state: 0 up, 1 degraded, 2 down, 3 unknown.',
   check_up: '0 when the check is down (quorum of locations failing).',
   check_state: 'Check state: 0 up, 1 degraded, 2 down, 3 unknown.',
@@ -62,6 +70,22 @@ export function controllerMetricsText(
     if (!t) continue;
     out.add('nines_service_requests_total', 'counter', '', { service: name }, t.requests);
     out.add('nines_service_failed_requests_total', 'counter', '', { service: name }, t.failed);
+  }
+  out.declare(
+    'nines_service_release_requests_total',
+    'counter',
+    "Answers the release's instances gave through the proxies since this controller started.",
+  );
+  out.declare(
+    'nines_service_release_failed_requests_total',
+    'counter',
+    "5xx answers the release's instances gave through the proxies since this controller started.",
+  );
+  for (const { service, release } of signals.releaseKeys()) {
+    const t = signals.releaseTotals(service, release);
+    if (!t) continue;
+    out.add('nines_service_release_requests_total', 'counter', '', { service, release }, t.requests);
+    out.add('nines_service_release_failed_requests_total', 'counter', '', { service, release }, t.failed);
   }
   out.add(
     'nines_check_results_received_total',

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import type { HostSignals } from '../../core/signals.js';
 import { deriveHost } from './derive.js';
+import { controllerMetricsText } from './metrics.js';
 import { histogramQuantile, Signals } from './signals.js';
 
 function host(at: number, o: Partial<HostSignals> = {}): HostSignals {
@@ -215,4 +217,91 @@ test('signals: history keeps one point per step per series, the latest value las
     [0, 25_000, 50_000, 75_000, 100_000, 120_000],
   );
   assert.equal(pts[pts.length - 1]?.value, 24);
+});
+
+test('signals: request rate, 5xx share and p99 per release from the proxies per-instance counters', (t) => {
+  let now = 0;
+  const s = new Signals({ now: () => now });
+  const h = { id: 'h-1', name: 'alpha', zone: 'a' };
+  const inst = (id: string, release: string) => ({
+    id,
+    service: 'web',
+    state: 'running',
+    healthy: true,
+    restarts: 0,
+    release,
+  });
+  s.agentReport(h, [inst('w1', 'v1'), inst('w2', 'v1'), inst('w3', 'v2')]);
+  // Bucket i holds answers ≤ LATENCY_BOUNDS_MS[i] ms; 14 buckets (13 bounds + Inf).
+  const lat = (bucket: number, n: number) => Array.from({ length: 14 }, (_, i) => (i === bucket ? n : 0));
+  const rep = (proxy: string, rows: [string, number, number, number[]][]) =>
+    s.proxyReport(
+      proxy,
+      [],
+      rows.map(([id, requests, failed, latency]) => ({
+        id,
+        up: true,
+        inflight: 0,
+        drained: false,
+        requests,
+        failed,
+        latency,
+      })),
+    );
+  rep('p1', [
+    ['w1', 10, 0, lat(3, 10)],
+    ['w2', 5, 0, lat(3, 5)],
+    ['w3', 7, 7, lat(9, 7)],
+    ['unknown', 99, 99, lat(0, 99)],
+  ]);
+  rep('p2', [['w3', 50, 5, lat(9, 50)]]);
+  now = 60_000;
+  // In this minute: v1 gets 60 + 60 answers (3 of them 5xx) in (5, 10] ms; v2 gets 30 answers through
+  // p1, 10 of them 5xx, in (500, 1000] ms; p2 restarted (its counters went down): its 20 answers since,
+  // 10 of them 5xx, in (1, 2.5] s, all count.
+  rep('p1', [
+    ['w1', 70, 3, lat(3, 70)],
+    ['w2', 65, 0, lat(3, 65)],
+    ['w3', 37, 17, lat(9, 37)],
+  ]);
+  rep('p2', [['w3', 20, 10, lat(10, 20)]]);
+  const v = (signal: string, release: string) => s.query(signal, { service: 'web', release })[0]?.value;
+  // v1: 120 answers in 60 s = 2/s; 3 5xx of 120 = 2.5 %; all in (5, 10] ms → p99 = 5 + 5 × 0.99 ms.
+  assert.equal(v('service_release_requests_per_second', 'v1'), 2);
+  assert.equal(v('service_release_error_ratio', 'v1'), 0.025);
+  assert.ok(Math.abs((v('service_release_latency_p99_seconds', 'v1') ?? 0) - 0.00995) < 1e-12);
+  // v2: 30 + 20 = 50 answers = 50/60 per second; 10 + 10 5xx = 40 %. 30 in (0.5, 1] s and 20 in
+  // (1, 2.5] s: rank 49.5 of 50 is the 19.5th of 20 in the last bucket → 1 + 1.5 × 19.5/20 s.
+  assert.ok(Math.abs((v('service_release_requests_per_second', 'v2') ?? 0) - 50 / 60) < 1e-12);
+  assert.equal(v('service_release_error_ratio', 'v2'), 0.4);
+  assert.ok(
+    Math.abs((v('service_release_latency_p99_seconds', 'v2') ?? 0) - (1 + 1.5 * (19.5 / 20))) < 1e-12,
+  );
+  assert.deepEqual(
+    s.releaseKeys(),
+    [
+      { service: 'web', release: 'v1' },
+      { service: 'web', release: 'v2' },
+    ],
+    'an instance no agent reported is not counted',
+  );
+  assert.deepEqual(s.releaseCounts('web', 'v2', 60_000), { requests: 50, failed: 20, coveredMs: 60_000 });
+  // No service counters were reported: the per-release signals do not invent service-wide ones.
+  assert.equal(s.query('service_requests_per_second').length, 0);
+
+  const text = controllerMetricsText(s);
+  assert.match(text, /^nines_service_release_requests_total\{service="web",release="v1"\} 120$/m);
+  assert.match(text, /^nines_service_release_failed_requests_total\{service="web",release="v2"\} 20$/m);
+  assert.match(text, /^nines_service_release_error_ratio\{service="web",release="v2"\} 0\.4$/m);
+  assert.match(text, /^nines_service_release_latency_p99_seconds\{service="web",release="v1"\} /m);
+  // A release that served nothing for the whole history is dropped.
+  now += 7 * 3_600_000;
+  assert.equal(s.query('service_release_requests_per_second').length, 0);
+  assert.deepEqual(s.releaseKeys(), []);
+  if (spawnSync('sh', ['-c', 'command -v promtool']).status !== 0) {
+    t.skip('promtool not found: apt-get install prometheus');
+    return;
+  }
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(`${check.stdout}${check.stderr}`.trim(), '');
 });

@@ -1,4 +1,8 @@
-import type { ProxyServiceCounters } from '../../core/protocol.js';
+import {
+  LATENCY_BOUNDS_MS,
+  type ProxyInstanceStatus,
+  type ProxyServiceCounters,
+} from '../../core/protocol.js';
 import type { HostSignals } from '../../core/signals.js';
 import { type DerivedSample, deriveHost } from './derive.js';
 
@@ -36,6 +40,8 @@ export interface InstanceSignalInput {
   state: string;
   healthy: boolean;
   restarts: number;
+  /** The release the instance runs (per-release request signals). */
+  release?: string;
 }
 
 export interface SignalsOptions {
@@ -60,7 +66,7 @@ interface HostEntry {
   instances: InstanceSignalInput[];
 }
 
-interface CounterPoint {
+export interface CounterPoint {
   at: number;
   requests: number;
   failed: number;
@@ -96,8 +102,8 @@ export function histogramQuantile(
 }
 
 interface ServiceEntry {
-  /** Per proxy: the last cumulative counters it reported (to turn them into increases). */
-  perProxy: Map<string, { requests: number; failed: number }>;
+  /** Per proxy (or proxy and instance): the last cumulative counters it reported (to turn them into increases). */
+  perProxy: Map<string, { requests: number; failed: number; at: number }>;
   /** Monotonic totals over every proxy. */
   requests: number;
   failed: number;
@@ -109,6 +115,19 @@ interface ServiceEntry {
 }
 
 const SERVICE_POINT_EVERY_MS = 5_000;
+
+/** The per-instance latency buckets proxies report, in seconds. */
+const RELEASE_LE: readonly number[] = LATENCY_BOUNDS_MS.map((ms) => ms / 1000);
+
+function newEntry(now: number): ServiceEntry {
+  return {
+    perProxy: new Map(),
+    requests: 0,
+    failed: 0,
+    points: [{ at: now, requests: 0, failed: 0 }],
+    perProxyLatency: new Map(),
+  };
+}
 
 /** `a` has every label of `selector` with the same value. */
 export function labelsMatch(labels: SignalLabels, selector: SignalLabels | undefined): boolean {
@@ -132,6 +151,9 @@ export class Signals {
   readonly hostDownAfterMs: number;
   private readonly hosts = new Map<string, HostEntry>();
   private readonly services = new Map<string, ServiceEntry>();
+  /** `service\nrelease` → the release's counters, from the proxies' per-instance counters. */
+  private readonly releases = new Map<string, ServiceEntry>();
+  private owners: Map<string, { service: string; release: string }> | undefined;
   private readonly history = new Map<string, SignalSeries>();
   private readonly sources = new Map<string, SignalSource>();
 
@@ -161,6 +183,7 @@ export class Signals {
     e.zone = host.zone;
     e.lastReportAt = now;
     e.instances = instances;
+    this.owners = undefined;
     if (signals) {
       e.derived = deriveHost(signals, e.latest);
       e.latest = signals;
@@ -169,63 +192,115 @@ export class Signals {
     }
   }
 
-  /** A proxy report: cumulative counters per service since that proxy started. */
-  proxyReport(proxyId: string, services: readonly ProxyServiceCounters[]): void {
+  /**
+   * A proxy report: cumulative counters per service since that proxy started and, with `instances`,
+   * per instance while the proxy knows it; instance counters are summed per release of the instance's
+   * service (the release from the agents' reports; an instance no agent reported yet waits).
+   */
+  proxyReport(
+    proxyId: string,
+    services: readonly ProxyServiceCounters[],
+    instances: readonly ProxyInstanceStatus[] = [],
+  ): void {
     const now = this.now();
     for (const s of services) {
       let e = this.services.get(s.name);
       if (!e) {
-        e = {
-          perProxy: new Map(),
-          requests: 0,
-          failed: 0,
-          points: [{ at: now, requests: 0, failed: 0 }],
-          perProxyLatency: new Map(),
-        };
+        e = newEntry(now);
         this.services.set(s.name, e);
       }
-      const last = e.perProxy.get(proxyId);
-      // A proxy that restarted counts from 0 again: its new count is all increase.
-      const dr = last && s.requests >= last.requests ? s.requests - last.requests : last ? s.requests : 0;
-      const df = last && s.failed >= last.failed ? s.failed - last.failed : last ? s.failed : 0;
-      e.perProxy.set(proxyId, { requests: s.requests, failed: s.failed });
-      e.requests += dr;
-      e.failed += df;
-      if (s.latency && s.latency.counts.length === s.latency.le.length + 1) {
-        if (!e.le || e.le.join() !== s.latency.le.join()) {
-          // New bucket layout (a proxy upgrade): start the service's histogram over.
-          e.le = [...s.latency.le];
-          e.latency = new Array(s.latency.counts.length).fill(0);
-          e.perProxyLatency.clear();
-          for (const p of e.points) delete p.latency;
+      this.fold(e, proxyId, s.requests, s.failed, s.latency, now);
+    }
+    const owners = instances.length > 0 ? this.instanceOwners() : undefined;
+    for (const i of instances) {
+      const owner = owners?.get(i.id);
+      if (owner === undefined || i.requests === undefined) continue;
+      const key = `${owner.service}\n${owner.release}`;
+      let e = this.releases.get(key);
+      if (!e) {
+        e = newEntry(now);
+        this.releases.set(key, e);
+      }
+      const latency =
+        i.latency && i.latency.length === LATENCY_BOUNDS_MS.length + 1
+          ? { le: RELEASE_LE, counts: i.latency }
+          : undefined;
+      this.fold(e, `${proxyId}\n${i.id}`, i.requests, i.failed ?? 0, latency, now);
+    }
+  }
+
+  /** Instance → service and release, from the agents' latest reports (rebuilt after one arrived). */
+  private instanceOwners(): Map<string, { service: string; release: string }> {
+    if (this.owners === undefined) {
+      this.owners = new Map();
+      for (const h of this.hosts.values())
+        for (const i of h.instances)
+          if (i.release !== undefined) this.owners.set(i.id, { service: i.service, release: i.release });
+    }
+    return this.owners;
+  }
+
+  /** Folds one source's cumulative counters (a proxy, or a proxy's view of an instance) into `e`. */
+  private fold(
+    e: ServiceEntry,
+    source: string,
+    requests: number,
+    failed: number,
+    latency: { le: readonly number[]; counts: readonly number[] } | undefined,
+    now: number,
+  ): void {
+    const last = e.perProxy.get(source);
+    // A source that restarted counts from 0 again: its new counts are all increase (either counter
+    // going down means both started over).
+    const reset = last !== undefined && (requests < last.requests || failed < last.failed);
+    const dr = !last ? 0 : reset ? requests : requests - last.requests;
+    const df = !last ? 0 : reset ? failed : failed - last.failed;
+    e.perProxy.set(source, { requests, failed, at: now });
+    e.requests += dr;
+    e.failed += df;
+    if (latency && latency.counts.length === latency.le.length + 1) {
+      if (!e.le || e.le.join() !== latency.le.join()) {
+        // New bucket layout (a proxy upgrade): start the histogram over.
+        e.le = [...latency.le];
+        e.latency = new Array(latency.counts.length).fill(0);
+        e.perProxyLatency.clear();
+        for (const p of e.points) delete p.latency;
+      }
+      const lastLat = e.perProxyLatency.get(source);
+      const restarted = lastLat !== undefined && latency.counts.some((c, i) => c < (lastLat[i] ?? 0));
+      const total = e.latency ?? [];
+      latency.counts.forEach((c, i) => {
+        total[i] = (total[i] ?? 0) + (lastLat && !restarted ? c - (lastLat[i] ?? 0) : lastLat ? c : 0);
+      });
+      e.latency = total;
+      e.perProxyLatency.set(source, [...latency.counts]);
+    }
+    const tail = e.points[e.points.length - 1];
+    // The first point stays as it was (the zero the counts start from); the newest is updated in place
+    // until it is SERVICE_POINT_EVERY_MS past the one before it (measured from that one: the tail's own
+    // time moves with every report, so a fleet reporting every second would otherwise never start a new
+    // point and every window would reach back to the first).
+    const before = e.points[e.points.length - 2];
+    if (!tail || !before || now - before.at > SERVICE_POINT_EVERY_MS) {
+      e.points.push({
+        at: now,
+        requests: e.requests,
+        failed: e.failed,
+        ...(e.latency ? { latency: [...e.latency] } : {}),
+      });
+      const cutoff = now - this.serviceHistoryMs;
+      while (e.points.length > 2 && (e.points[0]?.at ?? now) < cutoff) e.points.shift();
+      // Sources gone quiet (an instance stopped, a proxy left) are forgotten with the history.
+      for (const [k, v] of e.perProxy)
+        if (v.at < cutoff) {
+          e.perProxy.delete(k);
+          e.perProxyLatency.delete(k);
         }
-        const lastLat = e.perProxyLatency.get(proxyId);
-        const restarted = lastLat !== undefined && s.latency.counts.some((c, i) => c < (lastLat[i] ?? 0));
-        const total = e.latency ?? [];
-        s.latency.counts.forEach((c, i) => {
-          total[i] = (total[i] ?? 0) + (lastLat && !restarted ? c - (lastLat[i] ?? 0) : lastLat ? c : 0);
-        });
-        e.latency = total;
-        e.perProxyLatency.set(proxyId, [...s.latency.counts]);
-      }
-      const tail = e.points[e.points.length - 1];
-      // The first point stays as it was (the zero the service's counts start from); later ones are
-      // updated in place for SERVICE_POINT_EVERY_MS.
-      if (!tail || e.points.length === 1 || now - tail.at >= SERVICE_POINT_EVERY_MS) {
-        e.points.push({
-          at: now,
-          requests: e.requests,
-          failed: e.failed,
-          ...(e.latency ? { latency: [...e.latency] } : {}),
-        });
-        const cutoff = now - this.serviceHistoryMs;
-        while (e.points.length > 2 && (e.points[0]?.at ?? now) < cutoff) e.points.shift();
-      } else {
-        tail.requests = e.requests;
-        tail.failed = e.failed;
-        if (e.latency) tail.latency = [...e.latency];
-        tail.at = now;
-      }
+    } else {
+      tail.requests = e.requests;
+      tail.failed = e.failed;
+      if (e.latency) tail.latency = [...e.latency];
+      tail.at = now;
     }
   }
 
@@ -281,7 +356,22 @@ export class Signals {
     service: string,
     windowMs: number,
   ): { requests: number; failed: number; coveredMs: number } | undefined {
-    const e = this.services.get(service);
+    return this.countsOf(this.services.get(service), windowMs);
+  }
+
+  /** The same for one release of a service (its instances' answers, every proxy). */
+  releaseCounts(
+    service: string,
+    release: string,
+    windowMs: number,
+  ): { requests: number; failed: number; coveredMs: number } | undefined {
+    return this.countsOf(this.releases.get(`${service}\n${release}`), windowMs);
+  }
+
+  private countsOf(
+    e: ServiceEntry | undefined,
+    windowMs: number,
+  ): { requests: number; failed: number; coveredMs: number } | undefined {
     if (!e || e.points.length === 0) return undefined;
     const now = this.now();
     const from = now - windowMs;
@@ -299,7 +389,15 @@ export class Signals {
 
   /** The q-quantile of the service's answer time over the last `windowMs`, in seconds (all proxies). */
   serviceLatencyQuantile(service: string, q: number, windowMs: number): number | undefined {
-    const e = this.services.get(service);
+    return this.quantileOf(this.services.get(service), q, windowMs);
+  }
+
+  /** The same for one release (the proxies' per-instance histograms of its instances). */
+  releaseLatencyQuantile(service: string, release: string, q: number, windowMs: number): number | undefined {
+    return this.quantileOf(this.releases.get(`${service}\n${release}`), q, windowMs);
+  }
+
+  private quantileOf(e: ServiceEntry | undefined, q: number, windowMs: number): number | undefined {
     if (!e?.le || !e.latency) return undefined;
     const from = this.now() - windowMs;
     let base: CounterPoint | undefined;
@@ -310,6 +408,29 @@ export class Signals {
     const before = base?.latency;
     const delta = e.latency.map((c, i) => c - (before?.[i] ?? 0));
     return histogramQuantile(e.le, delta, q);
+  }
+
+  /** Every (service, release) with request counters, sorted. */
+  releaseKeys(): { service: string; release: string }[] {
+    return [...this.releases.keys()].sort().map((k) => {
+      const [service = '', release = ''] = k.split('\n');
+      return { service, release };
+    });
+  }
+
+  /** Cumulative requests and 5xx answers of a release since this controller started. */
+  releaseTotals(service: string, release: string): { requests: number; failed: number } | undefined {
+    const e = this.releases.get(`${service}\n${release}`);
+    return e ? { requests: e.requests, failed: e.failed } : undefined;
+  }
+
+  /**
+   * The service's cumulative counter points (oldest first, about one per 5 s, 6 h kept) and its latency
+   * bucket bounds, for charts (`serviceRates` in ./rates.ts turns them into rates).
+   */
+  serviceHistory(service: string): { le: readonly number[] | undefined; points: readonly CounterPoint[] } {
+    const e = this.services.get(service);
+    return { le: e?.le, points: e?.points ?? [] };
   }
 
   /** The last host signals an agent sent (raw counters). */
@@ -333,6 +454,37 @@ export class Signals {
   serviceTotals(service: string): { requests: number; failed: number } | undefined {
     const e = this.services.get(service);
     return e ? { requests: e.requests, failed: e.failed } : undefined;
+  }
+
+  /** `<prefix>_requests_per_second` (1 min), `_error_ratio` (5 min), `_latency_p50/p90/p99_seconds` (5 min). */
+  private rateSamples(
+    out: SignalSample[],
+    prefix: 'service' | 'service_release',
+    l: SignalLabels,
+    e: ServiceEntry | undefined,
+    now: number,
+  ): void {
+    const m1 = this.countsOf(e, 60_000);
+    const m5 = this.countsOf(e, 300_000);
+    if (m1 && m1.coveredMs > 0) {
+      out.push({
+        signal: `${prefix}_requests_per_second`,
+        labels: l,
+        value: m1.requests / (m1.coveredMs / 1000),
+        at: now,
+      });
+    }
+    if (m5 && m5.requests > 0) {
+      out.push({ signal: `${prefix}_error_ratio`, labels: l, value: m5.failed / m5.requests, at: now });
+    }
+    for (const [q, name] of [
+      [0.5, 'latency_p50_seconds'],
+      [0.9, 'latency_p90_seconds'],
+      [0.99, 'latency_p99_seconds'],
+    ] as const) {
+      const v = this.quantileOf(e, q, 300_000);
+      if (v !== undefined) out.push({ signal: `${prefix}_${name}`, labels: l, value: v, at: now });
+    }
   }
 
   current(): SignalSample[] {
@@ -363,29 +515,17 @@ export class Signals {
         });
       }
     }
-    for (const name of this.services.keys()) {
-      const l = { service: name };
-      const m1 = this.serviceCounts(name, 60_000);
-      const m5 = this.serviceCounts(name, 300_000);
-      if (m1 && m1.coveredMs > 0) {
-        out.push({
-          signal: 'service_requests_per_second',
-          labels: l,
-          value: m1.requests / (m1.coveredMs / 1000),
-          at: now,
-        });
+    for (const name of this.services.keys())
+      this.rateSamples(out, 'service', { service: name }, this.services.get(name), now);
+    const quiet = now - this.serviceHistoryMs;
+    for (const [key, e] of this.releases) {
+      // A release nobody has served for the whole history (replaced, rolled back) is dropped.
+      if ((e.points[e.points.length - 1]?.at ?? 0) < quiet) {
+        this.releases.delete(key);
+        continue;
       }
-      if (m5 && m5.requests > 0) {
-        out.push({ signal: 'service_error_ratio', labels: l, value: m5.failed / m5.requests, at: now });
-      }
-      for (const [q, signal] of [
-        [0.5, 'service_latency_p50_seconds'],
-        [0.9, 'service_latency_p90_seconds'],
-        [0.99, 'service_latency_p99_seconds'],
-      ] as const) {
-        const v = this.serviceLatencyQuantile(name, q, 300_000);
-        if (v !== undefined) out.push({ signal, labels: l, value: v, at: now });
-      }
+      const [service = '', release = ''] = key.split('\n');
+      this.rateSamples(out, 'service_release', { service, release }, e, now);
     }
     for (const source of this.sources.values()) out.push(...source(now));
     return out;

@@ -6,10 +6,12 @@ import { NinesError } from '../../core/errors.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
+import { KyselySloCountStore, type SloCountStore } from '../alerting/slo-store.js';
 import { type CheckStore, KyselyCheckStore } from '../checks/store.js';
 import * as secretsSql from '../secrets/sql.js';
 import * as lease from './lease.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
+import { KyselyNonceStore, type NonceStore } from './nonces.js';
 import type {
   Database,
   DeploysTable,
@@ -105,6 +107,14 @@ export class KyselyStore implements Store {
 
   checks(): CheckStore {
     return new KyselyCheckStore(this.db);
+  }
+
+  sloCounts(): SloCountStore {
+    return new KyselySloCountStore(this.db);
+  }
+
+  nonces(): NonceStore {
+    return new KyselyNonceStore(this.db);
   }
 
   /** The root Kysely, for plane-specific tables kept beside the store's (alerting/store.ts). */

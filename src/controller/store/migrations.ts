@@ -1,5 +1,7 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { sloCountsMigration } from '../alerting/slo-store.js';
 import { alertsMigration } from '../alerting/store.js';
+import { noncesMigration } from './nonces.js';
 
 /**
  * Versioned schema migrations, applied in name order by Kysely's Migrator. Only Kysely's schema builder
@@ -388,6 +390,8 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0009_leader_lease': leaderLease,
   '0010_deploy_strategies': deployStrategies,
   '0011_drills': drills,
+  '0012_slo_counts': sloCountsMigration,
+  '0016_signed_nonces': noncesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -119,6 +119,42 @@ if (url !== undefined && unavailable !== undefined && process.env.CI) {
       await dropSchema(schema);
     });
 
+    it('a connection the server ends mid-transaction fails that transaction, not the process', async () => {
+      const schema = newSchema();
+      const errors: Error[] = [];
+      const app = `nines-test-${randomBytes(4).toString('hex')}`;
+      const store = await openPostgresKyselyStore({
+        connectionString: pgUrl,
+        schema,
+        applicationName: app,
+        onPoolError: (err) => errors.push(err),
+      });
+      admin ??= new pg.Pool({ connectionString: pgUrl, max: 2 });
+      try {
+        await store.upsertService('web', spec1);
+        // A transaction that waits on JavaScript while the server ends its connection (what a controller
+        // stalled past idle_in_transaction_session_timeout meets when it resumes).
+        const tx = store.transaction(async (t) => {
+          await t.upsertService('api', spec1);
+          const { rows } = await admin!.query(
+            `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+              WHERE application_name = $1 AND state = 'idle in transaction'`,
+            [app],
+          );
+          assert.equal(rows.length, 1, 'the transaction’s connection was found and ended');
+          await new Promise((r) => setTimeout(r, 300));
+          await t.upsertService('api2', spec1);
+        });
+        await assert.rejects(tx);
+        assert.ok(errors.length >= 1, 'the error reached onPoolError');
+        assert.equal(await store.getService('api'), undefined, 'nothing of the transaction was written');
+        assert.equal((await store.getService('web'))?.name, 'web', 'the store still works');
+      } finally {
+        await store.close();
+        await dropSchema(schema);
+      }
+    });
+
     it('two stores (two controllers) on one schema race without lost or duplicate writes', async () => {
       const schema = newSchema();
       // Controllers starting together on an empty schema: one migrates, the others find it done.

@@ -20,8 +20,10 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Clock for the timestamps the store sets itself; defaults to Date.now. */
   now?: () => number;
+  /** `application_name` of the connections, as `pg_stat_activity` shows it (default `nines`). */
+  applicationName?: string;
   /**
-   * Errors of idle pooled connections (server restarted, network cut). The pool drops such a connection
+   * Errors of pooled connections (server restarted, network cut). The pool drops such a connection
    * and the next query opens a new one; without a listener pg would crash the process. Default: ignored.
    */
   onPoolError?: (err: Error) => void;
@@ -80,11 +82,18 @@ export async function openPostgresKyselyStore(opts: PostgresStoreOptions): Promi
     connectionString: opts.connectionString,
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-    application_name: 'nines',
+    application_name: opts.applicationName ?? 'nines',
     idle_in_transaction_session_timeout: opts.idleInTransactionTimeoutMs ?? 10_000,
     types: typeParsers,
   });
   const onPoolError = opts.onPoolError ?? (() => {});
+  // The pool listens for errors on idle connections only. One checked out — a transaction waiting on
+  // JavaScript, e.g. a controller that was stalled (SIGSTOP) past idle_in_transaction_session_timeout —
+  // emits 'error' with no listener when the server ends it, and that crashed the controller. With a
+  // listener the transaction's next query fails instead, and the pool drops the connection on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => onPoolError(err));
+  });
   pool.on('error', (err) => onPoolError(err));
 
   const db = new Kysely<Schema>({

@@ -598,6 +598,128 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
       });
     });
 
+    describe('slo counts', () => {
+      const M = 60_000;
+      const H = 3_600_000;
+      const D = 86_400_000;
+      const day0 = Date.UTC(2026, 11, 1); // a UTC midnight
+
+      it('add sums into minute buckets (in one batch and across batches); sum counts starts in [from, to)', async () => {
+        const slo = store.sloCounts();
+        await slo.add([
+          { service: 'web', release: '', at: day0, total: 100, bad: 2 },
+          { service: 'web', release: '', at: day0, total: 50, bad: 1 },
+          { service: 'web', release: 'v1', at: day0, total: 60, bad: 0 },
+          { service: 'web', release: '', at: day0 + M, total: 10, bad: 10 },
+          { service: 'api', release: '', at: day0, total: 7, bad: 0 },
+          { service: 'web', release: '', at: day0 + 2 * M, total: 0, bad: 0 },
+        ]);
+        await slo.add([{ service: 'web', release: '', at: day0 + M, total: 5_000_000_000, bad: 3 }]);
+        assert.deepEqual(await slo.sum({ service: 'web', from: day0, to: day0 + M }), { total: 150, bad: 3 });
+        assert.deepEqual(await slo.sum({ service: 'web', from: day0, to: day0 + 2 * M }), {
+          total: 5_000_000_160,
+          bad: 16,
+        });
+        assert.deepEqual(await slo.sum({ service: 'web', release: 'v1', from: 0, to: day0 + D }), {
+          total: 60,
+          bad: 0,
+        });
+        assert.deepEqual(await slo.sum({ service: 'nope', from: 0, to: day0 + D }), { total: 0, bad: 0 });
+        assert.deepEqual(
+          (await slo.list({ service: 'web' })).map((r) => [r.release, r.at - day0, r.total, r.bad]),
+          [
+            ['', 0, 150, 3],
+            ['', M, 5_000_000_010, 13],
+            ['v1', 0, 60, 0],
+          ],
+          'a zero row is not stored',
+        );
+        assert.deepEqual(await slo.keys(day0), [
+          { service: 'api', release: '' },
+          { service: 'web', release: '' },
+          { service: 'web', release: 'v1' },
+        ]);
+        assert.deepEqual(await slo.keys(day0 + M), [{ service: 'web', release: '' }]);
+      });
+
+      it('add is one transaction: inside a rolled-back store transaction it leaves nothing', async () => {
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            await tx.sloCounts().add([{ service: 'web', release: '', at: day0, total: 1, bad: 0 }]);
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.deepEqual(await store.sloCounts().list({}), []);
+      });
+
+      it('compact rolls minutes into hours and hours into days, keeps the sums, deletes past retention', async () => {
+        const slo = store.sloCounts();
+        const rows = [];
+        // Day 0 and day 1: 1 request per minute for the first two hours, every 10th minute a 5xx.
+        for (const d of [0, 1])
+          for (let m = 0; m < 120; m++)
+            rows.push({
+              service: 'web',
+              release: '',
+              at: day0 + d * D + m * M,
+              total: 1,
+              bad: m % 10 === 0 ? 1 : 0,
+            });
+        // Day 2: the last 30 minutes stay minutes.
+        for (let m = 0; m < 30; m++)
+          rows.push({ service: 'web', release: 'v2', at: day0 + 2 * D + m * M, total: 2, bad: 0 });
+        await slo.add(rows);
+        const before = await slo.sum({ service: 'web', from: day0, to: day0 + 3 * D });
+        assert.deepEqual(before, { total: 240, bad: 24 });
+
+        // Day 0 old enough for a day row, day 1 for hour rows, day 2 still minutes.
+        const r = await slo.compact({ hoursBefore: day0 + 2 * D, daysBefore: day0 + D, deleteBefore: 0 });
+        assert.equal(r.deleted, 0);
+        assert.equal(r.merged, 119 + 118);
+        const web = await slo.list({ service: 'web', release: '' });
+        assert.deepEqual(
+          web.map((x) => [x.at - day0, x.total, x.bad]),
+          [
+            [0, 120, 12],
+            [D, 60, 6],
+            [D + H, 60, 6],
+          ],
+        );
+        assert.equal((await slo.list({ release: 'v2' })).length, 30, 'recent minutes stay minutes');
+        assert.deepEqual(await slo.sum({ service: 'web', from: day0, to: day0 + 3 * D }), before);
+        // Idempotent: nothing left to merge.
+        assert.deepEqual(
+          await slo.compact({ hoursBefore: day0 + 2 * D, daysBefore: day0 + D, deleteBefore: 0 }),
+          {
+            merged: 0,
+            deleted: 0,
+          },
+        );
+        // Later minutes of a compacted hour fold into its row.
+        await slo.add([{ service: 'web', release: '', at: day0 + D + 5 * M, total: 4, bad: 4 }]);
+        await slo.compact({ hoursBefore: day0 + 2 * D, daysBefore: day0 + D, deleteBefore: 0 });
+        assert.deepEqual(
+          (await slo.list({ service: 'web', release: '', from: day0 + D, to: day0 + D + 1 }))[0],
+          {
+            service: 'web',
+            release: '',
+            at: day0 + D,
+            total: 64,
+            bad: 10,
+          },
+        );
+        // Retention: everything starting before day 1 goes.
+        const del = await slo.compact({
+          hoursBefore: day0 + 2 * D,
+          daysBefore: day0 + D,
+          deleteBefore: day0 + D,
+        });
+        assert.equal(del.deleted, 1);
+        assert.deepEqual(await slo.sum({ service: 'web', from: 0, to: day0 + D }), { total: 0, bad: 0 });
+      });
+    });
+
     describe('counters', () => {
       it('start at 1, increment by 1, are independent, and getCounter is 0 for unknown', async () => {
         assert.equal(await store.getCounter('routing'), 0);

@@ -3,7 +3,9 @@ import type { ServiceSpec, StrategyName } from '../../core/config.js';
 import type { DeployState } from '../../core/lifecycle.js';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { TrafficSplit } from '../../core/strategies.js';
+import type { SloCountStore } from '../alerting/slo-store.js';
 import type { CheckStore } from '../checks/store.js';
+import type { NonceStore } from './nonces.js';
 
 /**
  * The controller's durable state. One interface, two implementations over the same SQL (Kysely):
@@ -200,6 +202,10 @@ export interface Store {
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
   /** Black-box checks and uptime (migration 0005_checks; src/controller/checks/store.ts). */
   checks(): CheckStore;
+  /** Per-minute request/5xx counts per service and release for SLOs (0012_slo_counts; alerting/slo-store.ts). */
+  sloCounts(): SloCountStore;
+  /** Nonces of signed requests, shared by the controllers of one database (0016_signed_nonces; store/nonces.ts). */
+  nonces(): NonceStore;
 
   upsertService(name: string, spec: ServiceSpec): Promise<ServiceRecord>;
   getService(name: string): Promise<ServiceRecord | undefined>;

@@ -11,11 +11,21 @@ import {
   formatSeconds,
   isActive,
   permission,
+  renderChanges,
   resultLine,
   rollbackTarget,
   versionSlots,
 } from '../model.js';
-import type { DeployEvent, DeployPlan, DeployRecord, Role, StatusView } from '../types.js';
+import {
+  DEPLOY_STRATEGIES,
+  type DeployEvent,
+  type DeployPlan,
+  type DeployRecord,
+  type DeployStrategy,
+  type ReleaseDiff,
+  type Role,
+  type StatusView,
+} from '../types.js';
 
 interface Props {
   token: string;
@@ -110,6 +120,8 @@ function StartDeploy(props: Props) {
   const defaultVersion = (s = svc) =>
     s?.releases.find((r) => r.version !== s.currentRelease)?.version ?? s?.releases[0]?.version ?? '';
   const [version, setVersion] = useState(props.route.version ?? defaultVersion());
+  // '' = the strategy the release's config names.
+  const [strategy, setStrategy] = useState<DeployStrategy | ''>('');
   const [plan, setPlan] = useState<DeployPlan | null>(null);
   const [planError, setPlanError] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -132,7 +144,7 @@ function StartDeploy(props: Props) {
     call<DeployPlan>(
       token,
       'GET',
-      `/v1/services/${encodeURIComponent(service)}/deploy-plan?version=${encodeURIComponent(version)}`,
+      `/v1/services/${encodeURIComponent(service)}/deploy-plan?version=${encodeURIComponent(version)}${strategy ? `&strategy=${strategy}` : ''}`,
     )
       .then((p) => !gone && setPlan(p))
       .catch((e: Error) => {
@@ -143,9 +155,9 @@ function StartDeploy(props: Props) {
     return () => {
       gone = true;
     };
-  }, [token, service, version, fleetKey]);
+  }, [token, service, version, strategy, fleetKey]);
 
-  const nothing = plan !== null && plan.service === service && plan.to === version && plan.steps.length === 0;
+  const nothing = plan !== null && plan.service === service && plan.to === version && plan.nothing;
   const rolePerm = permission(props.role, 'deploy', { lockedBy: svc?.lockedBy ?? null });
   const perm =
     rolePerm.ok && nothing
@@ -161,7 +173,7 @@ function StartDeploy(props: Props) {
         token,
         'POST',
         `/v1/services/${encodeURIComponent(service)}/deploys`,
-        { version },
+        strategy ? { version, strategy } : { version },
       );
       props.navigate(`#/deploys/${encodeURIComponent(r.deploy.id)}`);
     } catch (err) {
@@ -228,6 +240,21 @@ function StartDeploy(props: Props) {
             ))}
           </select>
         </label>
+        <label>
+          Strategy
+          <select
+            id="deploy-strategy"
+            value={strategy}
+            onChange={(e) => setStrategy(e.currentTarget.value as DeployStrategy | '')}
+          >
+            <option value="">as configured{plan && !strategy ? ` (${plan.strategy})` : ''}</option>
+            {DEPLOY_STRATEGIES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
         <div class="plan" id="deploy-plan" aria-live="polite">
           {plan ? (
             <>
@@ -237,6 +264,9 @@ function StartDeploy(props: Props) {
               <ol class="steps">
                 {plan.steps.map((s, k) => (
                   <li key={k}>{stepText(s)}</li>
+                ))}
+                {plan.lines.map((line) => (
+                  <li key={line}>{line}</li>
                 ))}
               </ol>
               {plan.warnings.map((w) => (
@@ -253,7 +283,7 @@ function StartDeploy(props: Props) {
         </div>
         <div class="buttons">
           <ActionButton id="start-deploy" type="submit" perm={perm} busy={busy}>
-            Start rolling deploy
+            Start {plan?.strategy ?? 'rolling'} deploy
           </ActionButton>
           <ActionButton id="rollback" kind="danger" perm={rbPerm} busy={busy} onClick={rollback}>
             {target ? `Roll back ${service} to ${target}` : 'Roll back'}
@@ -326,6 +356,7 @@ function DeployDetail(props: Props & { deployId: string; slots: Map<string, numb
           </li>
         ))}
       </ol>
+      <ConfigChanges token={props.token} deploy={deploy} />
       <DeployControls token={props.token} role={props.role} deploy={deploy} />
       <p class={`result state-${deploy.state}`} role="status" id="deploy-result">
         {resultLine(deploy, now)}
@@ -335,10 +366,49 @@ function DeployDetail(props: Props & { deployId: string; slots: Map<string, numb
 }
 
 const CONTROL_LABEL: Record<DeployControl, string> = {
+  promote: 'Promote',
   pause: 'Pause',
   resume: 'Resume',
   abort: 'Abort and revert',
 };
+
+/** What the deploy changes in the service's config, field by field (the controller diffs the releases). */
+function ConfigChanges(props: { token: string; deploy: DeployRecord }) {
+  const { service, fromVersion, toVersion } = props.deploy;
+  const [diff, setDiff] = useState<ReleaseDiff | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let gone = false;
+    const q = fromVersion ? `?from=${encodeURIComponent(fromVersion)}` : '';
+    call<ReleaseDiff>(
+      props.token,
+      'GET',
+      `/v1/services/${encodeURIComponent(service)}/releases/${encodeURIComponent(toVersion)}/diff${q}`,
+    )
+      .then((d) => !gone && setDiff(d))
+      .catch((e: Error) => !gone && setError(e.message));
+    return () => {
+      gone = true;
+    };
+  }, [props.token, service, fromVersion, toVersion]);
+  if (error) return <ErrorNote error={error} />;
+  if (!diff) return null;
+  return (
+    <details class="config-diff" open={diff.changes.length > 0 && diff.changes.length <= 12}>
+      <summary>
+        Config changes {diff.from ? `${diff.from} → ${diff.to}` : `of ${diff.to}`}:{' '}
+        {diff.changes.length === 0 ? 'none' : diff.changes.length}
+      </summary>
+      {diff.changes.length > 0 && (
+        <ul class="mono" aria-label="Config changes">
+          {renderChanges(diff.changes).map((line) => (
+            <li key={line}>{line}</li>
+          ))}
+        </ul>
+      )}
+    </details>
+  );
+}
 
 /** Pause (at the next step), resume, or abort (revert) the deploy in flight. */
 function DeployControls(props: { token: string; role: Role | null; deploy: DeployRecord }) {

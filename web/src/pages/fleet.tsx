@@ -1,4 +1,5 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { call } from '../api.js';
 import { Empty, VersionChip } from '../components.js';
 import {
   ago,
@@ -16,8 +17,53 @@ import {
 } from '../model.js';
 import type { InstanceView, StatusView } from '../types.js';
 
-export function FleetPage(props: { status: StatusView; now: number }) {
+interface HostLoad {
+  cpu?: number;
+  memUsed?: number;
+}
+
+/**
+ * CPU and memory use per host id, from the agents' host signals (`GET /v1/signals`), every 5 s while
+ * the page is shown. Empty when there is no token to ask with or the agents send no host signals.
+ */
+function useHostLoad(token: string | undefined): Map<string, HostLoad> {
+  const [load, setLoad] = useState<Map<string, HostLoad>>(new Map());
+  useEffect(() => {
+    if (!token) return;
+    let live = true;
+    type Samples = { samples: Array<{ labels: Record<string, string>; value: number }> };
+    const get = () =>
+      Promise.all([
+        call<Samples>(token, 'GET', '/v1/signals?signal=node_cpu_utilization'),
+        call<Samples>(token, 'GET', '/v1/signals?signal=node_memory_available_ratio'),
+      ])
+        .then(([cpu, mem]) => {
+          if (!live) return;
+          const m = new Map<string, HostLoad>();
+          for (const x of cpu.samples) if (x.labels.host) m.set(x.labels.host, { cpu: x.value });
+          for (const x of mem.samples) {
+            const h = x.labels.host;
+            if (h) m.set(h, { ...m.get(h), memUsed: 1 - x.value });
+          }
+          setLoad(m);
+        })
+        // The load line is extra: without it the fleet still shows everything else.
+        .catch(() => {});
+    void get();
+    const t = setInterval(get, 5000);
+    return () => {
+      live = false;
+      clearInterval(t);
+    };
+  }, [token]);
+  return load;
+}
+
+const pct = (v: number | undefined) => (v === undefined ? '–' : `${Math.round(v * 100)} %`);
+
+export function FleetPage(props: { status: StatusView; now: number; token?: string }) {
   const { status, now } = props;
+  const load = useHostLoad(props.token);
   const [filter, setFilter] = useState<FleetFilter>(NO_FILTER);
   const slots = versionSlots(status.services, status.instances);
   const services = uniqueSorted(status.instances.map((i) => i.service));
@@ -114,6 +160,12 @@ export function FleetPage(props: { status: StatusView; now: number }) {
                   <span class="muted">
                     {host.address ? `${host.address} · ` : ''}
                     {down ? 'not reporting, ' : ''}seen {ago(host.lastSeenAt, now)}
+                    {load.has(host.id) ? (
+                      <span class="host-load" data-host-load={host.id}>
+                        {' '}
+                        · CPU {pct(load.get(host.id)?.cpu)} · memory {pct(load.get(host.id)?.memUsed)} used
+                      </span>
+                    ) : null}
                   </span>
                 </h3>
                 {instances.length === 0 ? (

@@ -1,8 +1,80 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { ApiError, call } from '../api.js';
-import { ActionButton, Empty, ErrorNote, VersionChip } from '../components.js';
+import { ActionButton, Empty, ErrorNote, Sparkline, VersionChip } from '../components.js';
 import { ago, formatBytes, permission, readyCount, rollbackTarget, versionSlots } from '../model.js';
-import type { Role, ServiceMode, ServiceView, StatusView } from '../types.js';
+import type { RatePoint, Role, ServiceCharts, ServiceMode, ServiceView, StatusView } from '../types.js';
+
+const CHART_MINUTES = 15;
+const CHART_EVERY_MS = 5000;
+
+/** The last CHART_MINUTES of every service's rates, refreshed every CHART_EVERY_MS while shown. */
+function useServiceCharts(token: string): { charts: ServiceCharts | null; error: string | null } {
+  const [charts, setCharts] = useState<ServiceCharts | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    const load = () =>
+      call<ServiceCharts>(token, 'GET', `/v1/signals/services?minutes=${CHART_MINUTES}&stepSeconds=10`)
+        .then((c) => {
+          if (live) {
+            setCharts(c);
+            setError(null);
+          }
+        })
+        .catch((e) => {
+          if (live) setError(e instanceof ApiError ? `charts: ${e.message} (${e.code})` : String(e));
+        });
+    void load();
+    const t = setInterval(load, CHART_EVERY_MS);
+    return () => {
+      live = false;
+      clearInterval(t);
+    };
+  }, [token]);
+  return { charts, error };
+}
+
+const fmtRate = (v: number) => `${v < 10 ? v.toFixed(1) : Math.round(v)} req/s`;
+const fmtShare = (v: number) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)} %`;
+const fmtMs = (v: number) => `${v * 1000 < 10 ? (v * 1000).toFixed(1) : Math.round(v * 1000)} ms`;
+
+function Charts(props: { service: string; points: RatePoint[] | undefined; minutes: number }) {
+  const pts = props.points ?? [];
+  const id = `charts-${props.service}`;
+  return (
+    <section class="charts" aria-labelledby={`${id}-h`} id={id}>
+      <h3 id={`${id}-h`}>Last {props.minutes} minutes</h3>
+      {pts.length === 0 ? (
+        <p class="muted">No traffic seen by the proxies yet.</p>
+      ) : (
+        <div class="spark-row">
+          <Sparkline
+            id={`${id}-rate`}
+            label="Requests"
+            points={pts.map((p) => ({ at: p.at, value: p.requestsPerSecond }))}
+            format={fmtRate}
+            floor={1}
+          />
+          <Sparkline
+            id={`${id}-5xx`}
+            label="5xx share"
+            points={pts.map((p) => ({ at: p.at, value: p.errorRatio }))}
+            format={fmtShare}
+            floor={0.01}
+            tone="bad"
+          />
+          <Sparkline
+            id={`${id}-p99`}
+            label="p99"
+            points={pts.map((p) => ({ at: p.at, value: p.p99Seconds }))}
+            format={fmtMs}
+            floor={0.01}
+          />
+        </div>
+      )}
+    </section>
+  );
+}
 
 const MODES: Array<{ mode: ServiceMode; label: string }> = [
   { mode: 'live', label: 'live' },
@@ -79,9 +151,11 @@ function ModeSwitch(props: { service: ServiceView; token: string; role: Role | n
 export function ServicesPage(props: { status: StatusView; now: number; token: string; role: Role | null }) {
   const { status, now } = props;
   const slots = versionSlots(status.services, status.instances);
+  const { charts, error } = useServiceCharts(props.token);
   return (
     <>
       <h1>Services</h1>
+      <ErrorNote error={error} />
       {status.services.length === 0 ? <Empty>No services yet: declare them in nines.yaml.</Empty> : null}
       {status.services.map((s) => {
         const ready = readyCount(s.name, status.instances);
@@ -122,6 +196,11 @@ export function ServicesPage(props: { status: StatusView; now: number; token: st
               <dt>Rollback target</dt>
               <dd>{target ?? 'none (no other stable release)'}</dd>
             </dl>
+            <Charts
+              service={s.name}
+              points={charts?.services.find((c) => c.service === s.name)?.points}
+              minutes={charts?.minutes ?? CHART_MINUTES}
+            />
             <ModeSwitch service={s} token={props.token} role={props.role} />
             <div class="scroll">
               <table>

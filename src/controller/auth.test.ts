@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { isNinesError } from '../core/errors.js';
+import { sha256Hex, signRequest } from '../core/signing.js';
+import { Authenticator } from './auth.js';
+import { openPostgresStore } from './store/postgres.js';
+import { openSqliteStore } from './store/sqlite.js';
+import type { Store } from './store/types.js';
+
+const PG = process.env.NINES_TEST_PG_URL;
+
+/**
+ * Signed requests across controllers: each Authenticator stands for one controller (its own in-memory
+ * nonce cache); with shared nonces, a request one of them accepted is a replay for every other one.
+ */
+function suite(name: string, open: () => Promise<{ store: Store; close(): Promise<void> }>, skip?: string) {
+  describe(`shared nonces on ${name}`, { skip }, () => {
+    let opened: { store: Store; close(): Promise<void> } | undefined;
+    after(async () => opened?.close());
+
+    it('a request accepted by one controller is refused as a replay by another; unshared, it is not', async () => {
+      opened = await open();
+      const { store } = opened;
+      const key = randomBytes(32).toString('hex');
+      const now = Date.now();
+      await store.upsertHost({
+        id: 'h-1',
+        name: 'host-1',
+        zone: 'a',
+        labels: {},
+        address: '127.0.0.1',
+        registeredAt: now,
+        lastSeenAt: now,
+        key,
+        revokedAt: null,
+      });
+      const body = JSON.stringify({ hostId: 'h-1', generation: 0, instances: [] });
+      const headers = signRequest('h-1', key, 'POST', '/v1/agent/report', body);
+      const verifyOn = async (auth: Authenticator) => {
+        const { pending } = await auth.authenticate(headers.authorization);
+        assert.ok(pending);
+        await auth.verifySigned(pending, 'POST', '/v1/agent/report', sha256Hex(body));
+      };
+      const leader = new Authenticator(store, { sharedNonces: store.nonces() });
+      const next = new Authenticator(store, { sharedNonces: store.nonces() });
+      await verifyOn(leader);
+      await assert.rejects(verifyOn(next), (err) => isNinesError(err) && err.code === 'NINES_E_REPLAY');
+      await assert.rejects(verifyOn(leader), (err) => isNinesError(err) && err.code === 'NINES_E_REPLAY');
+      // Without the shared store each controller only knows its own (one controller: all it needs).
+      await verifyOn(new Authenticator(store));
+      // Expired nonces are forgotten; live ones are kept.
+      assert.equal(await store.nonces().prune(now - 1000), 0);
+      assert.equal(await store.nonces().prune(now + 301_000 + 60_000), 1);
+    });
+  });
+}
+
+suite('SQLite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nines-auth-'));
+  const store = await openSqliteStore({ file: join(dir, 'nines.db') });
+  return {
+    store,
+    close: async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+suite(
+  'PostgreSQL',
+  async () => {
+    const schema = `nines_auth_${randomBytes(4).toString('hex')}`;
+    const store = await openPostgresStore({ connectionString: PG as string, schema });
+    return {
+      store,
+      close: async () => {
+        await store.close();
+        const admin = new pg.Client({ connectionString: PG });
+        await admin.connect();
+        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await admin.end();
+      },
+    };
+  },
+  PG ? undefined : 'PostgreSQL not available: set NINES_TEST_PG_URL (scripts/ci-postgres.sh starts one)',
+);
