@@ -514,7 +514,7 @@ async function strategyLines(
               return a.ms === null ? 'pause until promoted' : `pause ${(a.ms / 1000).toFixed(0)} s`;
             case 'analysis':
               return `analyse ${version}'s 5xx share and p99 over ${(a.window / 1000).toFixed(0)} s`;
-            case 'promote':
+            default:
               return `promote: every instance on ${version}, the old ones drained`;
           }
         }),
@@ -537,6 +537,11 @@ async function strategyLines(
         `stop all ${old} old instance(s), start ${desired} of ${version}, then back to the previous mode`,
       ];
     }
+    case 'in-place':
+      return [
+        `host by host: start ${version} beside the old process(es) on the same host (new ports)`,
+        'one routing update per host sends new requests to them; the old ones drain and stop',
+      ];
     default:
       return [];
   }

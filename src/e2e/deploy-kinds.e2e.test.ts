@@ -503,8 +503,8 @@ describe('in-place reload on two hosts', () => {
         .map((e) => [String(e.data?.instance), hostName.get(String(e.data?.host))]),
     );
     const switchedHosts = switched.map((e) => {
-      const started = (e.data?.started as string[]).map((id) => startedOn.get(id));
-      const draining = (e.data?.draining as string[]).map((id) => hostOfOld.get(id));
+      const started = ((e.data?.started ?? []) as string[]).map((id) => startedOn.get(id));
+      const draining = ((e.data?.draining ?? []) as string[]).map((id) => hostOfOld.get(id));
       assert.equal(started.length, 2, e.message);
       assert.equal(draining.length, 2, e.message);
       assert.equal(new Set([...started, ...draining]).size, 1, `${e.message}: ${started} / ${draining}`);

@@ -128,12 +128,13 @@ export interface DeployPlan {
   warnings: string[];
 }
 
-export type DeployStrategy = 'rolling' | 'canary' | 'blue-green' | 'all-at-once';
+export type DeployStrategy = 'rolling' | 'canary' | 'blue-green' | 'all-at-once' | 'in-place';
 export const DEPLOY_STRATEGIES: readonly DeployStrategy[] = [
   'rolling',
   'canary',
   'blue-green',
   'all-at-once',
+  'in-place',
 ];
 
 // ---- alerts, checks, uptime (src/controller/alerting/store.ts, checks/service.ts, checks/reports.ts) ----
