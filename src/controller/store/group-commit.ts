@@ -40,6 +40,11 @@ export class GroupCommit {
     this.flushing = true;
     try {
       while (this.queue.length > 0) {
+        // Let timers and I/O run between transactions: on SQLite every statement completes at once, so
+        // back-to-back batches fed by their own callers' next writes were one endless chain of
+        // microtasks, and the leader's lease renewal starved (bench/fleet lost the lease at 1,000
+        // hosts). Waiting a turn also lets more writes join the batch.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const batch = this.queue.splice(0, this.maxBatch);
         if (batch.length === 1) {
           const [one] = batch;
