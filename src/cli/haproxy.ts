@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { NinesError } from '../core/errors.js';
 import { EXIT, type Out } from './output.js';
-import { fileLogger, runHaproxyAdapter } from './planes.js';
+import type { runHaproxyAdapter } from './planes.js';
 
 /** The helpers of main.ts a command registered from another file needs. */
 export interface CliKit {
@@ -92,6 +92,7 @@ export function registerHaproxyCommand(program: Command, kit: CliKit): void {
             throw new NinesError('NINES_E_VALIDATION', '--prefix may hold only letters, digits and _ . : -');
           }
           const dataDir = resolve(o.dataDir ?? '.nines');
+          const { fileLogger, runHaproxyAdapter } = await import('./planes.js');
           const { logger } = await fileLogger(dataDir, opts.logLevel);
           const proxyId = opts.id ?? `${hostname()}-haproxy`;
           let running: Awaited<ReturnType<typeof runHaproxyAdapter>>;

@@ -164,6 +164,78 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     assert.equal((await alerts.listAttempts(ds[0]?.key ?? '')).length, 1);
   });
 
+  it('the group wait runs during `for`: a lone alert pages on the tick it fires; a burst that went pending together goes out together', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        instance_down: { signal: 'instance_healthy', condition: '< 1', for: '10s', severity: 'critical' },
+        host_down: { signal: 'host_up', condition: '== 0' },
+      },
+      alerting: { notify: ['hook'] }, // the defaults: group wait 5 s, group interval 5 min
+    });
+    const rt = runtime();
+    const told = () =>
+      bodies('/hook')
+        .map((b) => {
+          const l = b.labels as Record<string, string>;
+          return `${b.transition}:${l.instance ?? l.host}`;
+        })
+        .sort();
+    const inst = (service: string, instance: string) => ({ service, instance, host: 'h1' });
+    signals.set('instance_healthy', inst('web', 'web-1'), 0);
+    await tick(rt);
+    await tick(rt, 9 * SECOND);
+    assert.deepEqual(told(), []);
+    await tick(rt, SECOND);
+    assert.deepEqual(told(), ['firing:web-1'], 'pages when it fires, not 5 s later');
+
+    // api-1 and api-2 go pending 2 s apart: api-1 fires first and waits (at most the group wait) for
+    // api-2, which went pending within the group wait of api-1; both go out on the tick api-2 fires.
+    signals.set('instance_healthy', inst('api', 'api-1'), 0);
+    await tick(rt, SECOND);
+    signals.set('instance_healthy', inst('api', 'api-2'), 0);
+    await tick(rt, 2 * SECOND);
+    await tick(rt, 8 * SECOND);
+    assert.equal((await alerts.listAlerts()).filter((a) => a.state === 'firing').length, 2);
+    assert.deepEqual(told(), ['firing:web-1'], 'api-1 fired; api-2 is about to');
+    await tick(rt, 2 * SECOND);
+    assert.deepEqual(told(), ['firing:api-1', 'firing:api-2', 'firing:web-1']);
+
+    // A rule without `for` still collects its burst for the whole group wait.
+    signals.set('host_up', { host: 'vm9' }, 0);
+    await tick(rt, SECOND);
+    await tick(rt, 4 * SECOND);
+    assert.equal(told().length, 3);
+    await tick(rt, SECOND);
+    assert.deepEqual(told(), ['firing:api-1', 'firing:api-2', 'firing:vm9', 'firing:web-1']);
+  });
+
+  it('a page does not wait behind a lower-severity notification of the same group', async () => {
+    await configure({
+      ...base(),
+      alerts: {
+        errors_ticket: { signal: 'error_ratio', condition: '> 0.001', severity: 'warning' },
+        errors_page: { signal: 'error_ratio', condition: '> 0.0144', severity: 'critical' },
+      },
+      // One group per service; the group interval at its default (5 min).
+      alerting: { notify: ['hook'], groupWait: 0, groupBy: ['service'] },
+    });
+    const rt = runtime();
+    signals.set('error_ratio', { service: 'web' }, 0.005);
+    await tick(rt);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.rule),
+      ['errors_ticket'],
+    );
+    signals.set('error_ratio', { service: 'web' }, 0.03);
+    await tick(rt, SECOND);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.rule),
+      ['errors_ticket', 'errors_page'],
+      'the page goes out at once',
+    );
+  });
+
   it('two controllers evaluating the same alert send each notification once', async () => {
     await configure({ ...base(), alerts: { host_down: { signal: 'host_up', condition: '== 0' } } });
     // Their clocks differ by 150 ms, so each would see the alert fire at a different time: only the

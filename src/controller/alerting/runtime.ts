@@ -408,10 +408,27 @@ export class AlertRuntime {
         ok = sent;
       }
       if (!ok) continue;
-      const route = [...channels].sort().join(',');
+      // Severity is part of the route: a page never waits behind a lower-severity notification of the
+      // same group (an SLO's ticket burn fires before its page burns; the page must not wait for the
+      // group interval).
+      const route = `${a.severity}|${[...channels].sort().join(',')}`;
       const r = byRoute.get(route) ?? { channels, alerts: [] };
       r.alerts.push(a);
       byRoute.set(route, r);
+    }
+    // The group wait runs during `for` (issue 6: alert within `for` + 5 s): a group's first
+    // notification is due `groupWait` after its first alert went *pending*, so a rule whose `for` is at
+    // least the group wait pages on the tick it fires. The burst is still collected: alerts of the same
+    // group that went pending within the group wait of the first are waited for (at most `groupWait`
+    // after the first fired, as before) and go out together.
+    const wait = m.grouping.groupWaitMs;
+    const pendingSince = new Map<string, Millis[]>();
+    for (const a of all) {
+      if (a.state !== 'pending' || a.activeSince === undefined) continue;
+      const channels = this.ruleFor(rules, a)?.channels ?? [];
+      if (channels.length === 0) continue;
+      const key = `${groupKey(a.labels, m.grouping.groupBy)}:${a.severity}|${[...channels].sort().join(',')}`;
+      pendingSince.set(key, [...(pendingSince.get(key) ?? []), a.activeSince]);
     }
     const states = await this.d.alerts.getGroups();
     const live = new Set<string>();
@@ -428,13 +445,20 @@ export class AlertRuntime {
       for (const g of groups) {
         const key = `${groupKey(g.labels, m.grouping.groupBy)}:${route}`;
         live.add(key);
+        const members = g.alerts.flatMap((ga) => index.get(ga.dedupKey) ?? []);
         let st = states.get(key);
         if (st === undefined) {
-          st = { firstSeenAt: now };
+          const since = Math.min(now, ...members.map((a) => a.activeSince ?? a.firedAt ?? now));
+          st = { firstSeenAt: since };
           await this.d.alerts.putGroup(key, st);
         }
         const due = groupDue(g, st, now, m.grouping);
         if (!due.notify) continue;
+        if (st.lastNotifiedAt === undefined) {
+          const firstFired = Math.min(now, ...members.map((a) => a.firedAt ?? now));
+          const joining = (pendingSince.get(key) ?? []).some((t) => t <= st.firstSeenAt + wait);
+          if (joining && now < firstFired + wait) continue;
+        }
         for (const ga of g.alerts) {
           const a = index.get(ga.dedupKey);
           if (a === undefined) continue;
