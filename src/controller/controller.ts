@@ -49,6 +49,8 @@ export interface ControllerOptions {
   port: number;
   /** Alert evaluation period (default 1 s). */
   alertIntervalMs?: number;
+  /** How often the autoscaler decides (default 15 s; tests shorten it). */
+  autoscaleIntervalMs?: number;
   /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
   hostDownAfterMs?: number;
   /** The environment whose secrets and variables this controller's instances get (default production). */
@@ -246,6 +248,7 @@ export class Controller {
       store: this.store,
       hub: this.hub,
       logger: opts.logger.child({ part: 'autoscaler' }),
+      ...(opts.autoscaleIntervalMs !== undefined ? { intervalMs: opts.autoscaleIntervalMs } : {}),
     });
     this.backups = opts.backups
       ? new BackupScheduler({
@@ -323,6 +326,8 @@ export class Controller {
   async close(): Promise<void> {
     this.hostOps.close();
     await this.artifactSync.stop();
+    // Heartbeats are written in batches; the last one while this controller still leads.
+    await this.fleet.flushHeartbeats();
     await this.leadership.stop();
     await this.app.close();
     this.artifacts.remote?.close();
