@@ -22,6 +22,7 @@ import {
 } from './client.js';
 import { FaultRunner } from './faults.js';
 import { readHostSignals } from './hostmetrics.js';
+import { InstanceCpu, readGroupTicks } from './instance-cpu.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation, rotateLogs } from './logrotate.js';
 import { LogShipper } from './logs.js';
 import { startAgentMetrics } from './metrics-server.js';
@@ -110,6 +111,8 @@ export class Agent {
   private lastReportAt = 0;
   /** Host signals read since the last report that carried them. */
   private pendingHost: HostSignals | undefined;
+  /** Per-instance CPU, sampled with the host signals (autoscaling on `cpu`). */
+  private readonly cpu = new InstanceCpu();
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
   /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
   private lostUntil = 0;
@@ -144,7 +147,22 @@ export class Agent {
   }
 
   observed(): ObservedInstance[] {
-    return [...this.sups.values()].map((s) => s.observed());
+    return [...this.sups.values()].map((s) => {
+      const o = s.observed();
+      const cpu = o.state === 'running' ? this.cpu.get(o.id) : undefined;
+      return cpu === undefined ? o : { ...o, cpu };
+    });
+  }
+
+  /** One CPU sample of every running instance's process group. */
+  private async sampleInstanceCpu(): Promise<void> {
+    const pids = new Map<string, number>();
+    for (const s of this.sups.values()) {
+      const o = s.observed();
+      if (o.state === 'running' && o.pid !== undefined) pids.set(o.id, o.pid);
+    }
+    const ticks = await readGroupTicks(new Set(pids.values()), this.o.procDir);
+    this.cpu.update(pids, ticks, Date.now());
   }
 
   /**
@@ -478,6 +496,7 @@ export class Agent {
     while (!signal.aborted) {
       try {
         this.pendingHost = await readHostSignals(this.o.procDir);
+        await this.sampleInstanceCpu();
         this.scheduleReport();
       } catch (err) {
         this.log.warn({ err }, 'cannot read host signals');

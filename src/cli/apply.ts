@@ -6,6 +6,7 @@ import { applyAlerting } from './alerts.js';
 import { applyChecks } from './checks.js';
 import type { Client } from './client.js';
 import { deployResultLine, followDeploy, release } from './commands.js';
+import { applyDrillSchedules } from './drill.js';
 import type { Out } from './output.js';
 
 /**
@@ -71,6 +72,7 @@ export async function applyConfig(
   const plan = await livePlan(client, config);
   await applyPlan(client, plan, baseDir, out);
   await applyChecks(client, config, out);
+  await applyDrillSchedules(client, config, out);
   for (const name of plan.unchanged) {
     const spec = config.services[name];
     if (spec) await deployFirstRelease(client, name, spec, baseDir, out);

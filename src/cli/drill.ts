@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { DrillRecord } from '../controller/store/types.js';
-import { duration } from '../core/config.js';
+import { duration, type NinesConfig } from '../core/config.js';
+import type { DrillSchedule } from '../core/drill-schedule.js';
 import { NinesError } from '../core/errors.js';
 import { type DrillReport, renderReport, runDrill, SCENARIOS, type Scenario } from '../drill/drill.js';
 import { Client, resolveTarget } from './client.js';
@@ -33,6 +34,50 @@ async function proxyUrl(dataDir: string, given: string | undefined): Promise<str
   throw new NinesError('NINES_E_VALIDATION', 'give the nines proxy to load with --proxy http://HOST:PORT');
 }
 
+/**
+ * The `drills:` part of `nines apply`/`nines up`: the controller's drill schedules become the file's
+ * (a file without `drills:` leaves them alone, so schedules made through the API survive).
+ */
+export async function applyDrillSchedules(
+  client: Client,
+  config: Pick<NinesConfig, 'drills'>,
+  out: { line(s: string): void },
+): Promise<{ put: string[]; deleted: string[] }> {
+  const put: string[] = [];
+  const deleted: string[] = [];
+  if (config.drills === undefined) return { put, deleted };
+  const { schedules } = await client.get<{ schedules: Array<{ name: string; spec: DrillSchedule }> }>(
+    '/v1/drill-schedules',
+  );
+  const live = new Map(schedules.map((s) => [s.name, s.spec]));
+  for (const [name, spec] of Object.entries(config.drills)) {
+    const cur = live.get(name);
+    if (cur !== undefined && JSON.stringify(sortKeys(cur)) === JSON.stringify(sortKeys(spec))) continue;
+    await client.put(`/v1/drill-schedules/${encodeURIComponent(name)}`, spec);
+    put.push(name);
+    out.line(`drill schedule ${name}: ${cur ? 'updated' : 'created'}`);
+  }
+  for (const name of live.keys()) {
+    if (config.drills[name] !== undefined) continue;
+    await client.delete(`/v1/drill-schedules/${encodeURIComponent(name)}`);
+    deleted.push(name);
+    out.line(`drill schedule ${name}: removed (not in the file)`);
+  }
+  return { put, deleted };
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
 export function registerDrillCommands(program: Command, kit: CliKit): void {
   program
     .command('drill <scenario>')
@@ -52,10 +97,14 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
     )
     .option(
       '--outage <duration>',
-      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss, zone-outage: how long the hosts are gone (default 30s)',
+      'controller-loss: how long agents and proxies cannot reach the controller (default 5s); host-loss, zone-outage: how long the hosts are gone (default 30s); dependency-down: how long the dependency is gone (default 10s)',
     )
     .option('--host <host>', 'host-loss: the host to lose (default: one running the service)')
     .option('--zone <zone>', 'zone-outage: the zone to lose (default: one running the service)')
+    .option(
+      '--dependency <check>',
+      'dependency-down: the dependency check (declared with dependency: true) to take down',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  nines drill instance-kill --service web\n  nines drill deploy --service web --rate 200 --json\n' +
@@ -81,12 +130,13 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             outage?: string;
             host?: string;
             zone?: string;
+            dependency?: string;
           },
         ) => {
           if (!(SCENARIOS as readonly string[]).includes(scenario)) {
             throw new NinesError(
               'NINES_E_VALIDATION',
-              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')} (dependency-down is not implemented yet)`,
+              `unknown drill "${scenario}": one of ${SCENARIOS.join(', ')}`,
             );
           }
           const api = new Client(await resolveTarget(o));
@@ -105,6 +155,7 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
             ...(opts.outage !== undefined ? { outageMs: ms(opts.outage, '--outage') } : {}),
             ...(opts.host !== undefined ? { host: opts.host } : {}),
             ...(opts.zone !== undefined ? { zone: opts.zone } : {}),
+            ...(opts.dependency !== undefined ? { dependency: opts.dependency } : {}),
             progress: (l) => out.line(l),
           });
           const rec = await api.post<DrillRecord>('/v1/drills', {
@@ -131,7 +182,13 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
         const api = new Client(await resolveTarget(o));
         if (id !== undefined) {
           const d = await api.get<DrillRecord>(`/v1/drills/${encodeURIComponent(id)}`);
-          out.result(d, renderReport(d.result as unknown as DrillReport, d.id));
+          const err = (d.result as { error?: { code: string; message: string } }).error;
+          out.result(
+            d,
+            err !== undefined
+              ? `drill ${d.scenario} of ${d.service} (${d.id}): did not run (${d.createdBy}) — ${err.code}: ${err.message}`
+              : renderReport(d.result as unknown as DrillReport, d.id),
+          );
           return EXIT.ok;
         }
         const q = new URLSearchParams({ limit: String(int(opts.limit, '--limit')) });
@@ -154,6 +211,42 @@ export function registerDrillCommands(program: Command, kit: CliKit): void {
           drills.length === 0
             ? 'no drills yet'
             : table(['id', 'started', 'service', 'scenario', 'outcome', 'failed/sent', 'recover'], rows),
+        );
+        return EXIT.ok;
+      }),
+    );
+
+  program
+    .command('drill-schedules')
+    .description('scheduled drills (drills: in nines.yaml), run by the leading controller')
+    .action(
+      kit.action(async (out, o) => {
+        const api = new Client(await resolveTarget(o));
+        const { schedules } = await api.get<{
+          schedules: Array<{
+            name: string;
+            spec: DrillSchedule;
+            lastRunAt: number | null;
+            lastDrillId: string | null;
+            nextDueAt: number | null;
+          }>;
+        }>('/v1/drill-schedules');
+        const t = (v: number | null) =>
+          v === null ? '—' : new Date(v).toISOString().replace('T', ' ').slice(0, 16);
+        const rows = schedules.map((s) => [
+          s.name,
+          s.spec.service,
+          s.spec.scenario,
+          s.spec.every !== undefined ? `every ${s.spec.every / 1000}s` : `cron ${s.spec.cron}`,
+          t(s.lastRunAt),
+          s.lastDrillId ?? '—',
+          s.spec.enabled ? t(s.nextDueAt) : 'paused',
+        ]);
+        out.result(
+          { schedules },
+          schedules.length === 0
+            ? 'no scheduled drills'
+            : table(['name', 'service', 'scenario', 'schedule', 'last run', 'last drill', 'next'], rows),
         );
         return EXIT.ok;
       }),

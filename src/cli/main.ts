@@ -34,7 +34,7 @@ import { addCheckCommands, applyChecks } from './checks.js';
 import { ApiError, Client, resolveTarget } from './client.js';
 import { deployResultLine, followDeploy, release, renderDeploys, renderStatus } from './commands.js';
 import { completionScript } from './completion.js';
-import { registerDrillCommands } from './drill.js';
+import { applyDrillSchedules, registerDrillCommands } from './drill.js';
 import { addS3Options, addTlsOptions, s3Options, tlsFiles } from './flags.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { registerHaproxyCommand } from './haproxy.js';
@@ -1025,9 +1025,10 @@ program
       await applyAlerting(c, config);
       const r = await applyPlan(c, plan, baseDir, out);
       const checks = await applyChecks(c, config, out);
+      const drills = await applyDrillSchedules(c, config, out);
       const failed = r.deploys.filter((d) => d.state !== 'succeeded');
       out.result(
-        { plan, applied: r.applied, deploys: r.deploys, checks },
+        { plan, applied: r.applied, deploys: r.deploys, checks, drills },
         `applied: ${r.applied.length} service(s) created or updated` +
           (failed.length ? `; ${failed.length} first deploy(s) failed` : ''),
       );

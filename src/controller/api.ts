@@ -227,6 +227,7 @@ export function buildApi(deps: ApiDeps) {
     if (outOfRange) throw new NinesError('NINES_E_VALIDATION', `invalid service spec: ${outOfRange}`);
     const existed = await store.getService(name);
     const svc = await store.upsertService(name, spec);
+    hub.signal('services'); // the reconciler acts on a new instance count at once
     if (existed) await fleet.bumpRouting();
     await store.appendEvent({
       at: Date.now(),
@@ -524,7 +525,7 @@ export function buildApi(deps: ApiDeps) {
   app.get('/v1/agent/desired', async (req, reply) => {
     const q = parse(pollQuery.extend({ hostId: z.string().min(1) }), req.query, 'query');
     ownHost(req, q.hostId);
-    if (!(await store.getHost(q.hostId)))
+    if (!(await fleet.hostExists(q.hostId)))
       throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${q.hostId}`);
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));

@@ -15,6 +15,12 @@ import { Authenticator, createToken, hashToken } from './auth.js';
 import { type BackupScheduleOptions, BackupScheduler } from './backups.js';
 import { registerCheckRoutes } from './checks/routes.js';
 import { CheckService } from './checks/service.js';
+import {
+  DrillScheduler,
+  DrillScheduleStore,
+  injectedApi,
+  registerDrillScheduleRoutes,
+} from './drill-scheduler.js';
 import { Autoscaler } from './engine/autoscaler.js';
 import { DeployEngine } from './engine/engine.js';
 import { InstanceOps } from './engine/ops.js';
@@ -43,6 +49,8 @@ export interface ControllerOptions {
   port: number;
   /** Alert evaluation period (default 1 s). */
   alertIntervalMs?: number;
+  /** How often the autoscaler decides (default 15 s; tests shorten it). */
+  autoscaleIntervalMs?: number;
   /** A host silent for this long is down and its instances are replaced elsewhere. Default 15 s. */
   hostDownAfterMs?: number;
   /** The environment whose secrets and variables this controller's instances get (default production). */
@@ -60,6 +68,8 @@ export interface ControllerOptions {
   sharedNonces?: boolean;
   /** Scheduled backups (run by the leader). */
   backups?: BackupScheduleOptions;
+  /** How often the leader looks for a scheduled drill that is due (default 10 s). */
+  drillTickMs?: number;
 }
 
 /**
@@ -97,6 +107,10 @@ export class Controller {
   readonly backups: BackupScheduler | undefined;
   private readonly artifactSync: ArtifactSync;
   private nodeToken: string | undefined;
+  private adminToken: string | undefined;
+  /** Scheduled drills (docs/drills.md), run by the leader. */
+  readonly drillSchedules: DrillScheduleStore;
+  readonly drillScheduler: DrillScheduler;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -219,10 +233,22 @@ export class Controller {
       logger: opts.logger.child({ part: 'hostops' }),
     });
     registerFleetApi(this.app, { hostOps: this.hostOps, tasks: this.tasks, hub: this.hub });
+    this.drillSchedules = new DrillScheduleStore(this.store.kysely);
+    registerDrillScheduleRoutes(this.app, { schedules: this.drillSchedules, store: this.store });
+    this.drillScheduler = new DrillScheduler({
+      schedules: this.drillSchedules,
+      store: this.store,
+      leadership: this.leadership,
+      // Scheduled drills go through this controller's own API, as `nines drill` does, with its admin token.
+      api: () => (this.adminToken === undefined ? undefined : injectedApi(this.app, this.adminToken)),
+      logger: opts.logger.child({ part: 'drills' }),
+      ...(opts.drillTickMs !== undefined ? { tickMs: opts.drillTickMs } : {}),
+    });
     this.autoscaler = new Autoscaler({
       store: this.store,
       hub: this.hub,
       logger: opts.logger.child({ part: 'autoscaler' }),
+      ...(opts.autoscaleIntervalMs !== undefined ? { intervalMs: opts.autoscaleIntervalMs } : {}),
     });
     this.backups = opts.backups
       ? new BackupScheduler({
@@ -254,6 +280,7 @@ export class Controller {
   async bootstrapTokens(): Promise<{ admin: string; node: string }> {
     await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
     const admin = await this.tokenFile('admin-token', 'admin', 'admin');
+    this.adminToken = admin;
     const node = await this.tokenFile('node-token', 'node', 'local-node');
     this.nodeToken = node;
     return { admin, node };
@@ -299,6 +326,8 @@ export class Controller {
   async close(): Promise<void> {
     this.hostOps.close();
     await this.artifactSync.stop();
+    // Heartbeats are written in batches; the last one while this controller still leads.
+    await this.fleet.flushHeartbeats();
     await this.leadership.stop();
     await this.app.close();
     this.artifacts.remote?.close();

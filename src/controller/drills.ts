@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { CheckConfig } from '../core/checks.js';
 import { zodIssues } from '../core/config.js';
 import { type AgentFault, type AgentFaultResult, agentFaultResultSchema } from '../core/drill-protocol.js';
 import { NinesError } from '../core/errors.js';
@@ -97,6 +98,13 @@ const faultBody = z.discriminatedUnion('kind', [
     host: z.string().min(1).max(253).optional(),
     durationMs: z.number().int().min(1000).max(MAX_OUTAGE_MS),
   }),
+  z.strictObject({
+    kind: z.literal('dependency-down'),
+    service: z.string().min(1).max(200),
+    /** The check (declared with `dependency: true`) whose host:port goes down. */
+    check: z.string().min(1).max(63),
+    durationMs: z.number().int().min(1000).max(MAX_OUTAGE_MS),
+  }),
 ]);
 /** A host that reported this recently counts as live for choosing where a drill may fail over to. */
 const LIVE_MS = 5000;
@@ -160,6 +168,7 @@ export function registerDrillRoutes(
   const now = deps.now ?? Date.now;
   const faults = new DrillFaults(hub);
   let outageUntil = 0;
+  let dependencyDownUntil = 0;
 
   // controller-loss: to its agents and proxies the controller is gone (they must keep serving from
   // what they have); people and the drill itself still reach the API.
@@ -180,6 +189,74 @@ export function registerDrillRoutes(
     if (!svc)
       throw new NinesError('NINES_E_DRILL_REFUSED', `no service named "${body.service}" is managed here`);
     const candidates = killable(hub, await store.listInstances({ service: body.service }));
+    if (body.kind === 'dependency-down') {
+      const check = await store.checks().getCheck(body.check);
+      const endpoints = check === undefined ? undefined : dependencyEndpoints(check.spec);
+      if (check === undefined || !check.spec.dependency || endpoints === undefined) {
+        throw new NinesError(
+          'NINES_E_DRILL_REFUSED',
+          check === undefined
+            ? `no check named "${body.check}" is declared: a drill cuts off only a declared dependency`
+            : !check.spec.dependency
+              ? `check "${body.check}" is not a dependency (declare it with dependency: true)`
+              : `check "${body.check}" (${check.spec.type}) names no host:port to cut off`,
+        );
+      }
+      if (candidates.length === 0) {
+        throw new NinesError('NINES_E_DRILL_REFUSED', `${body.service} has no running instance`);
+      }
+      // One at a time: a process can be in one drill cgroup only, so overlapping cut-offs would undo
+      // each other.
+      if (now() < dependencyDownUntil) {
+        throw new NinesError(
+          'NINES_E_DRILL_REFUSED',
+          `another dependency-down drill is in progress until ${new Date(dependencyDownUntil).toISOString()}`,
+        );
+      }
+
+      // Every live host: the service's processes there and every probe location see the outage.
+      const live = (await store.listHosts()).filter(
+        (h) => h.revokedAt === null && (hub.agents.get(h.id)?.at ?? 0) >= now() - LIVE_MS,
+      );
+      const sentAt = now();
+      // Until the agents have answered (at most FAULT_ACK_MS), then until their cut-off ends.
+      dependencyDownUntil = sentAt + FAULT_ACK_MS + body.durationMs;
+      const results = await Promise.all(
+        live.map(async (h) => {
+          const fault: AgentFault = {
+            id: `f-${randomBytes(6).toString('hex')}`,
+            kind: 'dependency-down',
+            check: body.check,
+            endpoints,
+            instances: candidates.filter((i) => i.hostId === h.id).map((i) => i.id),
+            durationMs: body.durationMs,
+          };
+          return { hostId: h.id, host: h.name, fault, result: await faults.inject(h.id, fault) };
+        }),
+      );
+      dependencyDownUntil = Math.max(sentAt, ...results.map((r) => r.result.at)) + body.durationMs;
+      const what = `dependency-down of ${body.check} (${endpoints.map((e) => `${e.host}:${e.port}`).join(', ')})`;
+      await store.appendEvent({
+        at: now(),
+        kind: 'drill.fault',
+        subject: body.service,
+        message: `drill: ${what} for ${body.durationMs} ms — ${results.map((r) => `${r.host}: ${r.result.message}`).join('; ')}`,
+        data: { hosts: results, by: who(req) },
+      });
+      return {
+        kind: body.kind,
+        check: body.check,
+        endpoints,
+        hosts: results,
+        instances: candidates.map((i) => i.id),
+        sentAt,
+        result: {
+          ok: results.length > 0 && results.every((r) => r.result.ok),
+          message: results.map((r) => `${r.host}: ${r.result.message}`).join('; '),
+          at: Math.min(...results.map((r) => r.result.at), now()),
+        },
+      };
+    }
     if (body.kind === 'host-loss' || body.kind === 'zone-outage') {
       const hosts = await store.listHosts();
       const live = hosts.filter(
@@ -371,6 +448,17 @@ export function registerDrillRoutes(
   });
 
   return faults;
+}
+
+/** The host:port a dependency check names (HTTP: its URL's; TCP: its own); DNS names none. Pure. */
+export function dependencyEndpoints(spec: CheckConfig): Array<{ host: string; port: number }> | undefined {
+  if (spec.type === 'tcp') return [{ host: spec.host, port: spec.port }];
+  if (spec.type === 'http') {
+    const u = new URL(spec.url);
+    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+    return [{ host, port: u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80 }];
+  }
+  return undefined;
 }
 
 function who(req: FastifyRequest): string {

@@ -8,7 +8,7 @@ import {
   hostSlots,
 } from '../core/host-lifecycle.js';
 import { transition } from '../core/lifecycle.js';
-import { type PlacementHost, type PlacementResult, placeInstance } from './placement.js';
+import { type PlacedCounts, type PlacementHost, type PlacementResult, placeInstance } from './placement.js';
 import type { HostRecord, InstanceRecord, Store } from './store/types.js';
 
 /**
@@ -120,6 +120,7 @@ export function placeFor(
   state: FleetState,
   instances: readonly InstanceRecord[],
   avoid?: ReadonlySet<string>,
+  counts?: PlacedCounts,
 ): PlacementResult {
   return placeInstance({
     service,
@@ -127,5 +128,6 @@ export function placeFor(
     hosts: state.hosts,
     instances,
     ...(avoid ? { avoid } : {}),
+    ...(counts ? { counts } : {}),
   });
 }

@@ -23,6 +23,11 @@ export interface ProxyView {
   services: Map<string, { requests: number; failed: number }>;
 }
 
+/** The topic signalled on each report of `hostId` (see `Hub.waitUntil`). */
+export function agentTopic(hostId: string): string {
+  return `agent:${hostId}`;
+}
+
 export class WaitTimeout extends Error {
   constructor(what: string, ms: number) {
     super(`timed out after ${ms} ms waiting for ${what}`);
@@ -51,6 +56,7 @@ export class Hub {
     for (const i of instances) map.set(i.id, i);
     this.agents.set(hostId, { hostId, at: this.now(), generation, instances: map });
     this.emitter.emit('change');
+    this.emitter.emit(agentTopic(hostId));
   }
 
   proxyReport(
@@ -116,14 +122,22 @@ export class Hub {
 
   /**
    * Resolve with the first non-undefined value of `check`, evaluated now and after every report.
-   * `check` may throw to fail the wait (e.g. the instance entered `failed`).
+   * `check` may throw to fail the wait (e.g. the instance entered `failed`). A check that depends on
+   * one host's reports only passes `topic` = `agentTopic(host)`: a thousand waits on a fleet then do
+   * not all run on every report of every host.
    */
-  waitUntil<T>(what: string, check: () => T | undefined, ms: number, abort?: AbortSignal): Promise<T> {
+  waitUntil<T>(
+    what: string,
+    check: () => T | undefined,
+    ms: number,
+    abort?: AbortSignal,
+    topic = 'change',
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const cleanup = () => {
         clearTimeout(timer);
         clearInterval(poll);
-        this.emitter.off('change', evaluate);
+        this.emitter.off(topic, evaluate);
         abort?.removeEventListener('abort', onAbort);
       };
       const evaluate = () => {
@@ -148,7 +162,7 @@ export class Hub {
       }, ms);
       // Liveness can change without a report (a proxy going silent), so look again now and then.
       const poll = setInterval(evaluate, 500);
-      this.emitter.on('change', evaluate);
+      this.emitter.on(topic, evaluate);
       abort?.addEventListener('abort', onAbort, { once: true });
       evaluate();
     });

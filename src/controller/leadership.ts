@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { NinesError } from '../core/errors.js';
+import { GroupCommit } from './store/group-commit.js';
 import type { LeaseRecord, Store } from './store/types.js';
 
 /**
@@ -201,6 +202,7 @@ export class Leadership {
         `controller ${this.id} is not the leader any more (token ${term?.token ?? 'none'}); write refused`,
       );
     };
+    const commits = new GroupCommit(inner, check);
     return new Proxy(inner, {
       get: (target, prop, receiver) => {
         const value = Reflect.get(target, prop, receiver);
@@ -214,11 +216,9 @@ export class Leadership {
               return fn(tx);
             });
         }
+        // Concurrent writes share one fenced transaction (group commit: one fsync for many).
         return (...args: unknown[]) =>
-          target.transaction(async (tx) => {
-            await check(tx);
-            return (tx[prop as keyof Store] as (...a: unknown[]) => unknown)(...args);
-          });
+          commits.run(async (tx) => (tx[prop as keyof Store] as (...a: unknown[]) => unknown)(...args));
       },
     });
   }

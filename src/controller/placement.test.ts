@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { placementSchema } from '../core/fleet-config.js';
-import { type PlacedInstance, type PlacementHost, placeInstance } from './placement.js';
+import { countPlaced, type PlacedInstance, type PlacementHost, placeInstance } from './placement.js';
 
 const host = (id: string, zone: string, o: Partial<PlacementHost> = {}): PlacementHost => ({
   id,
@@ -119,4 +119,30 @@ test('avoid: the host an instance failed on is used only when nothing else can t
     avoid: new Set(['a1']),
   });
   assert.ok(only.ok && only.host.id === 'a1');
+});
+
+test('kept counts (countPlaced, updated as instances are placed) place exactly as recounting does', () => {
+  const hosts = [
+    host('a1', 'a', { slots: 3 }),
+    host('a2', 'a'),
+    host('b1', 'b', { slots: 2 }),
+    host('b2', 'b'),
+    host('c1', 'c'),
+  ];
+  const existing: PlacedInstance[] = [
+    { service: 'api', hostId: 'a1' },
+    { service: 'api', hostId: 'b1' },
+    { service: 'web', hostId: 'c1' },
+  ];
+  const recounted = placeMany(hosts, 9, spread, existing);
+  const counts = countPlaced(existing, 'web');
+  const kept: string[] = [];
+  for (let k = 0; k < 9; k++) {
+    const r = placeInstance({ service: 'web', placement: spread, hosts, instances: [], counts });
+    assert.ok(r.ok, r.ok ? '' : r.reason);
+    kept.push(r.host.id);
+    counts.used.set(r.host.id, (counts.used.get(r.host.id) ?? 0) + 1);
+    counts.mine.set(r.host.id, (counts.mine.get(r.host.id) ?? 0) + 1);
+  }
+  assert.deepEqual(kept, recounted);
 });

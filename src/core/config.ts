@@ -13,6 +13,7 @@ import {
   sloSchema,
 } from './alerting-config.js';
 import { checksSchema } from './checks.js';
+import { drillSchedulesSchema } from './drill-schedule.js';
 import { duration } from './duration.js';
 import { NinesError } from './errors.js';
 import { instancesOutOfRange, placementSchema, restartPolicySchema, scalingSchema } from './fleet-config.js';
@@ -195,6 +196,8 @@ export const configSchema = z
     }),
     /** Black-box checks run from every host (src/core/checks.ts, docs/checks.md). */
     checks: checksSchema.default({}),
+    /** Scheduled drills, run by the leading controller (src/core/drill-schedule.ts, docs/drills.md). */
+    drills: drillSchedulesSchema.optional(),
   })
   .superRefine((c, ctx) => checkAlertingRefs(alertingConfigOf(c), ctx));
 export type NinesConfig = z.infer<typeof configSchema>;

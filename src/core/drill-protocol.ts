@@ -27,6 +27,18 @@ export type AgentFault =
        */
       kind: 'host-loss';
       durationMs: number;
+    }
+  | {
+      id: string;
+      /**
+       * The dependency of check `check` is unreachable for `durationMs` from the named instances'
+       * processes and the agent's own probes (src/agent/netblock.ts); then restored.
+       */
+      kind: 'dependency-down';
+      check: string;
+      endpoints: Array<{ host: string; port: number }>;
+      instances: string[];
+      durationMs: number;
     };
 
 export interface AgentFaultResult {
@@ -34,7 +46,7 @@ export interface AgentFaultResult {
   message: string;
   /** The process that was killed (kill-instance). */
   pid?: number;
-  /** The processes that were killed (host-loss). */
+  /** The processes that were killed (host-loss), or cut off from the dependency (dependency-down). */
   pids?: number[];
   /** When the agent acted (unix ms). */
   at: number;
@@ -45,6 +57,17 @@ export const agentFaultSchema = z.discriminatedUnion('kind', [
   z.object({
     id: z.string().min(1),
     kind: z.literal('host-loss'),
+    durationMs: z.number().int().min(100).max(600_000),
+  }),
+  z.object({
+    id: z.string().min(1),
+    kind: z.literal('dependency-down'),
+    check: z.string().min(1),
+    endpoints: z
+      .array(z.object({ host: z.string().min(1).max(253), port: z.number().int().min(1).max(65_535) }))
+      .min(1)
+      .max(16),
+    instances: z.array(z.string().min(1)).max(10_000),
     durationMs: z.number().int().min(100).max(600_000),
   }),
 ]);

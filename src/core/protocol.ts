@@ -104,6 +104,8 @@ export interface ObservedInstance {
   signal?: string | null;
   message?: string;
   startedAt?: number;
+  /** CPU of the instance's processes, percent of one core over the agent's last sampling interval. */
+  cpu?: number;
 }
 
 export interface AgentRegister {
@@ -284,6 +286,7 @@ export const observedInstanceSchema = z.strictObject({
   signal: z.string().nullable().optional(),
   message: z.string().max(4096).optional(),
   startedAt: z.number().optional(),
+  cpu: z.number().nonnegative().optional(),
 });
 
 export const agentReportSchema = z.strictObject({

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  alertsRaised,
   type DrillOptions,
   type DrillReport,
   evaluate,
@@ -130,6 +131,17 @@ describe('drill report', () => {
         timeToDetectMs: 120,
         timeToRecoverMs: null,
         fault: {},
+        errorRateDuring: 0.01,
+        alerts: [
+          {
+            id: 'k1',
+            name: 'ServiceDown',
+            severity: 'critical',
+            summary: 'web is down',
+            firedAt: 2500,
+            resolvedAt: null,
+          },
+        ],
         objective: { maxFailed: 0, maxP99Ms: null },
         passed: false,
         reasons: ['1 request(s) failed; the objective allows 0'],
@@ -140,5 +152,45 @@ describe('drill report', () => {
     assert.match(text, /^ {2}during +100 +1 +2 +9$/m);
     assert.match(text, /total 300 sent, 1 failed · detect 120 ms · recover —/);
     assert.match(text, /✗ 1 request\(s\) failed/);
+    assert.match(text, /error rate during the fault: 1\.0 %/);
+    assert.match(
+      text,
+      /alerts raised: 1\n +critical +ServiceDown fired \+2\.5 s, still firing — web is down/,
+    );
+  });
+});
+
+describe('alertsRaised', () => {
+  const a = (key: string, firedAt: number | undefined, resolvedAt?: number) => ({
+    dedupKey: key,
+    labels: { alertname: `A-${key}` },
+    severity: 'warning',
+    summary: `s ${key}`,
+    state: resolvedAt === undefined ? 'firing' : 'resolved',
+    ...(firedAt !== undefined ? { firedAt } : {}),
+    ...(resolvedAt !== undefined ? { resolvedAt } : {}),
+  });
+  it('keeps what fired between the fault and the end, oldest first, resolved only inside the window', () => {
+    const got = alertsRaised(
+      [
+        a('late', 5000),
+        a('early', 900, 950),
+        a('in', 2000, 3000),
+        a('first', 1000),
+        a('never', undefined),
+        a('after', 1500, 9000),
+      ],
+      1000,
+      5000,
+    );
+    assert.deepEqual(
+      got.map((x) => [x.name, x.firedAt, x.resolvedAt]),
+      [
+        ['A-first', 1000, null],
+        ['A-after', 1500, null],
+        ['A-in', 2000, 3000],
+        ['A-late', 5000, null],
+      ],
+    );
   });
 });

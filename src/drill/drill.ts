@@ -22,9 +22,22 @@ import { type LoadResult, startLoad } from './loadgen.js';
  *  - `controller-loss`: agents and proxies cannot reach the controller for `--outage` (the controller
  *    refuses them); the data plane must keep serving from its snapshot. Recovered when every host
  *    reports again.
+ *  - `dependency-down`: the host:port of a declared dependency check (`--dependency`) is unreachable for
+ *    `--outage` (default 10 s) from the service's processes and the agents' probes (src/agent/netblock.ts).
+ *    Detected when the dependency check leaves `up`; recovered when it is `up` again after the outage
+ *    and the service serves at full strength. The report keeps the service's error rate meanwhile.
+ *
+ * Every report lists the alerts that fired between the fault and the end of the drill.
  */
 
-export const SCENARIOS = ['instance-kill', 'host-loss', 'zone-outage', 'deploy', 'controller-loss'] as const;
+export const SCENARIOS = [
+  'instance-kill',
+  'host-loss',
+  'zone-outage',
+  'deploy',
+  'controller-loss',
+  'dependency-down',
+] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** The controller API as the drill needs it (src/cli/client.ts `Client` fits). */
@@ -57,6 +70,8 @@ export interface DrillOptions {
   host?: string;
   /** `zone-outage`: which zone; default: the zone of a host running the service. */
   zone?: string;
+  /** `dependency-down`: the dependency check (declared with `dependency: true`) to take down. */
+  dependency?: string;
   /** Progress lines for people (never in --json). */
   progress?: (line: string) => void;
 }
@@ -90,9 +105,52 @@ export interface DrillReport {
   /** From the fault to the service fully back (null: it did not recover within the timeout). */
   timeToRecoverMs: number | null;
   fault: Record<string, unknown>;
+  /** Share of the requests that failed while the fault lasted (0–1). */
+  errorRateDuring?: number;
+  /** Alerts that fired between the fault and the end of the drill (null: the alerts could not be read). */
+  alerts?: RaisedAlert[] | null;
   objective: { maxFailed: number; maxP99Ms: number | null };
   passed: boolean;
   reasons: string[];
+}
+
+export interface RaisedAlert {
+  id: string;
+  name: string;
+  severity: string;
+  summary: string;
+  firedAt: number;
+  /** null: still firing when the drill ended. */
+  resolvedAt: number | null;
+}
+
+/** The stored alert fields a drill reads (`GET /v1/alerts?all=1`). */
+export interface AlertLike {
+  dedupKey: string;
+  labels: Record<string, string>;
+  severity: string;
+  summary: string;
+  state: string;
+  firedAt?: number;
+  resolvedAt?: number;
+}
+
+/** Alerts that fired from `from` to `to`, oldest first. Pure. */
+export function alertsRaised(alerts: readonly AlertLike[], from: number, to: number): RaisedAlert[] {
+  return alerts
+    .filter((a) => a.firedAt !== undefined && a.firedAt >= from && a.firedAt <= to)
+    .sort((a, b) => (a.firedAt ?? 0) - (b.firedAt ?? 0))
+    .map((a) => ({
+      id: a.dedupKey,
+      name: a.labels.alertname ?? a.dedupKey,
+      severity: a.severity,
+      summary: a.summary,
+      firedAt: a.firedAt as number,
+      resolvedAt:
+        a.resolvedAt !== undefined && a.resolvedAt >= (a.firedAt as number) && a.resolvedAt <= to
+          ? a.resolvedAt
+          : null,
+    }));
 }
 
 export const LIMITS = {
@@ -120,6 +178,9 @@ export function validateOptions(o: DrillOptions): void {
   within('--after', o.afterMs, LIMITS.phaseMs);
   within('--recover-timeout', o.recoverTimeoutMs, LIMITS.recoverTimeoutMs);
   within('--outage', o.outageMs, LIMITS.outageMs);
+  if (o.scenario === 'dependency-down' && (o.dependency === undefined || o.dependency === '')) {
+    bad('dependency-down needs --dependency CHECK (a check declared with dependency: true)');
+  }
   if (!Number.isInteger(o.maxFailed) || o.maxFailed < 0) bad('--max-failed must be a whole number ≥ 0');
   let u: URL;
   try {
@@ -177,7 +238,7 @@ interface ServiceRec {
   name: string;
   currentRelease: string | null;
   lockedBy: string | null;
-  spec: { hosts?: string[]; pathPrefix?: string; instances?: number };
+  spec: { route?: { hosts?: string[]; pathPrefix?: string }; instances?: number };
 }
 interface StatusInstance {
   id: string;
@@ -264,9 +325,9 @@ async function preflight(
   if (serving(status, o.service).length === 0) {
     throw new NinesError('NINES_E_DRILL_REFUSED', `${o.service} has no healthy routed instance to drill on`);
   }
-  const prefix = svc.spec.pathPrefix ?? '/';
+  const prefix = svc.spec.route?.pathPrefix ?? '/';
   const url = new URL(prefix, o.proxyUrl).toString();
-  const host = svc.spec.hosts?.[0];
+  const host = svc.spec.route?.hosts?.[0];
   const headers: Record<string, string> = host !== undefined ? { host } : {};
   // The route must answer through a nines proxy (which stamps x-request-id on every answer it relays)
   // with one of the service's own answers — not a 404 of some other server.
@@ -488,6 +549,62 @@ async function controllerLoss(api: DrillApi, o: DrillOptions): Promise<FaultOutc
   };
 }
 
+/** `dependency-down`: the agents cut the service (and their probes) off from the dependency. */
+async function dependencyDown(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promise<FaultOutcome> {
+  const outage = o.outageMs ?? 10_000;
+  const check = o.dependency as string;
+  const before = await api.get<StatusView>('/v1/status');
+  const want = Math.max(serving(before, o.service).length, 1);
+  const r = await api.post<{ result: { ok: boolean; message: string; at: number } }>('/v1/drills/faults', {
+    kind: 'dependency-down',
+    service: svc.name,
+    check,
+    durationMs: outage,
+  });
+  const injectedAt = r.result.at;
+  o.progress?.(`fault: ${r.result.message}`);
+  if (!r.result.ok) {
+    return {
+      fault: r,
+      detectedAt: null,
+      recoveredAt: null,
+      injectedAt,
+      error: `fault not injected: ${r.result.message}`,
+    };
+  }
+  const states: Array<{ at: number; state: string; message: string }> = [];
+  const checkState = async () => {
+    const { check: c } = await api.get<{ check: { state: string; message: string } }>(
+      `/v1/checks/${encodeURIComponent(check)}`,
+    );
+    if (states.at(-1)?.state !== c.state) states.push({ at: Date.now(), state: c.state, message: c.message });
+    return c.state;
+  };
+  let detectedAt: number | null = null;
+  await until(
+    Math.max(0, injectedAt + outage - Date.now()),
+    async () => {
+      if ((await checkState()) !== 'up' && detectedAt === null) {
+        detectedAt = Date.now();
+        o.progress?.(`detected: check ${check} ${states.at(-1)?.state} after ${detectedAt - injectedAt} ms`);
+      }
+      return undefined;
+    },
+    200,
+  );
+  const recoveredAt =
+    (await until(
+      Math.max(1000, o.recoverTimeoutMs - (Date.now() - injectedAt)),
+      async () =>
+        (await checkState()) === 'up' &&
+        serving(await api.get<StatusView>('/v1/status'), o.service).length >= want
+          ? Date.now()
+          : undefined,
+      200,
+    )) ?? null;
+  return { fault: { ...r, checkStates: states }, detectedAt, recoveredAt, injectedAt, error: null };
+}
+
 export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillReport> {
   validateOptions(o);
   const { svc, url, headers } = await preflight(api, o);
@@ -503,6 +620,7 @@ export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillRep
     else if (o.scenario === 'host-loss' || o.scenario === 'zone-outage')
       outcome = await hostLoss(api, o, svc);
     else if (o.scenario === 'deploy') outcome = await deployAndBack(api, o, svc);
+    else if (o.scenario === 'dependency-down') outcome = await dependencyDown(api, o, svc);
     else outcome = await controllerLoss(api, o);
   } catch (err) {
     await during.stop();
@@ -531,19 +649,26 @@ export async function runDrill(api: DrillApi, o: DrillOptions): Promise<DrillRep
   const timeToRecoverMs = outcome.recoveredAt === null ? null : outcome.recoveredAt - outcome.injectedAt;
   const objective = { maxFailed: o.maxFailed, maxP99Ms: o.maxP99Ms ?? null };
   const verdict = evaluate(phases, timeToRecoverMs, objective, outcome.error);
+  const finishedAt = Date.now();
+  const alerts = await api
+    .get<{ alerts: AlertLike[] }>('/v1/alerts?all=1')
+    .then((a) => alertsRaised(a.alerts, outcome.injectedAt, finishedAt))
+    .catch(() => null);
   return {
     scenario: o.scenario,
     service: o.service,
     target: url,
     load: { rate: o.rate, connections: o.connections },
     startedAt,
-    finishedAt: Date.now(),
+    finishedAt,
     phases,
     sent: phases.before.sent + phases.during.sent + phases.after.sent,
     failed: phases.before.failed + phases.during.failed + phases.after.failed,
     timeToDetectMs,
     timeToRecoverMs,
     fault: outcome.fault,
+    errorRateDuring: phases.during.sent === 0 ? 0 : round(phases.during.failed / phases.during.sent),
+    alerts,
     objective,
     ...verdict,
   };
@@ -560,6 +685,25 @@ export function renderReport(r: DrillReport, id?: string): string {
     `  phase      sent  failed  p50 (ms)  p99 (ms)`,
     ...rows,
     `  total ${r.sent} sent, ${r.failed} failed · detect ${ms(r.timeToDetectMs)} · recover ${ms(r.timeToRecoverMs)}`,
+    ...(r.errorRateDuring !== undefined && r.errorRateDuring > 0
+      ? [`  error rate during the fault: ${(r.errorRateDuring * 100).toFixed(1)} %`]
+      : []),
+    ...renderAlerts(r.alerts, r.startedAt),
     ...r.reasons.map((x) => `  ✗ ${x}`),
   ].join('\n');
+}
+
+function renderAlerts(alerts: RaisedAlert[] | null | undefined, start: number): string[] {
+  // Reports stored before alerts were recorded have no field at all.
+  if (alerts === undefined) return [];
+  if (alerts === null) return ['  alerts raised: (could not be read)'];
+  if (alerts.length === 0) return ['  alerts raised: none'];
+  const t = (v: number) => `+${((v - start) / 1000).toFixed(1)} s`;
+  return [
+    `  alerts raised: ${alerts.length}`,
+    ...alerts.map(
+      (a) =>
+        `    ${a.severity.padEnd(8)} ${a.name} fired ${t(a.firedAt)}${a.resolvedAt === null ? ', still firing' : `, resolved ${t(a.resolvedAt)}`} — ${a.summary}`,
+    ),
+  ];
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import type { StatusView } from '../controller/status.js';
 import type { DrillReport } from '../drill/drill.js';
 import { cleanup, cli, fixture, serviceYaml, startUp, tempDir, type Up } from './harness.js';
@@ -16,7 +18,16 @@ describe('nines drill', () => {
   const dataDir = join(root, 'data');
   let up: Up | undefined;
   before(async () => {
-    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful') }) });
+    // A paused schedule from the file (nines up applies drills: like checks).
+    const extra = `drills:
+  nightly:
+    scenario: host-loss
+    service: web
+    cron: "30 3 * * *"
+    proxy: http://127.0.0.1:9
+    enabled: false
+`;
+    up = await startUp({ dataDir, config: serviceYaml({ source: fixture('graceful'), extra }) });
     const rel = await cli(dataDir, 'release', 'web', fixture('graceful'), '--version', 'v2');
     assert.equal(rel.code, 0, rel.stderr);
   });
@@ -157,5 +168,94 @@ describe('nines drill', () => {
 
     const list = JSON.parse((await cli(dataDir, 'drills', '--json')).stdout) as { drills: unknown[] };
     assert.equal(list.drills.length, 3, 'refused drills are not recorded');
+  });
+
+  test('scheduled: the leader runs a cron drill under load through the proxy and stores it', async () => {
+    // Every minute (UTC): due at the next minute boundary, picked up within the leader's 10 s look.
+    const put = await up!.client.put<{ created: boolean }>('/v1/drill-schedules/every-minute', {
+      scenario: 'instance-kill',
+      service: 'web',
+      cron: '* * * * *',
+      proxy: up!.info.proxyUrl,
+      rate: 40,
+      before: '500ms',
+      after: '500ms',
+    });
+    assert.equal(put.created, true);
+    const listed = await cli(dataDir, 'drill-schedules');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^every-minute +web +instance-kill +cron \* \* \* \* \*/m);
+    assert.match(listed.stdout, /^nightly +web +host-loss +cron 30 3 \* \* \* .* paused$/m);
+    const deadline = Date.now() + 100_000;
+    let found: { id: string; outcome: string; createdBy: string; result: DrillReport } | undefined;
+    while (!found && Date.now() < deadline) {
+      const { drills } = await up!.client.get<{
+        drills: Array<{ id: string; outcome: string; createdBy: string; result: DrillReport }>;
+      }>('/v1/drills?service=web');
+      found = drills.find((d) => d.createdBy === 'schedule every-minute');
+      if (!found) await new Promise((r) => setTimeout(r, 1000));
+    }
+    // Stop it before asserting, so no second run starts while the test ends.
+    await up!.client.delete('/v1/drill-schedules/every-minute');
+    assert.ok(found, 'a scheduled drill was stored within 100 s');
+    assert.equal(found.outcome, 'passed', JSON.stringify(found.result.reasons ?? found.result));
+    assert.equal(found.result.failed, 0);
+    assert.ok(found.result.phases.during.sent > 0);
+    assert.ok(Array.isArray(found.result.alerts));
+    const shown = await cli(dataDir, 'drills', found.id);
+    assert.match(shown.stdout, /drill instance-kill of web .*: PASSED/);
+  });
+
+  test('the dashboard shows the results, one in full with its alerts, and the schedules', async (t) => {
+    const chromiumPath = process.env.NINES_CHROMIUM ?? '/usr/bin/chromium';
+    if (!existsSync(chromiumPath)) {
+      t.skip('chromium not found: apt-get install chromium');
+      return;
+    }
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const admin = readFileSync(up!.info.adminTokenFile, 'utf8').trim();
+      await page.goto(`${up!.info.apiUrl}/`);
+      await page.getByLabel('API token').fill(admin);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('#who').waitFor();
+      await page.getByRole('link', { name: 'Drills' }).click();
+      const rows = page.locator('#drills tbody tr');
+      await rows.first().waitFor();
+      const { drills } = await up!.client.get<{ drills: Array<{ id: string; scenario: string }> }>(
+        '/v1/drills',
+      );
+      assert.equal(await rows.count(), drills.length);
+      const kill = drills.find((d) => d.scenario === 'instance-kill');
+      assert.ok(kill);
+      const row = page.locator(`tr[data-drill="${kill.id}"]`);
+      assert.match((await row.textContent()) ?? '', /instance-kill.*passed.*0\/\d+/);
+      await row.getByRole('button').click();
+      const detail = page.locator('#drill-detail');
+      await detail.waitFor();
+      assert.match(
+        (await detail.textContent()) ?? '',
+        /instance-kill of web: passed.*during.*Alerts raised/s,
+      );
+      // The file's paused schedule; the per-minute one was removed.
+      const schedules = page.locator('#drill-schedules tbody tr');
+      assert.equal(await schedules.count(), 1);
+      assert.match(
+        (await schedules.first().textContent()) ?? '',
+        /nightly.*host-loss.*cron 30 3 \* \* \* \(UTC\).*paused/,
+      );
+    } finally {
+      await browser.close();
+    }
   });
 });

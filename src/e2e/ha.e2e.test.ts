@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -20,6 +22,7 @@ import {
   tempDir,
   underLoad,
 } from './harness.js';
+import { Receiver } from './receivers.js';
 
 /**
  * Issue 8: three controllers on one PostgreSQL database, one agent, one proxy, all given the three
@@ -172,32 +175,95 @@ describe('three controllers on PostgreSQL', { skip: SKIP }, () => {
     }
   };
 
-  test('SIGKILL of the leader during a rolling deploy under load: 0 failed, the deploy completes', async () => {
+  test('SIGKILL of the leader during a rolling deploy under load: 0 failed, the deploy completes, one notification per alert transition', async () => {
     const first = await currentLeader();
     assert.ok(first, 'a leader');
     assert.equal(first.c.url, controllers[0]!.url, 'the first controller started leads');
-    let takeover = { ms: 0, token: 0 };
-    let deploy: DeployRecord | undefined;
-    const { load } = await underLoad(
-      `${proxyUrl}/`,
-      async () => {
-        const d = await deployUntilMidway('v2');
-        const t0 = Date.now();
-        await first.c.proc!.kill9();
-        const next = await waitNewLeader(first.c.url, t0);
-        takeover = { ms: next.ms, token: next.s.token };
-        deploy = await waitDeploy(d.id, 90_000);
-      },
-      { rate: 400, tailMs: 1500 },
-    );
-    console.log(
-      `# HA: leader killed mid-deploy; new leader after ${takeover.ms} ms (lease ${LEASE_MS} ms); ` +
-        `load ${describeLoad(load)}`,
-    );
-    assert.equal(load.failed, 0, describeLoad(load));
-    assert.equal(deploy?.state, 'succeeded', JSON.stringify(deploy));
-    assert.ok(takeover.token > first.s.token, 'the fencing token grew');
-    assert.ok(takeover.ms <= LEASE_MS + 2000, `takeover took ${takeover.ms} ms`);
+    // An alert that fires before the leader dies and resolves after the new one took over: each
+    // transition must reach the webhook exactly once (the delivery log in the shared store).
+    const hooks = await new Receiver(200).listen();
+    let depOk = false;
+    const dep = createServer((_req, res) => {
+      res.writeHead(depOk ? 200 : 503);
+      res.end();
+    });
+    await new Promise<void>((r) => dep.listen(0, '127.0.0.1', r));
+    const notes = () =>
+      hooks
+        .on('/hook')
+        .map((g) => JSON.parse(g.body) as { transition: string; rule: string; dedupKey: string });
+    const untilNote = async (transition: string, ms: number) => {
+      const end = Date.now() + ms;
+      while (!notes().some((n) => n.transition === transition)) {
+        if (Date.now() > end)
+          throw new Error(`no ${transition} notification within ${ms} ms: ${JSON.stringify(notes())}`);
+        await sleep(100);
+      }
+    };
+    try {
+      await client.put('/v1/checks/payments', {
+        type: 'http',
+        url: `http://127.0.0.1:${(dep.address() as AddressInfo).port}/health`,
+        interval: '300ms',
+        timeout: '1s',
+        dependency: true,
+      });
+      await client.put('/v1/alerting/config', {
+        alerts: {
+          payments_down: {
+            signal: 'check_up',
+            where: { check: 'payments' },
+            condition: '< 1',
+            for: '1s',
+            severity: 'critical',
+          },
+        },
+        channels: { hook: { kind: 'webhook', url: `${hooks.base}/hook` } },
+        alerting: { notify: ['hook'], groupWait: 0, groupInterval: 0 },
+      });
+      await untilNote('firing', 30_000);
+      let takeover = { ms: 0, token: 0 };
+      let deploy: DeployRecord | undefined;
+      const { load } = await underLoad(
+        `${proxyUrl}/`,
+        async () => {
+          const d = await deployUntilMidway('v2');
+          const t0 = Date.now();
+          await first.c.proc!.kill9();
+          const next = await waitNewLeader(first.c.url, t0);
+          takeover = { ms: next.ms, token: next.s.token };
+          deploy = await waitDeploy(d.id, 90_000);
+        },
+        { rate: 400, tailMs: 1500 },
+      );
+      console.log(
+        `# HA: leader killed mid-deploy; new leader after ${takeover.ms} ms (lease ${LEASE_MS} ms); ` +
+          `load ${describeLoad(load)}`,
+      );
+      assert.equal(load.failed, 0, describeLoad(load));
+      assert.equal(deploy?.state, 'succeeded', JSON.stringify(deploy));
+      assert.ok(takeover.token > first.s.token, 'the fencing token grew');
+      assert.ok(takeover.ms <= LEASE_MS + 2000, `takeover took ${takeover.ms} ms`);
+      // The dependency recovers under the new leader; then a few more evaluation rounds.
+      depOk = true;
+      await untilNote('resolved', 30_000);
+      await sleep(3000);
+      const seen = notes().filter((n) => n.rule === 'payments_down');
+      console.log(
+        `# HA: notifications across the leader kill: ${JSON.stringify(seen.map((n) => n.transition))}`,
+      );
+      assert.deepEqual(
+        seen.map((n) => n.transition),
+        ['firing', 'resolved'],
+        'exactly one notification per transition, across the takeover',
+      );
+      assert.equal(new Set(seen.map((n) => n.dedupKey)).size, 1, 'one alert, one dedup key');
+    } finally {
+      await client.delete('/v1/checks/payments').catch(() => {});
+      await client.put('/v1/alerting/config', {}).catch(() => {});
+      await hooks.close();
+      dep.close();
+    }
     const s = await client.get<StatusView>('/v1/status');
     const web = s.instances.filter((i) => i.service === 'web');
     assert.equal(web.length, 3, JSON.stringify(web));

@@ -4,6 +4,7 @@ import { useLive, useNow } from './live.js';
 import { parseRoute, type Route, roleLabel, unackedFiring } from './model.js';
 import { AlertsPage } from './pages/alerts.js';
 import { DeploysPage } from './pages/deploys.js';
+import { DrillsPage } from './pages/drills.js';
 import { EventsPage } from './pages/events.js';
 import { FleetPage } from './pages/fleet.js';
 import { ServicesPage } from './pages/services.js';
@@ -103,6 +104,7 @@ const PAGES: Array<{ page: Route['page']; label: string }> = [
   { page: 'deploys', label: 'Deploys' },
   { page: 'alerts', label: 'Alerts' },
   { page: 'events', label: 'Events' },
+  { page: 'drills', label: 'Drills' },
 ];
 
 function useRoute(): [Route, (hash: string) => void] {
@@ -196,6 +198,8 @@ function Dashboard(props: { token: string; who: Whoami; onSignOut: (why?: string
           />
         ) : route.page === 'alerts' ? (
           <AlertsPage token={token} role={who.role} alerts={data.alerts} now={now} putAlert={putAlert} />
+        ) : route.page === 'drills' ? (
+          <DrillsPage token={token} now={now} />
         ) : (
           <EventsPage events={data.events} now={now} />
         )}

@@ -360,7 +360,8 @@ export type Route =
   | { page: 'services' }
   | { page: 'deploys'; deployId?: string; service?: string; version?: string }
   | { page: 'alerts' }
-  | { page: 'events' };
+  | { page: 'events' }
+  | { page: 'drills' };
 
 /** `#/deploys/d-123`, `#/deploys?service=web&version=v2`, `#/events` … (unknown → fleet). */
 export function parseRoute(hash: string): Route {
@@ -375,6 +376,8 @@ export function parseRoute(hash: string): Route {
       return { page: 'events' };
     case 'alerts':
       return { page: 'alerts' };
+    case 'drills':
+      return { page: 'drills' };
     case 'deploys': {
       const r: Route = { page: 'deploys' };
       if (parts[1]) r.deployId = parts[1];

@@ -164,6 +164,39 @@ describe('alert runtime: rules → lifecycle → grouped, deduplicated deliverie
     assert.equal((await alerts.listAttempts(ds[0]?.key ?? '')).length, 1);
   });
 
+  it('a new leader does not resolve an alert whose series has no sample yet; after its warm-up, a gone series resolves', async () => {
+    await configure(base());
+    const first = runtime('c1');
+    signals.set('host_up', { host: 'h1' }, 0);
+    await tick(first);
+    await tick(first, 10 * SECOND);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.transition),
+      ['firing'],
+    );
+    // Another controller takes over; its sources have nothing for h1 yet (reports still coming in).
+    signals.samples = [];
+    const next = runtime('c2');
+    next.begin();
+    await tick(next, SECOND);
+    await tick(next, 10 * SECOND);
+    assert.equal((await alerts.listAlerts())[0]?.state, 'firing', 'no data yet is not a recovery');
+    signals.set('host_up', { host: 'h1' }, 0);
+    await tick(next, SECOND);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.transition),
+      ['firing'],
+      'not paged again',
+    );
+    // Past the warm-up, a series that went away (the host was removed) resolves as before.
+    signals.samples = [];
+    await tick(next, 30 * SECOND);
+    assert.deepEqual(
+      bodies('/hook').map((b) => b.transition),
+      ['firing', 'resolved'],
+    );
+  });
+
   it('the group wait runs during `for`: a lone alert pages on the tick it fires; a burst that went pending together goes out together', async () => {
     await configure({
       ...base(),

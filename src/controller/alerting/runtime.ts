@@ -43,6 +43,13 @@ export interface AlertRuntimeDeps {
   leaseMs?: Millis;
   /** Deliveries (each with its own retries) before giving up. */
   maxDeliveries?: number;
+  /**
+   * After evaluation (re)starts — a new leader, a restarted controller — a series with no sample yet
+   * does not resolve its alert for this long (default 30 s): check states, host and instance reports
+   * need a round to arrive, and "no data yet" is not a recovery (it paged firing → resolved → firing
+   * across a takeover). A rule that was removed still resolves its alerts at once.
+   */
+  warmupMs?: Millis;
 }
 
 const EMPTY: AlertingConfig = alertingConfigSchema.parse({});
@@ -71,6 +78,8 @@ export class AlertRuntime {
   private readonly now: () => Millis;
   private model: AlertingModel = modelFromConfig(EMPTY);
   private modelAt = -1;
+  /** When this controller began evaluating (its leadership term); see AlertRuntimeDeps.warmupMs. */
+  private evaluatingSince: Millis | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private readonly deployInstances = new Map<string, Set<string>>();
   /** `dedupKey@firedAt` of resolved episodes → whether their firing was sent (stable once resolved). */
@@ -151,8 +160,15 @@ export class AlertRuntime {
     );
   }
 
+  /** Evaluation (re)starts now (AlertScheduler.start: this controller became the leader). */
+  begin(): void {
+    this.evaluatingSince = this.now();
+  }
+
   async tick(): Promise<void> {
     const now = this.now();
+    this.evaluatingSince ??= now;
+    const warming = now - this.evaluatingSince < (this.d.warmupMs ?? 30_000);
     const m = await this.refreshModel();
     const rules = this.rulesOf(m);
     const stored = new Map((await this.d.alerts.listAlerts()).map((a) => [a.dedupKey, a]));
@@ -222,6 +238,7 @@ export class AlertRuntime {
     // Series that went away (instance removed, rule deleted): no data, so pending ends and firing resolves.
     for (const a of [...stored.values()]) {
       if (seen.has(a.dedupKey) || (a.state !== 'firing' && a.state !== 'pending')) continue;
+      if (warming && this.ruleFor(rules, a) !== undefined) continue;
       const rule: RoutedRule = this.ruleFor(rules, a) ?? {
         id: a.ruleId,
         signal: '(removed)',

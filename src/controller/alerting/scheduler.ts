@@ -24,6 +24,7 @@ export class AlertScheduler {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.runtime.begin();
     this.schedule(0);
   }
 

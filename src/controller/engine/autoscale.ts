@@ -70,3 +70,19 @@ function clamp(n: number, min: number, max: number): number {
 function round(n: number): number {
   return Math.round(n * 10) / 10;
 }
+
+/**
+ * The `cpu` metric: the mean CPU (percent of one core) of the serving instances that reported one.
+ * Instances without a value yet (just started, or the agent samples every few seconds) do not count;
+ * undefined when none has one: no decision on no data.
+ */
+export function meanCpu(values: ReadonlyArray<number | undefined>): number | undefined {
+  let sum = 0;
+  let n = 0;
+  for (const v of values) {
+    if (v === undefined || !Number.isFinite(v)) continue;
+    sum += v;
+    n++;
+  }
+  return n > 0 ? sum / n : undefined;
+}

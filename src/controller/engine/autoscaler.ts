@@ -2,14 +2,14 @@ import type { Logger } from 'pino';
 import { fleetSpec } from '../../core/fleet-config.js';
 import type { Hub } from '../hub.js';
 import type { Store } from '../store/types.js';
-import { autoscale } from './autoscale.js';
+import { autoscale, meanCpu } from './autoscale.js';
 
 /**
  * Applies `scaling.autoscale` (target tracking, `autoscale.ts`): every `intervalMs` it measures each
  * autoscaled service and sets its instance count; the reconciler then starts or drains instances.
  * The `rps` metric is the requests per second the proxies answered for the service (from their
- * cumulative counters), per serving instance. The `cpu` metric needs per-instance CPU from the
- * agents, which they do not report yet: such a service is left alone, with one event saying so.
+ * cumulative counters), per serving instance. The `cpu` metric is the mean CPU (percent of one core)
+ * of the serving instances, as their agents last reported it (`ObservedInstance.cpu`).
  */
 export class Autoscaler {
   private readonly samples = new Map<string, Map<string, { requests: number; at: number }>>();
@@ -52,25 +52,38 @@ export class Autoscaler {
     for (const svc of await this.d.store.listServices()) {
       const a = svc.spec.scaling?.autoscale;
       if (!a || !svc.currentRelease || svc.lockedBy) continue;
+      let perInstance: number | undefined;
       if (a.metric === 'cpu') {
-        if (!this.warned.has(svc.name)) {
-          this.warned.add(svc.name);
-          await this.note(
-            svc.name,
-            `${svc.name}: autoscaling on cpu is not available yet (agents do not report CPU); use rps`,
-          );
+        const instances = await this.d.store.listInstances({ service: svc.name });
+        const cpu = meanCpu(
+          instances
+            .filter((i) => i.desired === 'running' && i.route === 'ready')
+            .map((i) => this.d.hub.observed(i.hostId, i.id)?.cpu),
+        );
+        if (cpu === undefined) {
+          if (!this.warned.has(svc.name)) {
+            this.warned.add(svc.name);
+            await this.note(
+              svc.name,
+              `${svc.name}: no CPU reported by its instances' agents yet (they sample it with host signals); not scaling`,
+            );
+          }
+          continue;
         }
-        continue;
+        this.warned.delete(svc.name);
+        perInstance = cpu;
+      } else {
+        const rate = this.rps(svc.name);
+        if (rate === undefined) continue;
+        const instances = await this.d.store.listInstances({ service: svc.name });
+        const serving = instances.filter((i) => i.desired === 'running' && i.route === 'ready').length;
+        perInstance = rate / Math.max(1, serving || svc.spec.instances);
       }
-      const rate = this.rps(svc.name);
-      if (rate === undefined) continue;
-      const instances = await this.d.store.listInstances({ service: svc.name });
-      const serving = instances.filter((i) => i.desired === 'running' && i.route === 'ready').length;
       const { scaling } = fleetSpec(svc.spec);
       const decision = autoscale({
         now: this.now(),
         current: svc.spec.instances,
-        perInstance: rate / Math.max(1, serving || svc.spec.instances),
+        perInstance,
         target: a.target,
         min: scaling.min,
         max: scaling.max,
@@ -81,6 +94,7 @@ export class Autoscaler {
       this.history.set(svc.name, decision.history);
       if (decision.desired === svc.spec.instances) continue;
       await this.d.store.upsertService(svc.name, { ...svc.spec, instances: decision.desired });
+      this.d.hub.signal('services');
       await this.note(svc.name, `${svc.name}: ${decision.reason}`);
     }
   }

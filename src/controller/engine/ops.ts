@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ObservedInstance } from '../../core/protocol.js';
 import type { Fleet } from '../fleet.js';
-import { type Hub, type ProxyView, WaitTimeout } from '../hub.js';
+import { agentTopic, type Hub, type ProxyView, WaitTimeout } from '../hub.js';
 import type { InstanceRecord, ReleaseRecord, Store } from '../store/types.js';
 
 /** Raised when an instance operation fails in a way a human can act on; the message says how. */
@@ -76,6 +76,7 @@ export class InstanceOps {
         },
         spec.healthyDeadline,
         ctx.signal,
+        agentTopic(rec.hostId),
       );
     } catch (err) {
       if (err instanceof WaitTimeout) {
@@ -180,6 +181,7 @@ export class InstanceOps {
         },
         drainMs + 10_000,
         ctx.signal,
+        agentTopic(rec.hostId),
       );
     } catch (err) {
       if (!(err instanceof WaitTimeout)) throw err;

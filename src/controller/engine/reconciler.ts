@@ -18,6 +18,9 @@ import type { InstanceOps, OpContext } from './ops.js';
  * After a controller start it waits until every known host has reported (or `hostDownAfterMs` has
  * passed): a controller that comes back re-learns the fleet first and changes nothing that is healthy.
  */
+/** Signalled on the hub when a service's spec changed (API, autoscaler): the reconciler looks at once. */
+export const SERVICES_CHANGED = 'services';
+
 export class Reconciler {
   private readonly store: Store;
   private readonly hub: Hub;
@@ -59,7 +62,12 @@ export class Reconciler {
       this.running = this.tick()
         .catch((err) => this.log.error({ err }, 'reconcile tick failed'))
         .finally(() => {
-          if (!this.abort.signal.aborted) this.timer = setTimeout(loop, this.intervalMs);
+          if (this.abort.signal.aborted) return;
+          // A changed service (its instance count) is acted on at once, not at the next interval:
+          // desired-state changes reach the agents within the propagation target (bench/fleet).
+          void this.hub.waitSignal(SERVICES_CHANGED, this.intervalMs, this.abort.signal).then(() => {
+            if (!this.abort.signal.aborted) loop();
+          });
         });
     };
     this.timer = setTimeout(loop, this.intervalMs);
@@ -85,13 +93,13 @@ export class Reconciler {
       return;
     const state = await loadFleetState(this.store, this.fleet.hostDownAfterMs, now, hosts);
     // Heartbeats as this controller saw them, or as stored (another controller, or before a restart).
+    const revoked = new Set(hosts.filter((h) => h.revokedAt !== null).map((h) => h.id));
     const hostsUp = new Set(
       state.hosts
         .filter(
           (h) =>
             h.state !== 'down' ||
-            ((this.hub.agents.get(h.id)?.at ?? 0) >= now - this.fleet.hostDownAfterMs &&
-              hosts.find((x) => x.id === h.id)?.revokedAt === null),
+            ((this.hub.agents.get(h.id)?.at ?? 0) >= now - this.fleet.hostDownAfterMs && !revoked.has(h.id)),
         )
         .map((h) => h.id),
     );

@@ -1,6 +1,7 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import { sloCountsMigration } from '../alerting/slo-store.js';
 import { alertsMigration } from '../alerting/store.js';
+import { drillSchedulesMigration } from '../drill-scheduler.js';
 import { noncesMigration } from './nonces.js';
 
 /**
@@ -392,6 +393,8 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0011_drills': drills,
   '0012_slo_counts': sloCountsMigration,
   '0016_signed_nonces': noncesMigration,
+  // 0013–0015 were names handed out for work that did not need a migration; a gap is harmless.
+  '0017_drill_schedules': drillSchedulesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
