@@ -113,6 +113,8 @@ export class Agent {
   private pendingHost: HostSignals | undefined;
   /** Per-instance CPU, sampled with the host signals (autoscaling on `cpu`). */
   private readonly cpu = new InstanceCpu();
+  /** Resident memory of each running instance's process group, bytes, from the same samples. */
+  private readonly memory = new Map<string, number>();
   private metricsServer: { port: number; close(): Promise<void> } | undefined;
   /** Drill `host-loss`: until then the agent neither reports nor starts anything, as if its host were gone. */
   private lostUntil = 0;
@@ -149,8 +151,12 @@ export class Agent {
   observed(): ObservedInstance[] {
     return [...this.sups.values()].map((s) => {
       const o = s.observed();
-      const cpu = o.state === 'running' ? this.cpu.get(o.id) : undefined;
-      return cpu === undefined ? o : { ...o, cpu };
+      if (o.state !== 'running') return o;
+      const cpu = this.cpu.get(o.id);
+      const mem = this.memory.get(o.id);
+      return cpu === undefined && mem === undefined
+        ? o
+        : { ...o, ...(cpu === undefined ? {} : { cpu }), ...(mem === undefined ? {} : { memoryBytes: mem }) };
     });
   }
 
@@ -161,8 +167,14 @@ export class Agent {
       const o = s.observed();
       if (o.state === 'running' && o.pid !== undefined) pids.set(o.id, o.pid);
     }
-    const ticks = await readGroupTicks(new Set(pids.values()), this.o.procDir);
+    const rss = new Map<number, number>();
+    const ticks = await readGroupTicks(new Set(pids.values()), this.o.procDir, rss);
     this.cpu.update(pids, ticks, Date.now());
+    this.memory.clear();
+    for (const [id, pid] of pids) {
+      const bytes = rss.get(pid);
+      if (bytes !== undefined) this.memory.set(id, bytes);
+    }
   }
 
   /**

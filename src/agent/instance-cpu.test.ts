@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InstanceCpu, parseCpuTicks, readGroupTicks } from './instance-cpu.js';
+import { InstanceCpu, parseCpuTicks, parseRssBytes, readGroupTicks } from './instance-cpu.js';
 
 // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime …
 const stat = (pid: number, pgrp: number, utime: number, stime: number, cutime = 0, cstime = 0) =>
@@ -78,5 +78,34 @@ test('a real busy process group measures CPU, an idle one next to none', async (
   } finally {
     busy.kill('SIGKILL');
     idle.kill('SIGKILL');
+  }
+});
+
+test('readGroupTicks with rss: the resident memory of each group, from the same stat reads', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nines-proc-'));
+  try {
+    // rss is field 24 (pages): the last number of these lines.
+    const line = (pid: number, pgrp: number, rssPages: number) =>
+      `${pid} (app) S 1 ${pgrp} ${pgrp} 0 -1 4194560 100 0 0 0 1 1 0 0 20 0 1 0 12345 0 ${rssPages}\n`;
+    for (const [pid, pgrp, pages] of [
+      [100, 100, 1000],
+      [101, 100, 24],
+      [200, 200, 5],
+    ] as const) {
+      mkdirSync(join(dir, String(pid)));
+      writeFileSync(join(dir, String(pid), 'stat'), line(pid, pgrp, pages));
+    }
+    const rss = new Map<number, number>();
+    await readGroupTicks(new Set([100, 200]), dir, rss);
+    assert.deepEqual([...rss].sort(), [
+      [100, 1024 * 4096],
+      [200, 5 * 4096],
+    ]);
+    assert.ok(
+      (parseRssBytes(readFileSync('/proc/self/stat', 'utf8')) ?? 0) > 1024 * 1024,
+      'this process: > 1 MiB',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

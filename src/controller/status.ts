@@ -18,6 +18,9 @@ export interface InstanceView {
   pid: number | null;
   restarts: number;
   startedAt: number | null;
+  /** Percent of one core and resident bytes, from the agent's last sample (null: not running or not yet). */
+  cpu: number | null;
+  memoryBytes: number | null;
 }
 
 export interface ServiceView {
@@ -74,6 +77,8 @@ export async function statusView(store: Store, hub: Hub) {
       pid: obs?.pid ?? null,
       restarts: obs?.restarts ?? 0,
       startedAt: obs?.startedAt ?? null,
+      cpu: live?.cpu ?? null,
+      memoryBytes: live?.memoryBytes ?? null,
     };
   });
   return {

@@ -106,6 +106,8 @@ export interface ObservedInstance {
   startedAt?: number;
   /** CPU of the instance's processes, percent of one core over the agent's last sampling interval. */
   cpu?: number;
+  /** Resident memory of the instance's processes, bytes, at the agent's last sample. */
+  memoryBytes?: number;
 }
 
 export interface AgentRegister {
@@ -287,6 +289,7 @@ export const observedInstanceSchema = z.strictObject({
   message: z.string().max(4096).optional(),
   startedAt: z.number().optional(),
   cpu: z.number().nonnegative().optional(),
+  memoryBytes: z.number().int().nonnegative().optional(),
 });
 
 export const agentReportSchema = z.strictObject({

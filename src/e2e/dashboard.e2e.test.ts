@@ -178,6 +178,15 @@ alerting:
     const watcher = await newPage(ctx);
     await signIn(watcher, admin);
     await fleetShows(watcher, { v1: 3 });
+    // Each instance's CPU and memory, sampled by its agent from /proc (every 5 s; CPU needs two samples).
+    await watcher
+      .locator('[data-instance] [data-field="memory"]', { hasText: /MiB$/ })
+      .first()
+      .waitFor({ timeout: 20_000 });
+    await watcher
+      .locator('[data-instance] [data-field="cpu"]', { hasText: /^[\d.]+ %$/ })
+      .first()
+      .waitFor({ timeout: 20_000 });
 
     // ---- deploys: the plan, then start, then the live timeline to done ----------------------------------
     await page.getByRole('link', { name: 'Deploys' }).click();

@@ -26,6 +26,9 @@ export interface InstanceView {
   pid: number | null;
   restarts: number;
   startedAt: number | null;
+  /** Percent of one core and resident bytes at the agent's last sample (null: not running or not yet). */
+  cpu?: number | null;
+  memoryBytes?: number | null;
 }
 
 export interface ReleaseView {

@@ -7,6 +7,7 @@ import {
   type FleetFilter,
   filterInstances,
   fleetTree,
+  formatBytes,
   formatDuration,
   HOST_DOWN_MS,
   mixedBanner,
@@ -215,6 +216,10 @@ function InstanceCard(props: { i: InstanceView; slot: number | undefined; now: n
         <dd class={i.restarts > 0 ? 'warn-text' : ''}>{i.restarts}</dd>
         <dt>Uptime</dt>
         <dd>{uptime}</dd>
+        <dt>CPU</dt>
+        <dd data-field="cpu">{i.cpu == null ? '—' : `${i.cpu.toFixed(1)} %`}</dd>
+        <dt>Memory</dt>
+        <dd data-field="memory">{i.memoryBytes == null ? '—' : formatBytes(i.memoryBytes)}</dd>
       </dl>
     </li>
   );
