@@ -374,7 +374,13 @@ alerting:
     // ---- silence it: matchers from the alert's labels, an end time, a comment ---------------------------
     await item.getByRole('button', { name: 'Silence…' }).click();
     const matchers = page.getByLabel('Matchers');
-    assert.match(await matchers.inputValue(), /^alertname=payments_down, check=payments/);
+    // The form fills on the next render: poll rather than read once (it raced on a loaded CI machine).
+    let filled = '';
+    for (let t = Date.now(); Date.now() - t < 10_000; await new Promise((r) => setTimeout(r, 100))) {
+      filled = await matchers.inputValue();
+      if (/^alertname=payments_down, check=payments/.test(filled)) break;
+    }
+    assert.match(filled, /^alertname=payments_down, check=payments/);
     await page.getByLabel('Comment').fill('dependency maintenance');
     await page.getByLabel('Ends at').fill('2000-01-01T00:00');
     await page.locator('#silence-create').click();
