@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Runs the compiled suite with node's test runner. Unit tests run two at a time; end-to-end tests
-// (*.e2e.test.js: real processes under real load) run one at a time so that they do not steal each
-// other's CPU on a 2-core machine and turn load into timeouts. Ends with one "N passed, N failed" line.
+// Runs the compiled suite with node's test runner. Unit tests run two at a time. End-to-end tests
+// (*.e2e.test.js: real processes under real load) run two at a time too — they wait far more than they
+// compute (a whole serial run used 0.6 of the machine's 2 cores) — except the files whose assertions
+// are timings (a takeover within the lease + 2 s, a maintenance window within 20 % of its plan, network
+// namespaces): those say `nines-test: serial` and run alone, first. Ends with one "N passed, N failed" line.
 // Usage: npm test [-- substring …]   (only files whose path contains one of the substrings)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -25,14 +27,18 @@ const usesPg = (f) => readFileSync(f, 'utf8').includes('NINES_TEST_PG_URL');
 const unitAll = files.filter((f) => !f.endsWith('.e2e.test.js'));
 const unit = unitAll.filter((f) => !usesPg(f));
 const unitPg = unitAll.filter(usesPg);
-const e2e = files.filter((f) => f.endsWith('.e2e.test.js'));
+const e2eAll = files.filter((f) => f.endsWith('.e2e.test.js'));
+const serial = (f) => /nines-test: serial/.test(readFileSync(f, 'utf8'));
+const e2eSerial = e2eAll.filter(serial);
+const e2e = e2eAll.filter((f) => !serial(f));
 const tapDir = mkdtempSync(join(tmpdir(), 'nines-tests-'));
 const totals = { pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
 let status = 0;
 for (const [name, list, concurrency] of [
   ['unit', unit, 2],
   ['unit (PostgreSQL)', unitPg, 1],
-  ['e2e', e2e, 1],
+  ['e2e (alone)', e2eSerial, 1],
+  ['e2e', e2e, 2],
 ]) {
   if (list.length === 0) continue;
   const tap = join(tapDir, `${name.replace(/\W+/g, '-')}.tap`);

@@ -1,3 +1,4 @@
+// nines-test: serial — timing assertions (scripts/run-tests.mjs runs this file alone).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// nines-test: serial — timing assertions (scripts/run-tests.mjs runs this file alone).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
