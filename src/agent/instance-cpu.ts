@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { statFields } from './procfs.js';
 
 /**
  * CPU of each instance, for autoscaling on `cpu` (issue 5): the utime + stime of every process in the
@@ -12,14 +13,13 @@ export const CLK_TCK = 100;
 
 /** Process group and its CPU time in clock ticks, from one /proc/<pid>/stat line. */
 export function parseCpuTicks(text: string): { pgrp: number; ticks: number } | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  // Field N (1-based, see proc(5)) is rest[N - 3]: state is field 3.
-  const rest = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/);
-  const nums = [rest[2], rest[11], rest[12], rest[13], rest[14]].map(Number);
+  const f = statFields(text);
+  return f && cpuOf(f);
+}
+
+function cpuOf(f: readonly string[]): { pgrp: number; ticks: number } | undefined {
+  // pgrp is field 5; utime, stime, cutime, cstime are fields 14–17.
+  const nums = [f[2], f[11], f[12], f[13], f[14]].map(Number);
   if (nums.some((n) => !Number.isFinite(n))) return undefined;
   const [pgrp = 0, utime = 0, stime = 0, cutime = 0, cstime = 0] = nums;
   return { pgrp, ticks: utime + stime + cutime + cstime };
@@ -31,14 +31,13 @@ export function parseCpuTicks(text: string): { pgrp: number; ticks: number } | u
  */
 export const PAGE_BYTES = 4096;
 export function parseRssBytes(text: string): number | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const pages = Number(
-    text
-      .slice(close + 1)
-      .trim()
-      .split(/\s+/)[21],
-  );
+  const f = statFields(text);
+  return f && rssOf(f);
+}
+
+/** rss is field 24. */
+function rssOf(f: readonly string[]): number | undefined {
+  const pages = Number(f[21]);
   return Number.isFinite(pages) ? pages * PAGE_BYTES : undefined;
 }
 
@@ -69,10 +68,12 @@ export async function readGroupTicks(
         } catch {
           return; // exited meanwhile
         }
-        const s = parseCpuTicks(text);
-        if (s && groups.has(s.pgrp)) {
+        // One split per process for both figures.
+        const f = statFields(text);
+        const s = f && cpuOf(f);
+        if (f && s && groups.has(s.pgrp)) {
           out.set(s.pgrp, (out.get(s.pgrp) ?? 0) + s.ticks);
-          if (rss) rss.set(s.pgrp, (rss.get(s.pgrp) ?? 0) + (parseRssBytes(text) ?? 0));
+          if (rss) rss.set(s.pgrp, (rss.get(s.pgrp) ?? 0) + (rssOf(f) ?? 0));
         }
       }),
   );

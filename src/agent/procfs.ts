@@ -22,15 +22,22 @@ export function readProcStat(pid: number): ProcStat | undefined {
   return parseProcStat(text);
 }
 
-/** Parses /proc/<pid>/stat; the command (field 2) is in parentheses and may itself contain ") ". */
-export function parseProcStat(text: string): ProcStat | undefined {
+/**
+ * The fields of a /proc/<pid>/stat line after the command (field 2, in parentheses, which may itself
+ * contain ") "): element 0 is field 3 (state), so field N (1-based, proc(5)) is element N - 3.
+ */
+export function statFields(text: string): string[] | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
-  const rest = text
+  return text
     .slice(close + 1)
     .trim()
     .split(/\s+/);
-  // rest[0] is field 3 (state), so field N is rest[N - 3].
+}
+
+export function parseProcStat(text: string): ProcStat | undefined {
+  const rest = statFields(text);
+  if (rest === undefined) return undefined;
   const state = rest[0];
   const pgrp = Number(rest[2]);
   const startTime = rest[19];

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { alertingConfigSchema, checkAlertingRefs, span } from '../core/alerting-config.js';
-import { zodIssues } from '../core/config.js';
+import { parseInput as parse, zodIssues } from '../core/config.js';
 import { NinesError } from '../core/errors.js';
 import { verifyAckToken } from './alerting/channels/ack.js';
 import { htmlEscape } from './alerting/channels/email.js';
@@ -21,19 +21,6 @@ export interface AlertsApiDeps {
 /** The signed acknowledge link is its own credential: no bearer token (people open it from a phone). */
 export function isAlertAckPath(method: string, url: string): boolean {
   return (method === 'GET' || method === 'POST') && (url.split('?')[0] ?? '') === '/v1/alerts/ack';
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
 }
 
 function who(req: FastifyRequest): string {

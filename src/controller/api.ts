@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { duration, STRATEGIES, serviceSchema, zodIssues } from '../core/config.js';
+import { duration, parseInput as parse, STRATEGIES, serviceSchema } from '../core/config.js';
 import { diffFields } from '../core/config-diff.js';
 import { type ErrorCode, errorRegistry, isNinesError, NinesError } from '../core/errors.js';
 import { instancesOutOfRange } from '../core/fleet-config.js';
@@ -87,19 +87,6 @@ const pollQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
   wait: z.coerce.number().min(0).max(MAX_WAIT_S).default(0),
 });
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
-}
 
 /** The controller's HTTP API. Every route but /healthz authenticates; errors carry registry codes. */
 export function buildApi(deps: ApiDeps) {

@@ -4,7 +4,7 @@ import type { FastifyInstance, RawServerDefault } from 'fastify';
 import type { Kysely, Migration } from 'kysely';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { zodIssues } from '../core/config.js';
+import { parseInput as parse } from '../core/config.js';
 import {
   DRILL_SCHEDULE_NAME,
   type DrillSchedule,
@@ -115,19 +115,6 @@ export class DrillScheduleStore {
       .where('name', '=', name)
       .execute();
   }
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
 }
 
 const view = (s: StoredSchedule) => ({ ...s, nextDueAt: s.spec.enabled ? (nextDue(s) ?? null) : null });

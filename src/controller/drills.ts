@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } 
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CheckConfig } from '../core/checks.js';
-import { zodIssues } from '../core/config.js';
+import { parseInput as parse } from '../core/config.js';
 import { type AgentFault, type AgentFaultResult, agentFaultResultSchema } from '../core/drill-protocol.js';
 import { NinesError } from '../core/errors.js';
 import type { Hub } from './hub.js';
@@ -130,19 +130,6 @@ const agentFaultsQuery = z.object({
   have: z.string().max(10_000).default(''),
   wait: z.coerce.number().min(0).max(MAX_WAIT_S).default(0),
 });
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
-}
 
 export interface DrillRouteDeps {
   store: Store;

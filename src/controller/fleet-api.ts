@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { duration, zodIssues } from '../core/config.js';
+import { duration, parseInput as parse } from '../core/config.js';
 import { NinesError } from '../core/errors.js';
 import { hostTaskResultSchema } from '../core/tasks-protocol.js';
 import type { HostOps } from './hostops.js';
@@ -141,19 +141,6 @@ export function registerFleetApi(app: WebApp, d: { hostOps: HostOps; tasks: Host
 
 function view(h: { id: string; name: string; zone: string; state: string; admin: string }) {
   return { id: h.id, name: h.name, zone: h.zone, state: h.state, admin: h.admin };
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
 }
 
 function who(req: FastifyRequest): string {

@@ -217,6 +217,20 @@ export function zodIssues(err: z.ZodError): ConfigIssue[] {
   return err.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
 }
 
+/** Validates an API payload (body, query, path): the data, or NINES_E_VALIDATION (400) naming each bad field. */
+export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issues = zodIssues(r.error);
+    throw new NinesError(
+      'NINES_E_VALIDATION',
+      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { issues },
+    );
+  }
+  return r.data;
+}
+
 /** Parse and validate YAML text. Throws NINES_E_CONFIG_INVALID naming every bad field. */
 export function parseConfig(text: string, source = 'nines.yaml'): NinesConfig {
   const doc = parseDocument(text, { prettyErrors: true });

@@ -360,6 +360,20 @@ interface FaultOutcome {
   error: string | null;
 }
 
+/** The agent could not inject the fault: nothing to detect or recover. */
+function notInjected(
+  r: { result: { message: string } } & Record<string, unknown>,
+  injectedAt: number,
+): FaultOutcome {
+  return {
+    fault: r,
+    detectedAt: null,
+    recoveredAt: null,
+    injectedAt,
+    error: `fault not injected: ${r.result.message}`,
+  };
+}
+
 async function instanceKill(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promise<FaultOutcome> {
   const before = await api.get<StatusView>('/v1/status');
   const want = Math.max(serving(before, o.service).length, 1);
@@ -372,15 +386,7 @@ async function instanceKill(api: DrillApi, o: DrillOptions, svc: ServiceRec): Pr
   }>('/v1/drills/faults', { kind: 'kill-instance', service: svc.name });
   const injectedAt = r.result.at;
   o.progress?.(`fault: ${r.result.message}`);
-  if (!r.result.ok) {
-    return {
-      fault: r,
-      detectedAt: null,
-      recoveredAt: null,
-      injectedAt,
-      error: `fault not injected: ${r.result.message}`,
-    };
-  }
+  if (!r.result.ok) return notInjected(r, injectedAt);
   const restartsBefore = before.instances.find((i) => i.id === r.instance)?.restarts ?? 0;
   const detectedAt =
     (await until(o.recoverTimeoutMs, async () => {
@@ -420,15 +426,7 @@ async function hostLoss(api: DrillApi, o: DrillOptions, svc: ServiceRec): Promis
   const injectedAt = r.result.at;
   const names = r.hosts.map((h) => h.host).join(', ');
   o.progress?.(`fault: ${r.result.message}`);
-  if (!r.result.ok) {
-    return {
-      fault: r,
-      detectedAt: null,
-      recoveredAt: null,
-      injectedAt,
-      error: `fault not injected: ${r.result.message}`,
-    };
-  }
+  if (!r.result.ok) return notInjected(r, injectedAt);
   const lostHosts = async () => {
     const { hosts } = await api.get<{ hosts: HostRec[] }>('/v1/hosts');
     return r.hosts.map((l) => hosts.find((h) => h.id === l.hostId));
@@ -563,15 +561,7 @@ async function dependencyDown(api: DrillApi, o: DrillOptions, svc: ServiceRec): 
   });
   const injectedAt = r.result.at;
   o.progress?.(`fault: ${r.result.message}`);
-  if (!r.result.ok) {
-    return {
-      fault: r,
-      detectedAt: null,
-      recoveredAt: null,
-      injectedAt,
-      error: `fault not injected: ${r.result.message}`,
-    };
-  }
+  if (!r.result.ok) return notInjected(r, injectedAt);
   const states: Array<{ at: number; state: string; message: string }> = [];
   const checkState = async () => {
     const { check: c } = await api.get<{ check: { state: string; message: string } }>(

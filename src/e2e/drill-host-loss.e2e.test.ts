@@ -1,12 +1,11 @@
 // nines-test: serial — timing assertions (scripts/run-tests.mjs runs this file alone).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Client } from '../cli/client.js';
+import type { Client } from '../cli/client.js';
 import type { StatusView } from '../controller/status.js';
 import type { DrillReport } from '../drill/drill.js';
-import { cleanup, cli, fixture, freePort, type Proc, spawnCli, tempDir } from './harness.js';
+import { type Cluster, startCluster, stopCluster } from './cluster.js';
+import { cli, fixture, tempDir } from './harness.js';
 
 /**
  * Issue 8, `nines drill host-loss`: two hosts (zones a and b) behind one proxy; the agent of one host
@@ -16,49 +15,14 @@ import { cleanup, cli, fixture, freePort, type Proc, spawnCli, tempDir } from '.
  */
 describe('nines drill host-loss and zone-outage', () => {
   const root = tempDir();
-  const ctlDir = join(root, 'controller');
-  const procs: Proc[] = [];
+  let c: Cluster | undefined;
+  let ctlDir = '';
   let client: Client;
   let proxyUrl = '';
 
   before(async () => {
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    procs.push(await spawnCli(['--data-dir', ctlDir, 'controller', '--port', String(port)]));
-    for (const zone of ['a', 'b']) {
-      const jt = await cli(ctlDir, '--json', 'join-token', 'create', '--ttl', '10m');
-      assert.equal(jt.code, 0, jt.stderr);
-      const token = (JSON.parse(jt.stdout) as { token: string }).token;
-      procs.push(
-        await spawnCli([
-          '--data-dir',
-          join(root, `agent-${zone}`),
-          'agent',
-          '--controller',
-          url,
-          '--join-token',
-          token,
-          '--zone',
-          zone,
-          '--name',
-          `host-${zone}`,
-        ]),
-      );
-    }
-    const proxy = await spawnCli([
-      '--data-dir',
-      join(root, 'proxy'),
-      'proxy',
-      '--controller',
-      url,
-      '--token-file',
-      join(ctlDir, 'node-token'),
-      '--port',
-      '0',
-    ]);
-    procs.push(proxy);
-    proxyUrl = proxy.ready;
-    client = new Client({ url, token: readFileSync(join(ctlDir, 'admin-token'), 'utf8').trim() });
+    c = await startCluster(root, ['a', 'b']);
+    ({ ctlDir, client, proxyUrl } = c);
     await client.put('/v1/services/web', {
       command: 'node server.js',
       instances: 4,
@@ -73,10 +37,7 @@ describe('nines drill host-loss and zone-outage', () => {
     const d = await cli(ctlDir, 'deploy', 'web', 'v1');
     assert.equal(d.code, 0, d.stdout + d.stderr);
   });
-  after(async () => {
-    for (const p of procs.reverse()) await p.kill9();
-    cleanup(root);
-  });
+  after(() => stopCluster(c, root));
 
   // A request reset by an instance killed with its host is retried on a new connection (never a pooled
   // one, which may lead to the host's other dead instance), so meeting a dead instance again is a

@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { agentCheckResultsSchema, checkSchema, isCheckName } from '../../core/checks.js';
-import { zodIssues } from '../../core/config.js';
+import { parseInput as parse } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { MaintenanceWindow } from '../alerting/grouping.js';
 import { createToken } from '../auth.js';
@@ -49,19 +49,6 @@ export function isPublicStatusPath(method: string, url: string): boolean {
   if (method !== 'GET' && method !== 'HEAD') return false;
   const path = url.split('?')[0];
   return path === '/status' || path === '/status.json';
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = zodIssues(r.error);
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
 }
 
 const windowQuery = z.object({

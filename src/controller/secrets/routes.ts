@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { zodIssues } from '../../core/config.js';
+// parseInput's issues carry paths and messages only: a secret's value is never echoed back.
+import { parseInput as parse } from '../../core/config.js';
 import { NinesError } from '../../core/errors.js';
 import type { Store } from '../store/types.js';
 import type { WebApp } from '../web.js';
@@ -66,20 +67,6 @@ export function registerSecretRoutes(app: WebApp, deps: { store: Store; secrets:
 
 function who(req: FastifyRequest): string {
   return req.principal ? `${req.principal.name} (${req.principal.role})` : 'anonymous';
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    // Only paths and messages: a secret's value must not be echoed back in an error.
-    const issues = zodIssues(r.error).map((i) => ({ path: i.path, message: i.message }));
-    throw new NinesError(
-      'NINES_E_VALIDATION',
-      `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
-      { issues },
-    );
-  }
-  return r.data;
 }
 
 async function mustService(store: Store, name: string): Promise<void> {
