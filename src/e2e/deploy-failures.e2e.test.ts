@@ -1,3 +1,4 @@
+// nines-test: serial — it checks that long requests were in flight when each old instance began draining, which a second file running beside it can starve (scripts/run-tests.mjs).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
