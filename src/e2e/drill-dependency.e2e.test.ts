@@ -115,7 +115,8 @@ alerts:
     const before = served;
     const res = await fetch(`http://127.0.0.1:${depPort}/`);
     assert.equal(await res.text(), 'paid');
-    assert.equal(served, before + 1);
+    // At least ours: the check's own probes keep arriving meanwhile (once, one landed in between).
+    assert.ok(served >= before + 1, `${served} served, ${before} before`);
     assert.doesNotMatch(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }), /nines_drill_/);
     const cg = readFileSync('/proc/self/mounts', 'utf8').match(/ (\/sys\/fs\/cgroup\S*) cgroup2 /)?.[1];
     assert.ok(cg !== undefined);
