@@ -10,9 +10,10 @@ import { type LogChunkAnswer, logChunkSchema } from '../core/logs-protocol.js';
 import { agentRegisterSchema, agentReportSchema, proxyReportSchema } from '../core/protocol.js';
 import { EMPTY_SHA256, sha256Hex } from '../core/signing.js';
 import { isAlertAckPath } from './alerts-api.js';
-import { type ArtifactStore, withDownloadUrls } from './artifacts.js';
+import type { ArtifactStore } from './artifacts.js';
 import { type Authenticator, allowed, createToken, type PendingSignature, type Principal } from './auth.js';
 import { isPublicStatusPath } from './checks/routes.js';
+import { DesiredReplies } from './desired-replies.js';
 import { registerDrillRoutes } from './drills.js';
 import type { DeployEngine } from './engine/engine.js';
 import type { Fleet } from './fleet.js';
@@ -449,6 +450,7 @@ export function buildApi(deps: ApiDeps) {
     const host = (await store.listHosts()).find((h) => h.id === name || h.name === name);
     if (!host) throw new NinesError('NINES_E_HOST_NOT_FOUND', `no host named or with id "${name}"`);
     const revoked = await store.revokeHost(host.id, Date.now());
+    auth.forgetHost(host.id); // cut off from the next request on
     if (revoked) {
       await store.appendEvent({
         at: Date.now(),
@@ -500,15 +502,18 @@ export function buildApi(deps: ApiDeps) {
     const hostId = req.principal?.hostId;
     if (hostId) {
       const host = await fleet.refresh(hostId, body);
+      auth.forgetHost(host.id);
       // An agent registers at every start: `hosts patch --restart-agent` waits for this.
       hub.agentStarts.set(host.id, Date.now());
       return { hostId: host.id };
     }
     const host = await fleet.register(body);
+    auth.forgetHost(host.id); // a new key
     hub.agentStarts.set(host.id, Date.now());
     return { hostId: host.id, key: host.key };
   });
 
+  const desiredReplies = new DesiredReplies({ fleet, artifacts, secrets: deps.secrets, leadership });
   app.get('/v1/agent/desired', async (req, reply) => {
     const q = parse(pollQuery.extend({ hostId: z.string().min(1) }), req.query, 'query');
     ownHost(req, q.hostId);
@@ -517,10 +522,10 @@ export function buildApi(deps: ApiDeps) {
     if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
       await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
     }
-    const desired = await withDownloadUrls(artifacts, await fleet.desiredFor(q.hostId));
-    const answer = deps.secrets ? await deps.secrets.forHost(desired, req.principal?.hostId) : desired;
-    // Agents refuse desired state stamped with a token older than one they have seen (fencing).
-    return leadership ? { ...answer, fencingToken: leadership.token } : answer;
+    // Serialised once per host and generation (desired-replies.ts), fencing token included.
+    return reply
+      .type('application/json; charset=utf-8')
+      .send(await desiredReplies.reply(q.hostId, req.principal?.hostId));
   });
 
   app.post('/v1/agent/report', async (req, reply) => {

@@ -90,3 +90,113 @@ suite(
   },
   PG ? undefined : 'PostgreSQL not available: set NINES_TEST_PG_URL (scripts/ci-postgres.sh starts one)',
 );
+
+/**
+ * One controller on its store keeps host records: revocation and a new key still take effect on the
+ * very next request, because the API calls `forgetHost` after writing them.
+ */
+describe('host records kept by one controller', () => {
+  let dir: string;
+  let store: Store;
+  let reads = 0;
+  let gate: Promise<void> | undefined;
+  /** The real store, counting (and, while `gate` is set, holding) its host reads. */
+  let counted: Store;
+  const key = randomBytes(32).toString('hex');
+  const body = JSON.stringify({ hostId: 'h-1', generation: 0, instances: [] });
+  const signed = async (auth: Authenticator, k = key) => {
+    const headers = signRequest('h-1', k, 'POST', '/v1/agent/report', body);
+    const { pending } = await auth.authenticate(headers.authorization);
+    assert.ok(pending);
+    await auth.verifySigned(pending, 'POST', '/v1/agent/report', sha256Hex(body));
+  };
+  const host = (k: string) => ({
+    id: 'h-1',
+    name: 'host-1',
+    zone: 'a',
+    labels: {},
+    address: '127.0.0.1',
+    registeredAt: Date.now(),
+    lastSeenAt: Date.now(),
+    key: k,
+    revokedAt: null,
+  });
+
+  it('reads a host once; a revocation followed by forgetHost refuses the next request', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nines-auth-cache-'));
+    store = await openSqliteStore({ file: join(dir, 'nines.db') });
+    counted = new Proxy(store, {
+      get(target, prop, recv) {
+        if (prop === 'getHost') {
+          return async (id: string) => {
+            reads++;
+            const got = await target.getHost(id);
+            if (gate) await gate;
+            return got;
+          };
+        }
+        const v = Reflect.get(target, prop, recv);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    await store.upsertHost(host(key));
+    const auth = new Authenticator(counted);
+    await signed(auth);
+    await signed(auth);
+    await signed(auth);
+    assert.equal(reads, 1, 'one read for three requests');
+    // An unknown host is not kept: each try reads (and fails).
+    const stranger = signRequest('h-x', key, 'POST', '/v1/agent/report', body);
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(
+        auth.authenticate(stranger.authorization),
+        (e) => isNinesError(e) && e.code === 'NINES_E_SIGNATURE_INVALID',
+      );
+    }
+    assert.equal(reads, 3);
+
+    await store.revokeHost('h-1', Date.now());
+    auth.forgetHost('h-1');
+    await assert.rejects(signed(auth), (e) => isNinesError(e) && e.code === 'NINES_E_HOST_REVOKED');
+  });
+
+  it('a new key (registered again) verifies at once after forgetHost; the old one does not', async () => {
+    const auth = new Authenticator(counted);
+    const old = randomBytes(32).toString('hex');
+    await store.upsertHost(host(old));
+    await signed(auth, old);
+    const fresh = randomBytes(32).toString('hex');
+    await store.upsertHost(host(fresh));
+    auth.forgetHost('h-1');
+    await signed(auth, fresh);
+    await assert.rejects(signed(auth, old), (e) => isNinesError(e) && e.code === 'NINES_E_SIGNATURE_INVALID');
+  });
+
+  it('a read in flight while the host is forgotten does not keep the stale record', async () => {
+    const auth = new Authenticator(counted);
+    await store.upsertHost(host(key));
+    let open!: () => void;
+    gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const inFlight = signed(auth); // reads the host (not revoked) and waits at the gate
+    await new Promise((r) => setTimeout(r, 20));
+    await store.revokeHost('h-1', Date.now());
+    auth.forgetHost('h-1');
+    gate = undefined;
+    open();
+    await inFlight; // it read before the revocation: accepted, as without a cache
+    await assert.rejects(signed(auth), (e) => isNinesError(e) && e.code === 'NINES_E_HOST_REVOKED');
+  });
+
+  it('with several controllers (shared nonces) every request reads its host', async () => {
+    await store.upsertHost(host(key));
+    const auth = new Authenticator(counted, { sharedNonces: store.nonces() });
+    const before = reads;
+    await signed(auth);
+    await signed(auth);
+    assert.equal(reads - before, 2);
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

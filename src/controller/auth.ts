@@ -60,6 +60,15 @@ export class Authenticator {
   /** Several controllers on one database: nonces are also recorded there (store/nonces.ts). */
   private readonly shared: NonceStore | null;
   private lastPrune = 0;
+  /**
+   * Host records of signed requests, so a thousand agents' polls and reports do not each read their
+   * host. Only with one controller on its store (no shared nonces): every change to a host's key or
+   * revocation then goes through this controller's API, which calls `forgetHost` after writing it.
+   * With several controllers another one may revoke a host, so each request reads it.
+   */
+  private readonly hosts: Map<string, HostRecord> | null;
+  /** Bumped by `forgetHost`: a read that started before a forget must not refill the cache. */
+  private forgets = 0;
 
   constructor(store: Store, opts: { windowMs?: number; now?: () => number; sharedNonces?: NonceStore } = {}) {
     this.store = store;
@@ -67,6 +76,24 @@ export class Authenticator {
     this.now = opts.now ?? Date.now;
     this.nonces = new NonceCache(this.windowMs);
     this.shared = opts.sharedNonces ?? null;
+    this.hosts = this.shared === null ? new Map() : null;
+  }
+
+  /** After a host's key or revocation changed: the next signed request reads it from the store. */
+  forgetHost(hostId: string): void {
+    this.forgets++;
+    this.hosts?.delete(hostId);
+  }
+
+  private async host(hostId: string): Promise<HostRecord | undefined> {
+    const cached = this.hosts?.get(hostId);
+    if (cached) return cached;
+    const before = this.forgets;
+    const host = await this.store.getHost(hostId);
+    // Unknown ids are not kept (garbage cannot fill the cache); a forget meanwhile may mean this
+    // record is already stale.
+    if (host && this.hosts && this.forgets === before) this.hosts.set(hostId, host);
+    return host;
   }
 
   /**
@@ -83,7 +110,7 @@ export class Authenticator {
       const auth = parseAuthorization(header);
       if (!auth)
         throw new NinesError('NINES_E_SIGNATURE_INVALID', `malformed ${SCHEME} authorization header`);
-      const host = await this.store.getHost(auth.hostId);
+      const host = await this.host(auth.hostId);
       if (!host?.key) throw new NinesError('NINES_E_SIGNATURE_INVALID', `unknown host ${auth.hostId}`);
       if (host.revokedAt !== null)
         throw new NinesError('NINES_E_HOST_REVOKED', `host ${host.name} was revoked`);

@@ -10,6 +10,7 @@ import type {
   RoutingSnapshot,
 } from '../core/protocol.js';
 import { newHostKey } from '../core/signing.js';
+import { BatchRead } from './batch-read.js';
 import { type FleetState, loadFleetState, placeFor } from './fleet-state.js';
 import type { Hub } from './hub.js';
 import { countPlaced } from './placement.js';
@@ -238,14 +239,33 @@ export class Fleet {
     this.hub.proxyReport(report.proxyId, report.appliedVersion, report.instances, report.services);
   }
 
-  async desiredFor(hostId: string): Promise<HostDesiredState> {
-    const [generation, instances] = await Promise.all([
-      this.store.getCounter(hostCounter(hostId)),
-      this.store.listInstances({ hostId }),
-    ]);
+  /**
+   * What `hostId` should run. With `generation` (read by the caller before): that generation is
+   * stamped on it, and the instances are read after it, so they are at least that new.
+   */
+  async desiredFor(hostId: string, generation?: number): Promise<HostDesiredState> {
+    const gen = generation ?? (await this.store.getCounter(hostCounter(hostId)));
+    const instances = (await this.instancesOn.get(hostId)) ?? [];
     const releases = await this.releasesOf(instances);
-    return hostDesiredState(hostId, generation, instances, releases);
+    return hostDesiredState(hostId, gen, instances, releases);
   }
+
+  /**
+   * Instances per host for the desired states asked for together (a change wakes many polls at once):
+   * a few hosts are read one query each, many with one read of all instances.
+   */
+  private readonly instancesOn = new BatchRead<string, InstanceRecord[]>(async (hostIds) => {
+    const out = new Map<string, InstanceRecord[]>();
+    if (hostIds.length < 16) {
+      const lists = await Promise.all(hostIds.map((hostId) => this.store.listInstances({ hostId })));
+      for (const [k, h] of hostIds.entries()) out.set(h, lists[k] ?? []);
+      return out;
+    }
+    const wanted = new Set(hostIds);
+    for (const h of hostIds) out.set(h, []);
+    for (const i of await this.store.listInstances()) if (wanted.has(i.hostId)) out.get(i.hostId)?.push(i);
+    return out;
+  });
 
   async hostGeneration(hostId: string): Promise<number> {
     return this.store.getCounter(hostCounter(hostId));

@@ -103,6 +103,12 @@ export class Hub {
     this.emitter.emit(topic);
   }
 
+  /** Calls `fn` on every signal of `topic` until the returned function is called. */
+  subscribe(topic: string, fn: () => void): () => void {
+    this.emitter.on(topic, fn);
+    return () => this.emitter.off(topic, fn);
+  }
+
   /** Resolves on the next signal of `topic`, or after `ms` (false). */
   waitSignal(topic: string, ms: number, abort?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {

@@ -36,6 +36,12 @@ export class Reconciler {
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
   /** Per service: consecutive instances its agents gave up on, and the hosts they failed on. */
   private readonly failures = new Map<string, { count: number; at: number; hosts: Set<string> }>();
+  private unsubscribe: (() => void) | undefined;
+  /** A service changed since the current pass began; `lastPassCut`: the previous pass stopped early. */
+  private changed = false;
+  private lastPassCut = false;
+  /** Each service's `updatedAt` as the last tick saw it: changed services are healed first. */
+  private readonly seenUpdatedAt = new Map<string, number>();
 
   constructor(deps: {
     store: Store;
@@ -58,11 +64,23 @@ export class Reconciler {
     this.startedAt = Date.now();
     this.abort = new AbortController();
     this.backoff.clear();
+    // A change signalled while a tick runs (a tick at a thousand hosts takes a while) must not wait
+    // for the next interval: it is remembered and the next tick starts as soon as this one ends.
+    this.changed = false;
+    this.unsubscribe?.();
+    this.unsubscribe = this.hub.subscribe(SERVICES_CHANGED, () => {
+      this.changed = true;
+    });
     const loop = () => {
+      this.changed = false;
       this.running = this.tick()
         .catch((err) => this.log.error({ err }, 'reconcile tick failed'))
         .finally(() => {
           if (this.abort.signal.aborted) return;
+          if (this.changed) {
+            setImmediate(loop);
+            return;
+          }
           // A changed service (its instance count) is acted on at once, not at the next interval:
           // desired-state changes reach the agents within the propagation target (bench/fleet).
           void this.hub.waitSignal(SERVICES_CHANGED, this.intervalMs, this.abort.signal).then(() => {
@@ -74,6 +92,8 @@ export class Reconciler {
   }
 
   async stop(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     this.abort.abort(new Error('controller stopping'));
     clearTimeout(this.timer);
     await this.running;
@@ -104,12 +124,20 @@ export class Reconciler {
         .map((h) => h.id),
     );
     const moving = new Set(state.hosts.filter((h) => h.state === 'draining').map((h) => h.id));
-    for (const svc of await this.store.listServices()) {
+    for (const svc of changedFirst(await this.store.listServices(), this.seenUpdatedAt)) {
       if (this.abort.signal.aborted) return;
+      // A service changed while this pass runs: start again with it first instead of healing every
+      // other service before it. At most every other pass stops early, so no service waits long.
+      if (this.changed && !this.lastPassCut) {
+        this.lastPassCut = true;
+        return;
+      }
+      this.seenUpdatedAt.set(svc.name, svc.updatedAt);
       if (!svc.currentRelease || svc.lockedBy) continue;
       if ((this.backoff.get(svc.name)?.until ?? 0) > now) continue;
       await this.heal(svc, svc.currentRelease, hostsUp, moving);
     }
+    this.lastPassCut = false;
     await this.finishDrains(state);
   }
 
@@ -303,4 +331,19 @@ export class Reconciler {
       });
     }
   }
+}
+
+/**
+ * Services changed since a pass last looked at them (`seen`: name → updatedAt) first, the rest in
+ * store order: at a thousand hosts each service's pass reads its instances, and a scaled service
+ * should not wait for every other service's (bench/fleet propagation).
+ */
+export function changedFirst(
+  services: readonly ServiceRecord[],
+  seen: ReadonlyMap<string, number>,
+): ServiceRecord[] {
+  const changed: ServiceRecord[] = [];
+  const rest: ServiceRecord[] = [];
+  for (const s of services) (seen.get(s.name) === s.updatedAt ? rest : changed).push(s);
+  return [...changed, ...rest];
 }

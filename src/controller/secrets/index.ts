@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NinesError } from '../../core/errors.js';
 import type { HostDesiredState } from '../../core/protocol.js';
+import { BatchRead } from '../batch-read.js';
 import { hostCounter } from '../fleet.js';
 import type { Hub } from '../hub.js';
 import type { SecretRecord, Store } from '../store/types.js';
@@ -59,6 +60,10 @@ export class Secrets {
   private readonly dataDir: string;
   readonly environment: string;
   private ring: Keyring | undefined;
+  /** The environment's variables and secrets, one read for the desired states asked for together. */
+  private readonly rowsRead = new BatchRead<'rows', SecretRecord[]>(
+    async () => new Map([['rows', await this.store.listSecrets({ environment: this.environment })]]),
+  );
 
   constructor(deps: { store: Store; hub: Hub; logger: Logger; dataDir: string; environment?: string }) {
     this.store = deps.store;
@@ -179,9 +184,7 @@ export class Secrets {
   async forHost(desired: HostDesiredState, signedBy: string | undefined): Promise<HostDesiredState> {
     if (desired.instances.length === 0) return desired;
     const services = new Set(desired.instances.map((i) => i.service));
-    const rows = (await this.store.listSecrets({ environment: this.environment })).filter((r) =>
-      services.has(r.service),
-    );
+    const rows = ((await this.rowsRead.get('rows')) ?? []).filter((r) => services.has(r.service));
     if (rows.length === 0) return desired;
     const withSecrets = signedBy !== undefined && signedBy === desired.hostId;
     const vars = new Map<string, Record<string, string>>();

@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, type SqliteDatabase, SqliteDialect } from 'kysely';
+import { Kysely, type SqliteDatabase } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import type { Database as Schema } from './schema.js';
+import { FifoSqliteDialect } from './sqlite-fifo.js';
 import type { Store } from './types.js';
 
 export interface SqliteStoreOptions {
@@ -45,7 +46,7 @@ export function openSqliteDatabase(file: string): Database.Database {
 /** As openSqliteStore, typed as the concrete class (for `migrateReport()` and `revokeToken()`). */
 export async function openSqliteKyselyStore(opts: SqliteStoreOptions): Promise<KyselyStore> {
   const sqlite = openSqliteDatabase(opts.file);
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = new Kysely<Schema>({ dialect: new FifoSqliteDialect({ database: withStatementCache(sqlite) }) });
   const store = new KyselyStore(db, opts.now ? { now: opts.now } : {});
   try {
     await store.migrate();
