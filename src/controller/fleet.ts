@@ -299,7 +299,12 @@ export class Fleet {
   ): Promise<InstanceRecord> {
     return new Promise<InstanceRecord>((resolve, reject) => {
       this.toPlace.push({ release, deployId, avoid, pin, resolve, reject });
-      if (!this.placing) void this.placeQueued();
+      if (!this.placing) {
+        this.placing = true;
+        // After the current synchronous run: a deploy or a heal that starts many instances in a loop
+        // has them all queued by then, and they go in one batch (not one, then all the others).
+        queueMicrotask(() => void this.placeQueued());
+      }
     });
   }
 

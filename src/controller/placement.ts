@@ -69,9 +69,11 @@ export function placeInstance(input: PlacementInput): PlacementResult {
   const { used, mine } = input.counts ?? countPlaced(input.instances, input.service);
   const why = { notReady: 0, labels: 0, full: 0 };
   const eligible: PlacementHost[] = [];
+  // Once per placement, not per host (a batch places a thousand instances over a thousand hosts).
+  const constraints = Object.entries(input.placement.constraints);
   for (const h of input.hosts) {
     if (h.state !== 'ready') why.notReady++;
-    else if (!matches(h.labels, input.placement.constraints)) why.labels++;
+    else if (!matchesAll(h.labels, constraints)) why.labels++;
     else if (h.slots !== undefined && (used.get(h.id) ?? 0) >= h.slots) why.full++;
     else eligible.push(h);
   }
@@ -88,13 +90,17 @@ export function placeInstance(input: PlacementInput): PlacementResult {
         (parts.length ? `, ${parts.join(', ')}` : ''),
     };
   }
-  const preferred = eligible.filter((h) => !input.avoid?.has(h.id));
+  const avoid = input.avoid;
+  const preferred = avoid && avoid.size > 0 ? eligible.filter((h) => !avoid.has(h.id)) : eligible;
   const pool = preferred.length > 0 ? preferred : eligible;
 
   const zoneCount = new Map<string, number>();
   for (const h of pool) zoneCount.set(h.zone, 0);
   for (const h of input.hosts) {
-    if (zoneCount.has(h.zone)) zoneCount.set(h.zone, (zoneCount.get(h.zone) ?? 0) + (mine.get(h.id) ?? 0));
+    const m = mine.get(h.id);
+    if (!m) continue;
+    const z = zoneCount.get(h.zone);
+    if (z !== undefined) zoneCount.set(h.zone, z + m);
   }
   const min = Math.min(...zoneCount.values());
   const allowed = pool.filter((h) => (zoneCount.get(h.zone) ?? 0) + 1 - min <= input.placement.maxSkew);
@@ -126,7 +132,14 @@ export function matches(
   labels: Readonly<Record<string, string>>,
   constraints: Readonly<Record<string, string>>,
 ): boolean {
-  for (const [k, v] of Object.entries(constraints)) if (labels[k] !== v) return false;
+  return matchesAll(labels, Object.entries(constraints));
+}
+
+function matchesAll(
+  labels: Readonly<Record<string, string>>,
+  constraints: ReadonlyArray<[string, string]>,
+): boolean {
+  for (const [k, v] of constraints) if (labels[k] !== v) return false;
   return true;
 }
 
