@@ -519,8 +519,16 @@ export function buildApi(deps: ApiDeps) {
     ownHost(req, q.hostId);
     if (!(await fleet.hostExists(q.hostId)))
       throw new NinesError('NINES_E_HOST_NOT_FOUND', `unknown host ${q.hostId}`);
-    if ((await fleet.hostGeneration(q.hostId)) <= q.after && q.wait > 0) {
-      await hub.waitSignal(`host:${q.hostId}`, q.wait * 1000, closeSignal(reply));
+    if (q.wait > 0) {
+      // Listening before reading the generation: a bump between the read and the wait still wakes it.
+      const newer = new AbortController();
+      const woken = hub.waitSignal(
+        `host:${q.hostId}`,
+        q.wait * 1000,
+        AbortSignal.any([closeSignal(reply), newer.signal]),
+      );
+      if ((await fleet.hostGeneration(q.hostId)) > q.after) newer.abort();
+      await woken;
     }
     // Serialised once per host and generation (desired-replies.ts), fencing token included.
     return reply

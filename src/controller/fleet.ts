@@ -268,8 +268,17 @@ export class Fleet {
   });
 
   async hostGeneration(hostId: string): Promise<number> {
-    return this.store.getCounter(hostCounter(hostId));
+    return (await this.generations.get(hostId)) ?? 0;
   }
+
+  /** Generations asked for together (polls woken by one change) in one read. */
+  private readonly generations = new BatchRead<string, number>(async (hostIds) => {
+    if (hostIds.length === 1 && hostIds[0] !== undefined) {
+      return new Map([[hostIds[0], await this.store.getCounter(hostCounter(hostIds[0]))]]);
+    }
+    const got = await this.store.getCounters(hostIds.map(hostCounter));
+    return new Map(hostIds.map((h) => [h, got.get(hostCounter(h)) ?? 0]));
+  });
 
   async snapshot(): Promise<RoutingSnapshot> {
     const [version, services, instances, hosts] = await Promise.all([

@@ -777,6 +777,20 @@ export class KyselyStore implements Store {
     return bumpCounter(this.db, name);
   }
 
+  async getCounters(names: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>(names.map((n) => [n, 0]));
+    // Well below SQLite's and PostgreSQL's limits on bound parameters per statement.
+    for (let i = 0; i < names.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('counters')
+        .select(['name', 'value'])
+        .where('name', 'in', names.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.set(r.name, num(r.value));
+    }
+    return out;
+  }
+
   async getCounter(name: string): Promise<number> {
     const row = await this.db
       .selectFrom('counters')

@@ -730,6 +730,22 @@ export function runStoreSuite(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.getCounter('routing'), 3);
         assert.equal(await store.getCounter('gen:h1'), 1);
         assert.equal(await store.getCounter('gen:h2'), 0);
+        const many = await store.getCounters(['routing', 'gen:h1', 'gen:h2']);
+        assert.deepEqual(
+          [...many],
+          [
+            ['routing', 3],
+            ['gen:h1', 1],
+            ['gen:h2', 0],
+          ],
+        );
+        // More names than one statement takes.
+        const names = Array.from({ length: 1200 }, (_, i) => `gen:x${i}`);
+        await store.nextCounter('gen:x1199');
+        const big = await store.getCounters(names);
+        assert.equal(big.size, 1200);
+        assert.equal(big.get('gen:x1199'), 1);
+        assert.equal(big.get('gen:x0'), 0);
       });
 
       it('concurrent increments each get a distinct value', async () => {

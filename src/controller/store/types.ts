@@ -289,6 +289,8 @@ export interface Store {
   /** Monotonic counters that survive restarts (routing snapshot version, host generations). */
   nextCounter(name: string): Promise<number>;
   getCounter(name: string): Promise<number>;
+  /** Several counters in one read (0 for one never bumped): a thousand long polls woken at once. */
+  getCounters(names: readonly string[]): Promise<Map<string, number>>;
 
   /**
    * Leadership (several controllers on one database). `tryAcquireLease` takes the lease when it is free,
