@@ -142,3 +142,48 @@ describe('desired-state replies', () => {
     assert.equal((await reply()).instances[0].desired, 'stopped');
   });
 });
+
+describe('routes set together', () => {
+  it('share one transaction and one routing version; each is written', async () => {
+    const store = await openSqliteStore({ file: ':memory:' });
+    try {
+      const fleet = new Fleet({ store, hub: new Hub(), logger });
+      const spec = serviceSchema.parse({ command: 'node server.js', instances: 3 });
+      await store.upsertService('api', spec);
+      const release = await store.insertRelease({
+        service: 'api',
+        version: 'v1',
+        sha256: 'ab'.repeat(32),
+        size: 10,
+        spec,
+        createdBy: 'test',
+        createdAt: Date.now(),
+      });
+      const now = Date.now();
+      await store.upsertHost({
+        id: 'h-1',
+        name: 'host-1',
+        zone: 'a',
+        labels: {},
+        address: '127.0.0.1',
+        registeredAt: now,
+        lastSeenAt: now,
+        key: null,
+        revokedAt: null,
+      });
+      const recs = await Promise.all([1, 2, 3].map(() => fleet.createInstance(release, null)));
+      const before = await fleet.routingVersion();
+      const versions = await Promise.all(recs.map((r) => fleet.setRoute(r, 'ready')));
+      assert.deepEqual(versions, [before + 1, before + 1, before + 1]);
+      assert.deepEqual(
+        (await store.listInstances()).map((i) => i.route),
+        ['ready', 'ready', 'ready'],
+      );
+      // One alone still gets its own version.
+      assert.equal(await fleet.setRoute(recs[0] as (typeof recs)[number], 'draining'), before + 2);
+      assert.equal((await store.getInstance(recs[0]?.id ?? ''))?.route, 'draining');
+    } finally {
+      await store.close();
+    }
+  });
+});

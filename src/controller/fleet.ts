@@ -447,9 +447,52 @@ export class Fleet {
     }
   }
 
-  async setRoute(instance: InstanceRecord, route: InstanceRecord['route']): Promise<number> {
-    await this.store.updateInstance(instance.id, { route });
-    return this.bumpRouting();
+  /**
+   * Routes set in the same turn share one transaction and one routing version: a heal or deploy of a
+   * thousand instances routed each one with its own write and version, and every version woke every
+   * proxy to rebuild its whole snapshot. Resolves once the route is written, with a version that has it.
+   */
+  setRoute(instance: InstanceRecord, route: InstanceRecord['route']): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.toRoute.push({ id: instance.id, route, resolve, reject });
+      if (this.toRoute.length === 1) setImmediate(() => void this.routeQueued());
+    });
+  }
+
+  private toRoute: Array<{
+    id: string;
+    route: InstanceRecord['route'];
+    resolve(version: number): void;
+    reject(err: unknown): void;
+  }> = [];
+
+  private async routeQueued(): Promise<void> {
+    const batch = this.toRoute;
+    this.toRoute = [];
+    const alone = async (r: (typeof batch)[number]) => {
+      try {
+        await this.store.updateInstance(r.id, { route: r.route });
+        r.resolve(await this.bumpRouting());
+      } catch (err) {
+        r.reject(err);
+      }
+    };
+    if (batch.length === 1 && batch[0]) return alone(batch[0]);
+    try {
+      await this.store.transaction(async (tx) => {
+        for (const r of batch) await tx.updateInstance(r.id, { route: r.route });
+      });
+    } catch {
+      // Which one failed is not known: each on its own says.
+      for (const r of batch) await alone(r);
+      return;
+    }
+    try {
+      const version = await this.bumpRouting();
+      for (const r of batch) r.resolve(version);
+    } catch (err) {
+      for (const r of batch) r.reject(err);
+    }
   }
 
   /** Several routes in one routing snapshot (an in-place switch: new instances in, old ones draining). */
