@@ -1,9 +1,6 @@
 import { closeSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-/** node's Buffer has it (what `write(s, off, 'latin1')` ends in) without the argument checks. */
-type LatinBuffer = Buffer & { latin1Write(s: string, offset: number): number };
-
 /** Bytes collected before a write; a batch is also written after 200 ms. */
 const BATCH = 65_536;
 
@@ -41,51 +38,6 @@ export class AccessLogFile {
       this.timer.unref();
     }
     return true;
-  }
-
-  /**
-   * A line written field by field straight into the buffer (the proxy's access line: the string it
-   * used to build first was a fifth of the proxy's allocation per request). `begin` makes room for
-   * `maxBytes` (a bound: strings are counted at 3 bytes a character by the caller), `end` closes the
-   * line.
-   */
-  begin(maxBytes: number): boolean {
-    if (this.closed) return false;
-    if (this.size + maxBytes > this.buf.length) this.grow(maxBytes);
-    return true;
-  }
-
-  /** Characters known to be ASCII and not to need JSON escaping. */
-  raw(s: string): void {
-    this.size += (this.buf as LatinBuffer).latin1Write(s, this.size);
-  }
-
-  /** A JSON string literal. */
-  str(s: string): void {
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c < 32 || c === 34 || c === 92 || c > 126) {
-        this.size += this.buf.write(JSON.stringify(s), this.size, 'utf8');
-        return;
-      }
-    }
-    const b = this.buf;
-    b[this.size++] = 34;
-    this.size += (b as LatinBuffer).latin1Write(s, this.size);
-    b[this.size++] = 34;
-  }
-
-  num(n: number): void {
-    this.size += (this.buf as LatinBuffer).latin1Write(String(n), this.size);
-  }
-
-  end(): void {
-    this.buf[this.size++] = 10;
-    if (this.size >= BATCH) this.flush();
-    else if (this.timer === null) {
-      this.timer = setTimeout(flushLater, 200, this);
-      this.timer.unref();
-    }
   }
 
   /** @internal */
