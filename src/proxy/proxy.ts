@@ -846,7 +846,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
    */
   private accessLine(f: Forward, ip: string | undefined): string {
     const failure = f.failure === -1 ? '' : `,"failure":${f.failure}`;
-    return `{"level":30,"time":${Date.now()},"proxy":${this.proxyIdJson},"reqId":${jsonStr(f.requestId)},"method":${jsonStr(f.method)},"url":${jsonStr(f.path)}${f.host === '' ? '' : `,"host":${jsonStr(f.host)}`}${ip === undefined ? '' : `,"client":${jsonStr(ip)}`},"status":${f.statusCode},"service":${f.route.nameJson},"instance":${f.upstream.idJson},"attempts":${f.attempts},"ms":${round(performance.now() - f.startedAt)}${failure},"msg":"access"}\n`;
+    return `{"level":30,"time":${Date.now()},"proxy":${this.proxyIdJson},"reqId":${JSON.stringify(f.requestId)},"method":${JSON.stringify(f.method)},"url":${JSON.stringify(f.path)}${f.host === '' ? '' : `,"host":${JSON.stringify(f.host)}`}${ip === undefined ? '' : `,"client":${JSON.stringify(ip)}`},"status":${f.statusCode},"service":${JSON.stringify(f.route.name)},"instance":${JSON.stringify(f.upstream.id)},"attempts":${f.attempts},"ms":${round(performance.now() - f.startedAt)}${failure},"msg":"access"}\n`;
   }
 
   // ---- WebSockets (and any Upgrade) -------------------------------------------------------------
@@ -1190,18 +1190,6 @@ function dropConnectionTokens(headers: string[], connection: string): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
     if (tokens.includes(headers[i]!.toLowerCase())) headers.splice(i, 2);
   }
-}
-
-/**
- * A JSON string literal: quoted as is when nothing needs escaping (the usual request id, method, path,
- * host, address), else JSON.stringify — which allocated a new string per field of every access line.
- */
-function jsonStr(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 32 || c === 34 || c === 92 || c > 126) return JSON.stringify(s);
-  }
-  return `"${s}"`;
 }
 
 function round(ms: number): number {

@@ -34,8 +34,6 @@ export interface Held {
  */
 export class Route {
   readonly name: string;
-  /** `name` as a JSON string (access log). */
-  readonly nameJson: string;
   prefix = '/';
   /** The prefix ends with '/', so any path starting with it matches. */
   private open = true;
@@ -89,7 +87,6 @@ export class Route {
 
   constructor(name: string, logger: Logger) {
     this.name = name;
-    this.nameJson = JSON.stringify(name);
     this.logger = logger;
   }
 

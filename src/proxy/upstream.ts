@@ -43,8 +43,6 @@ export function originOf(address: string, port: number): string {
  */
 export class Upstream {
   readonly id: string;
-  /** `id` as a JSON string (access log). */
-  readonly idJson: string;
   readonly origin: string;
   readonly address: string;
   readonly port: number;
@@ -103,7 +101,6 @@ export class Upstream {
   constructor(owner: UpstreamOwner, inst: RouteInstance, health: HealthCheckSpec) {
     this.owner = owner;
     this.id = inst.id;
-    this.idJson = JSON.stringify(inst.id);
     this.address = inst.address;
     this.port = inst.port;
     this.origin = originOf(inst.address, inst.port);
