@@ -4,6 +4,7 @@
  * Every feature is on: active health checks (1 s), retries, passive ejection, least-connections,
  * metrics (admin listener on BENCH_ADMIN_PORT, default any free port), and the access log when
  * BENCH_ACCESS_LOG_FILE (a file) or BENCH_ACCESS_LOG=1 (the logger) is set.
+ * BENCH_NODE_HTTP=1 turns the HTTP/1.1 fast path (h1.ts) off.
  * Exits on SIGINT/SIGTERM, or after BENCH_MAX_SECONDS (default 120).
  */
 import { pino } from 'pino';
@@ -22,6 +23,8 @@ const proxy = new NinesProxy({
   accessLog: process.env.BENCH_ACCESS_LOG === '1',
   ...(process.env.BENCH_ACCESS_LOG_FILE ? { accessLogFile: process.env.BENCH_ACCESS_LOG_FILE } : {}),
   adminPort: Number(process.env.BENCH_ADMIN_PORT ?? 0),
+  // BENCH_NODE_HTTP=1: node's http server for every request (A/B against the fast path).
+  http1FastPath: process.env.BENCH_NODE_HTTP !== '1',
 });
 proxy.applySnapshot({
   version: 1,

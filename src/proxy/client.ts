@@ -65,6 +65,12 @@ export interface PoolOptions {
   keepAliveMs?: number;
 }
 
+/**
+ * Every upstream read lands here (one event loop thread: a read is handled before the next one). 64 KiB
+ * is what libuv suggests per read.
+ */
+const READ_SCRATCH = Buffer.allocUnsafe(65_536);
+
 /** Largest response head accepted. */
 const MAX_HEAD = 65_536;
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -292,6 +298,8 @@ export class UpstreamConn {
   private sending = false;
   private upBody: BodyStream | null = null;
   private chunkedUp = false;
+  /** Inside a read callback: the data is READ_SCRATCH, overwritten by the next read. */
+  private scratch = false;
   private paused = false;
   /** Deadline (performance.now) of the current phase, 0: none; `timer` fires at or before it. */
   private deadline = 0;
@@ -304,10 +312,16 @@ export class UpstreamConn {
     this.ex = ex;
     const o = pool.opts;
     const host = o.host.startsWith('[') ? o.host.slice(1, -1) : o.host;
-    const s = netConnect({ host, port: o.port, noDelay: true });
+    // Reads land in one scratch buffer (`onread`), not a new Buffer pushed through a Readable per
+    // read; what outlives the callback (body bytes, a partial head) is copied out.
+    const s = netConnect({
+      host,
+      port: o.port,
+      noDelay: true,
+      onread: { buffer: READ_SCRATCH, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) },
+    });
     this.socket = s;
     s.on('connect', () => this.onSocketConnect());
-    s.on('data', (d: Buffer) => this.onSocketData(d));
     s.on('end', () => this.onSocketEnd());
     s.on('error', (err: Error) => this.fail(err));
     s.on('close', () => this.onSocketClose());
@@ -461,11 +475,24 @@ export class UpstreamConn {
 
   // ---- response ---------------------------------------------------------------------------------
 
+  private onRead(n: number, buf: Uint8Array): boolean {
+    this.scratch = true;
+    this.onSocketData(Buffer.from(buf.buffer, buf.byteOffset, n));
+    this.scratch = false;
+    return true;
+  }
+
+  /** Bytes that outlive the read callback: copied out of the scratch buffer. */
+  private own(b: Buffer): Buffer {
+    return this.scratch ? Buffer.from(b) : b;
+  }
+
   private onSocketData(data: Buffer): void {
     if (this.phase === Phase.Head) {
       if (this.pending !== null) {
         data = Buffer.concat([this.pending, data]);
         this.pending = null;
+        this.scratch = false;
       }
       this.parseHead(data);
     } else if (this.phase === Phase.Body) {
@@ -486,7 +513,7 @@ export class UpstreamConn {
           this.abort(new ClientError(ClientCode.BadResponse, 'upstream response head too large'));
           return;
         }
-        this.pending = start === 0 ? data : data.subarray(start);
+        this.pending = this.own(start === 0 ? data : data.subarray(start));
         return;
       }
       const text = data.toString('latin1', start, end);
@@ -622,7 +649,7 @@ export class UpstreamConn {
         const end = from + this.remaining;
         this.remaining = 0;
         if (end < data.length) this.reusable = false; // bytes past the response: not trustworthy
-        this.complete(from === 0 && end === data.length ? data : data.subarray(from, end));
+        this.complete(this.own(from === 0 && end === data.length ? data : data.subarray(from, end)));
         return;
       }
       case BodyKind.UntilClose:
@@ -637,7 +664,7 @@ export class UpstreamConn {
   }
 
   private deliver(ex: Exchange, chunk: Buffer): void {
-    if (!ex.onData(chunk) && this.ex === ex && !this.paused) {
+    if (!ex.onData(this.own(chunk)) && this.ex === ex && !this.paused) {
       this.paused = true;
       this.socket.pause();
     }

@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ErrorCode, errorRegistry } from '../core/errors.js';
+import type { ProxyRequest, ProxyResponse } from './h1.js';
 
 /** The proxy's own error responses, JSON bodies prepared once. */
 export type ProxyErrorCode =
@@ -44,7 +44,7 @@ export function errorStatus(code: ProxyErrorCode): number {
   return prepared.get(code)!.status;
 }
 
-export function sendError(res: ServerResponse, code: ProxyErrorCode, requestId: string): void {
+export function sendError(res: ProxyResponse, code: ProxyErrorCode, requestId: string): void {
   const p = prepared.get(code)!;
   if (res.headersSent) {
     res.destroy();
@@ -84,7 +84,7 @@ const REASONS: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
-function wantsHtml(req: IncomingMessage): boolean {
+function wantsHtml(req: ProxyRequest): boolean {
   const accept = req.headers.accept;
   if (accept === undefined) return false;
   const h = accept.indexOf('text/html');
@@ -102,8 +102,8 @@ function escHtml(s: string): string {
  * `html` replaces the default page; `message` goes in both.
  */
 export function sendModeError(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ProxyRequest,
+  res: ProxyResponse,
   code: 'NINES_E_READ_ONLY' | 'NINES_E_MAINTENANCE' | 'NINES_E_PAUSED',
   requestId: string,
   retryAfter: string,

@@ -1,6 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { ClientCode, type Exchange, eqi, type UpstreamConn } from './client.js';
 import { type ProxyErrorCode, sendError } from './errors.js';
+import type { ProxyRequest, ProxyResponse } from './h1.js';
 import { classIndex } from './metrics.js';
 import type { Route } from './routing.js';
 import type { Upstream } from './upstream.js';
@@ -18,7 +19,7 @@ export interface ForwardOwner {
 }
 
 const kForward = Symbol('nines.forward');
-type ProxiedResponse = ServerResponse & { [kForward]?: Forward };
+type ProxiedResponse = ProxyResponse & { [kForward]?: Forward };
 type ProxiedRequest = IncomingMessage & { [kForward]?: Forward };
 
 class ClientGoneError extends Error {
@@ -95,7 +96,7 @@ const failCodes: readonly ProxyErrorCode[] = [
  */
 export class Forward implements Exchange {
   readonly owner: ForwardOwner;
-  readonly req: IncomingMessage;
+  readonly req: ProxyRequest;
   readonly res: ProxiedResponse;
   readonly route: Route;
   readonly method: string;
@@ -135,8 +136,8 @@ export class Forward implements Exchange {
 
   constructor(
     owner: ForwardOwner,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ProxyRequest,
+    res: ProxyResponse,
     route: Route,
     upstream: Upstream,
     method: string,
@@ -157,7 +158,8 @@ export class Forward implements Exchange {
     this.path = path;
     this.headers = headers;
     this.host = host;
-    this.body = hasBody ? req : null;
+    // Only node's server hands over requests with a body (the fast path, h1.ts, has none).
+    this.body = hasBody ? (req as IncomingMessage) : null;
     this.requestId = requestId;
     this.hasBody = hasBody;
     this.retryable = retryable;
@@ -200,8 +202,9 @@ export class Forward implements Exchange {
       this.req.headers['content-length'] === undefined
     ) {
       // Counted from here, in the same tick the connection starts reading the body: no chunk is missed.
-      (this.req as ProxiedRequest)[kForward] = this;
-      this.req.on('data', onReqData);
+      const body = this.body as ProxiedRequest;
+      body[kForward] = this;
+      body.on('data', onReqData);
     }
   }
 
@@ -336,7 +339,7 @@ export class Forward implements Exchange {
   bodyChunk(n: number): void {
     this.bodyBytes += n;
     if (this.bodyBytes > this.owner.maxBodyBytes && this.limit === null && !this.done) {
-      this.req.off('data', onReqData);
+      this.body?.off('data', onReqData);
       this.cut(BODY_TOO_LARGE);
     }
   }

@@ -16,6 +16,7 @@ import type { ProxyReport, RouteService, RoutingSnapshot } from '../core/protoco
 import { AccessLogFile } from './accesslog.js';
 import { errorStatus, type ProxyErrorCode, rawError, sendError, sendModeError } from './errors.js';
 import { eqi, Forward, type ForwardOwner, isProxyHeader } from './forward.js';
+import { H1Server, type ProxyRequest, type ProxyResponse } from './h1.js';
 import { CLASS_LABELS, classIndex, Exposition, esc, LATENCY_BUCKETS } from './metrics.js';
 import { type Held, MODE_NAMES, Mode, Route, RouteTable } from './routing.js';
 import { readSnapshotCache, writeSnapshotCache } from './snapshot.js';
@@ -74,6 +75,11 @@ export interface ProxyOptions {
   trustedNetworks?: string[];
   /** Answered 200 by the proxy itself on the main listener, in every mode. Default `/_nines/health`. */
   healthPath?: string;
+  /**
+   * Serve plain HTTP/1.1 requests without a body on the proxy's own parser (h1.ts); anything else is
+   * handed to node's http server. Default true; false: node's server for everything (A/B benchmarks).
+   */
+  http1FastPath?: boolean;
   /** Admin listener (GET /metrics in Prometheus format, GET /health). Off unless a port (0: any) is set. */
   adminPort?: number;
   /** Default: `host`. */
@@ -123,6 +129,8 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
 
   private readonly opts: ProxyOptions;
   private readonly server: Server;
+  /** The fast HTTP/1.1 path, or null when node's server handles every connection. */
+  private readonly h1: H1Server | null = null;
   private admin: Server | null = null;
   private readonly accessLogger: Logger;
   private readonly accessDest: AccessLogFile | null = null;
@@ -204,6 +212,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
       this.scheme = 'http';
       this.server = createServer(serverOpts, handler);
     }
+    if (opts.http1FastPath !== false) this.h1 = this.takeConnections(headersTimeout, serverOpts);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.upgrade(req, socket, head),
     );
@@ -221,6 +230,34 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
         socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       } else socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
+  }
+
+  /**
+   * Puts the fast path (h1.ts) in front of node's connection listener, which keeps the connections
+   * the fast path hands over. (http.Server and https.Server register it first, on 'connection' and
+   * 'secureConnection' respectively.)
+   */
+  private takeConnections(headersTimeoutMs: number, o: ServerOptions): H1Server | null {
+    const event = this.opts.tls !== undefined ? 'secureConnection' : 'connection';
+    const server = this.server;
+    const nodeListener = server.listeners(event)[0] as ((socket: Socket) => void) | undefined;
+    if (nodeListener === undefined || nodeListener.name !== 'connectionListener') {
+      this.logger.warn('proxy: node http server internals differ, serving everything with node:http');
+      return null;
+    }
+    server.removeListener(event, nodeListener);
+    const h1 = new H1Server(
+      {
+        headersTimeoutMs,
+        keepAliveTimeoutMs: o.keepAliveTimeout ?? 65_000,
+        maxHeaderBytes: o.maxHeaderSize ?? 16_384,
+        checkIntervalMs: o.connectionsCheckingInterval ?? 1000,
+      },
+      (ex) => this.handle(ex, ex),
+      (socket) => nodeListener.call(server, socket),
+    );
+    server.prependListener(event, (socket: Socket) => h1.accept(socket));
+    return h1;
   }
 
   get port(): number {
@@ -489,6 +526,12 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
     x.sample('nines_proxy_no_route_total', '', this.rejectedNoRoute);
     x.family('nines_proxy_client_connections', 'gauge', 'Open client connections.');
     x.sample('nines_proxy_client_connections', '', this.clientConnections);
+    x.family(
+      'nines_proxy_client_handoffs_total',
+      'counter',
+      'Client connections handed from the fast HTTP/1.1 path to node http (a body, Expect, Upgrade, HTTP/1.0, an invalid request).',
+    );
+    x.sample('nines_proxy_client_handoffs_total', '', this.h1?.handoffs ?? 0);
     x.family('nines_proxy_snapshot_version', 'gauge', 'Version of the applied routing snapshot.');
     x.sample('nines_proxy_snapshot_version', '', this.appliedVersion);
     x.family('nines_proxy_tls_reloads_total', 'counter', 'TLS certificate reloads.');
@@ -506,7 +549,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
 
   // ---- the request path ------------------------------------------------------------------------
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: ProxyRequest, res: ProxyResponse): void {
     const startedAt = performance.now();
     const url = req.url!;
     if (url.charCodeAt(1) === 95 /* _ */ && url === this.healthPath) {
@@ -661,8 +704,8 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
   /** A service not in `live` mode: answers or holds the request (true), or lets it pass (false). */
   private applyMode(
     route: Route,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ProxyRequest,
+    res: ProxyResponse,
     method: string,
     requestId: string,
     startedAt: number,
@@ -728,8 +771,8 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
   }
 
   private reject(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ProxyRequest,
+    res: ProxyResponse,
     code: ProxyErrorCode,
     requestId: string,
     route: Route | null,
@@ -743,8 +786,8 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
   /** Accounting and access log of an answer the proxy gave itself. */
   private local(
     route: Route | null,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ProxyRequest,
+    res: ProxyResponse,
     code: ProxyErrorCode,
     requestId: string,
     startedAt: number,
@@ -1069,10 +1112,16 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
       const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
       const graceMs = this.opts.shutdownGraceMs ?? 5000;
       const idle = setTimeout(
-        () => server.closeIdleConnections(),
+        () => {
+          server.closeIdleConnections();
+          this.h1?.closeIdle();
+        },
         Math.min(this.opts.closeIdleAfterMs ?? 1000, graceMs),
       );
-      const grace = setTimeout(() => server.closeAllConnections(), graceMs);
+      const grace = setTimeout(() => {
+        server.closeAllConnections();
+        this.h1?.closeAll();
+      }, graceMs);
       // WebSockets are not HTTP connections the server tracks: close them with the instances below.
       const all = [...this.upstreams.values(), ...this.retired];
       for (const u of all) if (u.tunnels !== null) for (const t of [...u.tunnels]) t.drainAfter(0);
@@ -1081,6 +1130,7 @@ export class Proxy implements UpstreamOwner, ForwardOwner {
       clearTimeout(idle);
       clearTimeout(grace);
       server.close(() => {}); // clears the server's connection-checking interval
+      this.h1?.stop();
     }
     const all = [...this.upstreams.values(), ...this.retired];
     await Promise.all(all.map((u) => u.destroy()));

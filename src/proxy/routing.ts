@@ -1,6 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RouteService } from '../core/protocol.js';
+import type { ProxyRequest, ProxyResponse } from './h1.js';
 import { Histogram } from './metrics.js';
 import type { Upstream } from './upstream.js';
 
@@ -22,8 +22,8 @@ export interface OutlierPolicy {
 
 /** A request held while its service is paused. */
 export interface Held {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: ProxyRequest;
+  res: ProxyResponse;
   timer: NodeJS.Timeout;
 }
 
