@@ -170,6 +170,15 @@ describe('host records kept by one controller', () => {
     auth.forgetHost('h-1');
     await signed(auth, fresh);
     await assert.rejects(signed(auth, old), (e) => isNinesError(e) && e.code === 'NINES_E_SIGNATURE_INVALID');
+    // A new key whose forgetHost was missed costs one refused request, not a locked-out host.
+    await signed(auth, fresh); // kept again (the refusal above made it read anew)
+    const third = randomBytes(32).toString('hex');
+    await store.upsertHost(host(third));
+    await assert.rejects(
+      signed(auth, third),
+      (e) => isNinesError(e) && e.code === 'NINES_E_SIGNATURE_INVALID',
+    );
+    await signed(auth, third);
   });
 
   it('a read in flight while the host is forgotten does not keep the stale record', async () => {

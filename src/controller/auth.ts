@@ -149,6 +149,9 @@ export class Authenticator {
     if (verdict === 'expired')
       throw new NinesError('NINES_E_SIGNATURE_EXPIRED', 'signed request outside the window');
     if (verdict !== 'ok') {
+      // A kept record with an old key (a re-registration whose forgetHost was missed) must not lock
+      // the host out: the next request reads it again.
+      if (verdict === 'bad-signature' && this.hosts?.get(p.host.id) === p.host) this.hosts.delete(p.host.id);
       throw new NinesError('NINES_E_SIGNATURE_INVALID', `signature of host ${p.host.name} does not verify`);
     }
     const replay = () =>
