@@ -4,8 +4,8 @@
 // 3 rounds alternating between the proxies, medians. Each proxy is pinned alone on core 1 and wrk +
 // the backend on core 0 when `taskset` exists and there are ≥ 2 cores (MEASUREMENTS.md); nines
 // `--workers 2` runs unpinned. nines runs from the compiled dist (NINES_DIST_DIR, default dist) with
-// every feature on: active health checks, retries, passive ejection, metrics, access log to a file,
-// and with the V8 flags the proxy is run with (src/proxy/node-flags.ts); a second row without them.
+// every feature on: active health checks, retries, passive ejection, metrics, access log to a file;
+// a second row adds the optional latency flags (src/proxy/node-flags.ts).
 // Installs haproxy/nginx/wrk with apt-get when missing. Prints a table and, last, one JSON line.
 // Usage: npm run bench:proxy [-- --duration 10 --rounds 3 --connections 50 --only haproxy,nines,...]
 // NINES_BASELINE_DIST_DIR=dist-old adds a row for another build of nines (A/B in one run).
@@ -268,22 +268,22 @@ backend b
       BENCH_MAX_SECONDS: String(rounds * 9 * (duration + 8) + 120),
     },
   });
-  // As docs/operations.md's unit runs `nines proxy` (src/proxy/node-flags.ts says why and what it changed).
-  const { PROXY_NODE_FLAGS } = await import(join(dist, 'proxy', 'node-flags.js'));
   await add(
     'nines',
-    `nines (all features on; ${PROXY_NODE_FLAGS.join(' ')})`,
-    1,
-    process.execPath,
-    (port) => [...PROXY_NODE_FLAGS, join(dist, 'proxy', 'bench.js'), String(port), String(backendPort)],
-    ninesEnv,
-  );
-  await add(
-    'nines-default-gc',
-    'nines (all features on; default V8 flags)',
+    'nines (all features on)',
     1,
     process.execPath,
     (port) => [join(dist, 'proxy', 'bench.js'), String(port), String(backendPort)],
+    ninesEnv,
+  );
+  // The optional latency tuning of docs/operations.md (src/proxy/node-flags.ts says what it trades).
+  const { LATENCY_NODE_FLAGS } = await import(join(dist, 'proxy', 'node-flags.js'));
+  await add(
+    'nines-latency-gc',
+    `nines (all features on; ${LATENCY_NODE_FLAGS.join(' ')})`,
+    1,
+    process.execPath,
+    (port) => [...LATENCY_NODE_FLAGS, join(dist, 'proxy', 'bench.js'), String(port), String(backendPort)],
     ninesEnv,
   );
 
@@ -295,7 +295,6 @@ backend b
       1,
       process.execPath,
       (port) => [
-        ...PROXY_NODE_FLAGS,
         join(root, process.env.NINES_BASELINE_DIST_DIR, 'proxy', 'bench.js'),
         String(port),
         String(backendPort),

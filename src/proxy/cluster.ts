@@ -15,7 +15,6 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import type { RoutingSnapshot } from '../core/protocol.js';
 import { ControllerLink } from './link.js';
-import { PROXY_NODE_FLAGS } from './node-flags.js';
 import { Proxy as NinesProxy, type ProxyOptions } from './proxy.js';
 import { parseSnapshot } from './snapshot.js';
 
@@ -178,10 +177,8 @@ if (file === undefined || file === '') {
   console.error('usage: node dist/proxy/cluster.js <config.json>');
   process.exit(2);
 }
-if (cluster.isPrimary) {
-  cluster.setupPrimary({ execArgv: [...process.execArgv, ...PROXY_NODE_FLAGS] });
-  runPrimary(file);
-} else
+if (cluster.isPrimary) runPrimary(file);
+else
   runWorker(file, Number(process.env.NINES_PROXY_WORKER ?? 0)).catch((err) => {
     console.error(err);
     process.exit(1);

@@ -1,13 +1,13 @@
 /**
- * V8 flags for a process that runs the proxy (cluster workers get them; the systemd unit in
- * docs/operations.md starts `nines proxy` with them; bench/proxy runs nines with them).
+ * Optional V8 flags for a proxy process that has one core to itself and cares more about its latency
+ * tail than about its last 10 % of throughput (docs/operations.md; bench/proxy prints a row with them).
  *
- * Measured with bench/proxy's setup (proxy pinned alone on one core, wrk -c50, every feature on), p99:
- * default flags 6.7–8.3 ms; `--single-threaded-gc` 5.9 ms; both flags 3.8–4.6 ms; throughput and CPU
- * per request unchanged (30–33k rps, 30–31 µs). Why: at ~30k requests/s the default young generation
- * (16 MB semi-spaces) is scavenged every ~50 ms in a 3–6 ms pause, which every request in flight waits
- * out; 2 MB semi-spaces scavenge every ~7 ms in ~0.65 ms. V8's helper threads for parallel and
- * concurrent GC only compete with the event loop for the same core when the proxy has one core.
- * Heap sizing cannot be changed after V8 starts, hence process flags.
+ * Measured with bench/proxy's setup (proxy pinned alone on one core, wrk -c50, every feature on), on
+ * a quiet machine: default flags 30.6 µs per request, p99 5.9–11 ms; with these flags 33.6 µs per
+ * request (−9 % requests/s), p99 3.8–5.0 ms. `--max-semi-space-size=2` alone changed neither. Why: V8's
+ * parallel and concurrent GC threads compete with the event loop for the proxy's one core, and with the
+ * default 16 MB semi-spaces a scavenge every ~50 ms pauses 3–6 ms, which every request in flight waits
+ * out; single-threaded with 2 MB semi-spaces it is ~0.65 ms every ~7 ms, on the main thread (hence the
+ * CPU). Heap sizing cannot be changed once V8 runs, hence process flags.
  */
-export const PROXY_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=2'];
+export const LATENCY_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=2'];
