@@ -2,7 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent as HttpAgent } from 'undici';
-import { deadline } from '../core/deadline.js';
+import { withDeadline } from '../core/deadline.js';
 import { instanceLifecycle, isTerminal } from '../core/lifecycle.js';
 import type {
   AgentReport,
@@ -575,7 +575,7 @@ export class Agent {
       .map((i) => i.id);
     let failed = false;
     try {
-      await this.client.report(body, deadline(5_000, this.abort.signal));
+      await withDeadline(5_000, this.abort.signal, (signal) => this.client.report(body, signal));
       if (body.host && this.pendingHost === body.host) this.pendingHost = undefined;
       for (const id of terminal) {
         const sup = this.sups.get(id);

@@ -11,7 +11,7 @@ import {
   type CheckSpec,
   judgeHttp,
 } from '../core/checks.js';
-import { deadline } from '../core/deadline.js';
+import { withDeadline } from '../core/deadline.js';
 import { controllerRetryDelayMs } from './backoff.js';
 import { sleep } from './poll.js';
 
@@ -165,7 +165,9 @@ export class CheckRunner {
       if (!hostId || this.buffer.length === 0) continue;
       const batch = this.buffer.splice(0, 5000);
       try {
-        await this.o.transport.checkResults({ hostId, results: batch }, deadline(10_000, signal));
+        await withDeadline(10_000, signal, (s) =>
+          this.o.transport.checkResults({ hostId, results: batch }, s),
+        );
       } catch (err) {
         if (signal.aborted) break;
         // Put them back in front: the controller orders by time anyway, and nothing is lost on a blip.

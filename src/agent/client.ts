@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent as HttpAgent, request } from 'undici';
 import { z } from 'zod';
 import type { AgentCheckResults, AgentChecks } from '../core/checks.js';
-import { deadline } from '../core/deadline.js';
+import { withDeadline } from '../core/deadline.js';
 import { type AgentFault, type AgentFaultResult, agentFaultsAnswerSchema } from '../core/drill-protocol.js';
 import { Failover, type FailoverOptions } from '../core/failover.js';
 import { type LogChunk, type LogRequest, logRequestsAnswerSchema } from '../core/logs-protocol.js';
@@ -169,9 +169,10 @@ export class ControllerClient {
   ): Promise<HostDesiredState> {
     const q = new URLSearchParams({ hostId, after: String(after), wait: String(waitS) });
     // A stalled controller must not hold the long poll past its wait: time out a little after it.
-    const timed = deadline(waitS * 1000 + 10_000, signal);
     const res = hostDesiredStateSchema.safeParse(
-      await this.json('GET', `/v1/agent/desired?${q}`, undefined, timed),
+      await withDeadline(waitS * 1000 + 10_000, signal, (timed) =>
+        this.json('GET', `/v1/agent/desired?${q}`, undefined, timed),
+      ),
     );
     if (!res.success) {
       throw new ControllerHttpError(

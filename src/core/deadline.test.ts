@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { deadline } from './deadline.js';
+import { deadline, withDeadline } from './deadline.js';
 
 function gcPressure(): void {
   const junk: unknown[] = [];
@@ -31,6 +32,28 @@ test('follows the parent: its reason, at once; an aborted parent gives an aborte
   assert.equal(s.aborted, true);
   assert.equal((s.reason as Error).message, 'stop');
   assert.equal(deadline(60_000, parent.signal).aborted, true);
+});
+
+test('withDeadline: nothing stays on the parent once the call settled, resolved or rejected', async () => {
+  const parent = new AbortController();
+  for (let i = 0; i < 20; i++) {
+    assert.equal(await withDeadline(60_000, parent.signal, async (s) => (s.aborted ? -1 : i)), i);
+    await assert.rejects(
+      withDeadline(60_000, parent.signal, async () => {
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+  }
+  assert.equal(getEventListeners(parent.signal, 'abort').length, 0);
+  // While a call runs, its deadline still follows the parent.
+  const seen = withDeadline(
+    60_000,
+    parent.signal,
+    (s) => new Promise((r) => s.addEventListener('abort', () => r(s.reason))),
+  );
+  parent.abort(new Error('stop'));
+  assert.equal(((await seen) as Error).message, 'stop');
 });
 
 // Guard against the pattern that failed: a timeout signal only a composite refers to (see deadline.ts).

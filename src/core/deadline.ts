@@ -7,10 +7,33 @@
  * listener on `parent` is removed when the timer fires, so a long-lived parent does not collect them.
  */
 export function deadline(ms: number, parent?: AbortSignal): AbortSignal {
+  return arm(ms, parent).signal;
+}
+
+/**
+ * Runs `fn` with a `deadline(ms, parent)` signal and disarms it when `fn` settles: the timer is
+ * cleared and the listener on `parent` removed at once. Use it for calls on a long-lived parent
+ * signal: a listener left until its timer fires piled up on the agent's signal (a report every
+ * half second with a 5 s deadline: "MaxListenersExceededWarning: 11 abort listeners").
+ */
+export async function withDeadline<T>(
+  ms: number,
+  parent: AbortSignal | undefined,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const d = arm(ms, parent);
+  try {
+    return await fn(d.signal);
+  } finally {
+    d.disarm();
+  }
+}
+
+function arm(ms: number, parent?: AbortSignal): { signal: AbortSignal; disarm: () => void } {
   const ac = new AbortController();
   if (parent?.aborted) {
     ac.abort(parent.reason);
-    return ac.signal;
+    return { signal: ac.signal, disarm: () => {} };
   }
   const onParent = (): void => {
     clearTimeout(timer);
@@ -23,5 +46,11 @@ export function deadline(ms: number, parent?: AbortSignal): AbortSignal {
   // Like AbortSignal.timeout: the deadline alone does not keep the process alive.
   timer.unref();
   parent?.addEventListener('abort', onParent, { once: true });
-  return ac.signal;
+  return {
+    signal: ac.signal,
+    disarm: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onParent);
+    },
+  };
 }
