@@ -344,6 +344,10 @@ describe('rolling deploy: a 5 s request and a WebSocket on old instances, across
         instance: String(r.headers['x-instance']),
       };
     };
+    // Two long requests per old instance before the deploy starts (least-connections spreads them):
+    // the first drain can come before the feed below has reached both instances (failed once in CI).
+    for (let i = 0; i < 2 * v1Ids.length; i++) slow.push(slowOne());
+    await sleep(300);
     const { value: dep, load } = await underLoad(
       `${u.info.proxyUrl}/`,
       async () => {
