@@ -10,6 +10,7 @@ import { sha256Hex, signRequest } from '../core/signing.js';
 import { Authenticator } from './auth.js';
 import { openPostgresStore } from './store/postgres.js';
 import { openSqliteStore } from './store/sqlite.js';
+import { host as hostFixture } from './store/store-suite.js';
 import type { Store } from './store/types.js';
 
 const PG = process.env.NINES_TEST_PG_URL;
@@ -28,17 +29,7 @@ function suite(name: string, open: () => Promise<{ store: Store; close(): Promis
       const { store } = opened;
       const key = randomBytes(32).toString('hex');
       const now = Date.now();
-      await store.upsertHost({
-        id: 'h-1',
-        name: 'host-1',
-        zone: 'a',
-        labels: {},
-        address: '127.0.0.1',
-        registeredAt: now,
-        lastSeenAt: now,
-        key,
-        revokedAt: null,
-      });
+      await store.upsertHost(hostFixture('h-1', 'host-1', { registeredAt: now, lastSeenAt: now, key }));
       const body = JSON.stringify({ hostId: 'h-1', generation: 0, instances: [] });
       const headers = signRequest('h-1', key, 'POST', '/v1/agent/report', body);
       const verifyOn = async (auth: Authenticator) => {
@@ -110,17 +101,8 @@ describe('host records kept by one controller', () => {
     assert.ok(pending);
     await auth.verifySigned(pending, 'POST', '/v1/agent/report', sha256Hex(body));
   };
-  const host = (k: string) => ({
-    id: 'h-1',
-    name: 'host-1',
-    zone: 'a',
-    labels: {},
-    address: '127.0.0.1',
-    registeredAt: Date.now(),
-    lastSeenAt: Date.now(),
-    key: k,
-    revokedAt: null,
-  });
+  const host = (k: string) =>
+    hostFixture('h-1', 'host-1', { registeredAt: Date.now(), lastSeenAt: Date.now(), key: k });
 
   it('reads a host once; a revocation followed by forgetHost refuses the next request', async () => {
     dir = mkdtempSync(join(tmpdir(), 'nines-auth-cache-'));

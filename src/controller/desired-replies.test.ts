@@ -11,6 +11,7 @@ import { Fleet } from './fleet.js';
 import { Hub } from './hub.js';
 import { Secrets } from './secrets/index.js';
 import { openSqliteStore } from './store/sqlite.js';
+import { host as hostFixture, release as releaseFixture } from './store/store-suite.js';
 import type { ReleaseRecord, Store } from './store/types.js';
 
 const logger = pino({ level: 'silent' });
@@ -41,27 +42,11 @@ describe('desired-state replies', () => {
     await secrets.init();
     const spec = serviceSchema.parse({ command: 'node server.js', instances: 1, env: { A: '1' } });
     await store.upsertService('api', spec);
-    release = await store.insertRelease({
-      service: 'api',
-      version: 'v1',
-      sha256: 'ab'.repeat(32),
-      size: 10,
-      spec,
-      createdBy: 'test',
-      createdAt: Date.now(),
-    });
+    release = await store.insertRelease({ ...releaseFixture('api', 'v1'), spec });
     const now = Date.now();
-    await store.upsertHost({
-      id: hostId,
-      name: 'host-1',
-      zone: 'a',
-      labels: {},
-      address: '127.0.0.1',
-      registeredAt: now,
-      lastSeenAt: now,
-      key: 'cd'.repeat(32),
-      revokedAt: null,
-    });
+    await store.upsertHost(
+      hostFixture(hostId, 'host-1', { zone: 'a', registeredAt: now, lastSeenAt: now, key: 'cd'.repeat(32) }),
+    );
     replies = new DesiredReplies({
       fleet,
       artifacts: new ArtifactStore({ dir: join(dir, 'artifacts') }),
@@ -150,27 +135,9 @@ describe('routes set together', () => {
       const fleet = new Fleet({ store, hub: new Hub(), logger });
       const spec = serviceSchema.parse({ command: 'node server.js', instances: 3 });
       await store.upsertService('api', spec);
-      const release = await store.insertRelease({
-        service: 'api',
-        version: 'v1',
-        sha256: 'ab'.repeat(32),
-        size: 10,
-        spec,
-        createdBy: 'test',
-        createdAt: Date.now(),
-      });
+      const release = await store.insertRelease({ ...releaseFixture('api', 'v1'), spec });
       const now = Date.now();
-      await store.upsertHost({
-        id: 'h-1',
-        name: 'host-1',
-        zone: 'a',
-        labels: {},
-        address: '127.0.0.1',
-        registeredAt: now,
-        lastSeenAt: now,
-        key: null,
-        revokedAt: null,
-      });
+      await store.upsertHost(hostFixture('h-1', 'host-1', { zone: 'a', registeredAt: now, lastSeenAt: now }));
       const recs = await Promise.all([1, 2, 3].map(() => fleet.createInstance(release, null)));
       const before = await fleet.routingVersion();
       const versions = await Promise.all(recs.map((r) => fleet.setRoute(r, 'ready')));

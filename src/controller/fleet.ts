@@ -273,9 +273,6 @@ export class Fleet {
 
   /** Generations asked for together (polls woken by one change) in one read. */
   private readonly generations = new BatchRead<string, number>(async (hostIds) => {
-    if (hostIds.length === 1 && hostIds[0] !== undefined) {
-      return new Map([[hostIds[0], await this.store.getCounter(hostCounter(hostIds[0]))]]);
-    }
     const got = await this.store.getCounters(hostIds.map(hostCounter));
     return new Map(hostIds.map((h) => [h, got.get(hostCounter(h)) ?? 0]));
   });

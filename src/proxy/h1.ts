@@ -56,9 +56,25 @@ for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
 for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
 for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
-// node's own checks for outgoing header names and values (validateHeaderName / checkInvalidHeaderChar).
-const TOKEN_RE = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const INVALID_VALUE_RE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** `s[from..to)` is a token (a header name): the request parser's check, and node's on answers. */
+function isToken(s: string, from: number, to: number): boolean {
+  if (to <= from) return false;
+  for (let k = from; k < to; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** `s[from..to)` is a valid header value: no control characters but tab, nothing past latin1. */
+function isValue(s: string, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) {
+    const c = s.charCodeAt(k);
+    if ((c < 32 && c !== 9) || c === 127 || c > 255) return false;
+  }
+  return true;
+}
 
 class InvalidHeaderError extends Error {
   readonly code = 'ERR_INVALID_CHAR';
@@ -331,19 +347,12 @@ function parseHead(conn: H1Conn, buf: Buffer, end: number): H1Exchange | null {
     let j = head.indexOf('\r\n', i);
     if (j === -1) j = len;
     const colon = head.indexOf(':', i);
-    if (colon <= i || colon > j) return null;
-    for (let k = i; k < colon; k++) {
-      const c = head.charCodeAt(k);
-      if (c >= 128 || TCHAR[c] === 0) return null;
-    }
+    if (colon === -1 || colon > j || !isToken(head, i, colon)) return null;
     let vs = colon + 1;
     let ve = j;
     while (vs < ve && (head.charCodeAt(vs) === 32 || head.charCodeAt(vs) === 9)) vs++;
     while (ve > vs && (head.charCodeAt(ve - 1) === 32 || head.charCodeAt(ve - 1) === 9)) ve--;
-    for (let k = vs; k < ve; k++) {
-      const c = head.charCodeAt(k);
-      if ((c < 32 && c !== 9) || c === 127) return null;
-    }
+    if (!isValue(head, vs, ve)) return null;
     const name = head.slice(i, colon);
     const value = head.slice(vs, ve);
     switch (colon - i) {
@@ -449,8 +458,10 @@ export class H1Exchange implements ProxyRequest, ProxyResponse {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const value = headers[i + 1]!;
-      if (!TOKEN_RE.test(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`);
-      if (INVALID_VALUE_RE.test(value)) throw new InvalidHeaderError(`invalid value of header ${name}`);
+      if (!isToken(name, 0, name.length)) {
+        throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`);
+      }
+      if (!isValue(value, 0, value.length)) throw new InvalidHeaderError(`invalid value of header ${name}`);
       if (name.length === 14 && eqi(name, 'content-length')) contentLength = Number(value);
       else if (name.length === 4 && eqi(name, 'date')) hasDate = true;
       s += `${name}: ${value}\r\n`;
